@@ -1,0 +1,483 @@
+"""Fit a :class:`~loratwin.profile.model.Profile` from the calibration measurements.
+
+``fit_profile(model_dir)`` builds every component from the files of one model folder
+(``../shared/data/profiles/<model>/``) and the shared ``scheduler_overhead.csv``:
+
+* **KV capacity** (``kv_capacity.csv`` + ``meta.json``): per ``max_lora_rank`` a straight line
+  ``kv_tokens = a - b*max_loras`` through the successful start-ups (each slot costs a fixed
+  amount of memory); the same for the reported model load (weights + slots).
+* **Adapter loads** (``adapter_loading.csv``): the measured CPU->GPU and disk->CPU times per
+  (``max_lora_rank``, rank), with linear fits for unmeasured pairs.
+* **Scheduler CPU time**: ``sched_base + sched_per_running*running`` fitted on the logged
+  ``mean_sched_time_ms`` of the calibration runs (against the running requests the twin
+  replays); the per-waiting-request cost of the ``max_loras`` skip loop, which no calibration
+  run exercises, from the authors' published scheduler table (``scheduler_overhead.csv``,
+  runs where the waiting queue is long and ``max_loras`` binds), scaled by the ratio of the
+  per-running costs of the two machines.
+* **Step execution and LoRA kernels**: every calibration run is replayed through the twin
+  with a recording cost model. The runs are closed benchmarks (all requests at t = 0), so the
+  simulated schedule does not depend on step durations and the run's duration is linear in
+  the coefficients: ``duration - scheduler time = coefficients . summed features``. The
+  coefficients are the non-negative least-squares solution with every run weighted by
+  1/duration (relative error).
+* **Front-end latency**: the serial request handling of the API server, fitted on the
+  smallest burst runs (the 64-request prefill runs, where TTFT is dominated by it) when the
+  model folder has them; otherwise ``DEFAULT_FRONTEND_LATENCY_S``.
+
+Every component's error on its own data goes to ``Profile.fit_report``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from loratwin.errors import DataError
+from loratwin.profile.calibration import (
+    CalibrationRun,
+    load_calibration_runs,
+    read_csv,
+    read_meta,
+)
+from loratwin.profile.model import (
+    Architecture,
+    KVModel,
+    KVPoint,
+    LoadModel,
+    LoadPoint,
+    Profile,
+    StepCoefficients,
+)
+from loratwin.twin.config import ClientConfig
+from loratwin.twin.cost import FEATURE_NAMES, RecordingStepCost
+from loratwin.twin.engine import run_engine
+from loratwin.workload.types import Requests
+
+#: Architectures from each model's Hugging Face ``config.json`` (meta.json lacks the MLP and
+#: hidden sizes the LoRA kernel model needs).
+ARCHITECTURES: dict[str, dict[str, int]] = {
+    "meta-llama/Llama-3.1-8B-Instruct": dict(
+        num_layers=32, hidden_size=4096, q_size=4096, kv_size=1024, intermediate_size=14336,
+        vocab_size=128256,
+    ),
+    "Qwen/Qwen2.5-7B-Instruct": dict(
+        num_layers=28, hidden_size=3584, q_size=3584, kv_size=512, intermediate_size=18944,
+        vocab_size=152064,
+    ),
+}
+
+#: Used when a model folder has no short burst run to fit the front-end latency on (s).
+DEFAULT_FRONTEND_LATENCY_S = 2.0e-3
+#: Calibration runs shorter than this are front-end bound, not engine bound (s).
+MIN_ENGINE_BOUND_DURATION_S = 5.0
+
+EXEC_FEATURES = FEATURE_NAMES[:7]
+EXEC_FIELDS = (
+    "base_s", "per_token_s", "per_decode_seq_s", "per_context_token_s", "per_prefill_req_s",
+    "lora_empty_cta_s", "lora_work_cta_s",
+)
+
+#: Placeholder costs for replays whose schedule does not depend on time.
+_PLACEHOLDER = StepCoefficients(
+    base_s=1e-3, per_token_s=1e-5, per_decode_seq_s=1e-5, per_context_token_s=0.0,
+    per_prefill_req_s=0.0, lora_empty_cta_s=0.0, lora_work_cta_s=0.0,
+    sched_base_s=0.0, sched_per_running_s=0.0, sched_per_walked_s=0.0,
+)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def fit_kv_model(kv_df: pd.DataFrame, meta: dict) -> tuple[KVModel, dict[str, float | int | str]]:
+    """Per-rank straight lines through the measured KV sizes and model loads.
+
+    Returns the model and its fit report (max and mean relative error on the successful
+    rows, and the share of measured start-up failures it reproduces).
+    """
+    points = []
+    for _, r in kv_df.iterrows():
+        tokens = r["kv_cache_tokens"]
+        points.append(KVPoint(
+            max_loras=int(r["max_loras"]),
+            max_lora_rank=int(r["max_lora_rank"]),
+            kv_cache_tokens=None if pd.isna(tokens) else int(tokens),
+            failure=None if pd.isna(r.get("failure")) else str(r["failure"]),
+            model_load_gib=None if pd.isna(r.get("model_load_gib")) else float(r["model_load_gib"]),
+        ))
+    rank_lines: dict[int, tuple[float, float]] = {}
+    load_lines: dict[int, tuple[float, float]] = {}
+    for rank in sorted({p.max_lora_rank for p in points}):
+        ok = [p for p in points if p.max_lora_rank == rank and p.kv_cache_tokens is not None]
+        if len(ok) < 2:
+            raise DataError(f"kv_capacity.csv: fewer than two successful rows for rank {rank}")
+        x = np.array([p.max_loras for p in ok], float)
+        y = np.array([p.kv_cache_tokens for p in ok], float)
+        slope, icpt = np.polyfit(x, y, 1)
+        rank_lines[rank] = (float(icpt), float(-slope))
+        ld = [p for p in points if p.max_lora_rank == rank and p.model_load_gib is not None]
+        xl = np.array([p.max_loras for p in ld], float)
+        yl = np.array([p.model_load_gib for p in ld], float)
+        s2, i2 = np.polyfit(xl, yl, 1)
+        load_lines[rank] = (float(i2), float(s2))
+    mem = meta["memory"]
+    by_seqs = mem["kv_cache_tokens_lora_disabled_by_max_num_seqs"]
+    no_lora = {int(k): int(v) for k, v in by_seqs.items()}
+    graph = float(kv_df["cuda_graph_gib"].dropna().max()) if "cuda_graph_gib" in kv_df else 0.0
+    model = KVModel(
+        points=tuple(points),
+        rank_lines=rank_lines,
+        load_lines=load_lines,
+        no_lora_by_max_num_seqs=no_lora,
+        reference_max_num_seqs=int(meta["serving_engine"]["max_num_seqs_serving_runs"]),
+        cuda_graph_gib=graph,
+    )
+    rel = []
+    for p in points:
+        if p.kv_cache_tokens is not None:
+            a, b = rank_lines[p.max_lora_rank]
+            rel.append(abs(a - b * p.max_loras - p.kv_cache_tokens) / p.kv_cache_tokens)
+    report: dict[str, float | int | str] = {
+        "rows": len(points),
+        "kv_line_mean_rel_err_pct": 100 * float(np.mean(rel)),
+        "kv_line_max_rel_err_pct": 100 * float(np.max(rel)),
+    }
+    return model, report
+
+
+def fit_load_model(df: pd.DataFrame) -> tuple[LoadModel, dict[str, float | int | str]]:
+    """Measured load times and the linear fits for unmeasured (max_lora_rank, rank) pairs."""
+    pts = tuple(
+        LoadPoint(
+            max_lora_rank=int(r["max_lora_rank"]), adapter_rank=int(r["adapter_rank"]),
+            cpu_ms=float(r["mean_load_ms"]), disk_ms=float(r["mean_disk_load_ms"]),
+        )
+        for _, r in df.iterrows()
+    )
+    x = np.array([[1.0, p.max_lora_rank, p.adapter_rank] for p in pts])
+    y = np.array([p.cpu_ms for p in pts])
+    cpu_coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    xd = np.array([[1.0, p.adapter_rank] for p in pts])
+    yd = np.array([p.disk_ms for p in pts])
+    disk_coef, *_ = np.linalg.lstsq(xd, yd, rcond=None)
+    report: dict[str, float | int | str] = {
+        "rows": len(pts),
+        "cpu_fit_mean_abs_err_ms": float(np.mean(np.abs(x @ cpu_coef - y))),
+        "disk_fit_mean_abs_err_ms": float(np.mean(np.abs(xd @ disk_coef - yd))),
+        "cpu_mean_ms": float(y.mean()),
+        "disk_mean_ms": float(yd.mean()),
+    }
+    return LoadModel(
+        points=pts,
+        cpu_coef=(float(cpu_coef[0]), float(cpu_coef[1]), float(cpu_coef[2])),
+        disk_coef=(float(disk_coef[0]), float(disk_coef[1])),
+    ), report
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def replay(profile: Profile, run: CalibrationRun, *, requests: Requests | None = None
+           ) -> tuple[dict[str, float], object]:
+    """Replay one calibration run; returns (summed step features, raw engine outcome)."""
+    cost = RecordingStepCost(profile, run.server)
+    raw = run_engine(
+        profile, run.server, list(run.adapter_ranks), requests or run.requests,
+        ClientConfig(duration_s=1e9, max_ports=None), cost=cost, preload=True,
+    )
+    return cost.sums, raw
+
+
+def _mean_itl_ms(raw: object, req: Requests) -> float:
+    first = raw.first_token_s  # type: ignore[attr-defined]
+    fin = raw.finish_s  # type: ignore[attr-defined]
+    multi = np.isfinite(fin) & (req.output_tokens > 1)
+    gaps = (req.output_tokens[multi] - 1).sum()
+    return float((fin - first)[multi].sum() / gaps * 1e3) if gaps else float("nan")
+
+
+# ----------------------------------------------------------------------------- scheduler
+
+
+def fit_sched_running(
+    runs: list[CalibrationRun], sums: list[dict[str, float]]
+) -> tuple[float, float, dict[str, float | int | str]]:
+    """``sched_ms = base + per_running * mean running`` on runs with a logged scheduler time."""
+    xs, ys = [], []
+    for run, s in zip(runs, sums, strict=True):
+        if math.isfinite(run.mean_sched_ms) and s["sched_steps"] > 0:
+            xs.append([1.0, s["sched_running"] / s["sched_steps"]])
+            ys.append(run.mean_sched_ms / 1e3)
+    if len(xs) < 2:
+        raise DataError("calibration: fewer than two runs with a logged scheduler time")
+    a = np.array(xs)
+    y = np.array(ys)
+    coef, _ = nnls(a / y[:, None], np.ones_like(y))
+    pred = a @ coef
+    return float(coef[0]), float(coef[1]), {
+        "runs": len(ys),
+        "mean_rel_err_pct": 100 * float(np.mean(np.abs(pred - y) / y)),
+    }
+
+
+def fit_sched_walk(table: pd.DataFrame, per_running_s: float) -> tuple[float, dict]:
+    """Per-waiting-request cost of the ``max_loras`` skip loop (s), from the authors' table.
+
+    Fitted on the runs where ``max_loras < max_cpu_loras`` and the waiting queue is long (the
+    loop then walks the whole queue every step), as ``sched = a + b*running + c*waiting``;
+    ``c`` is scaled by ``per_running_s / b`` to this machine.
+    """
+    t = table.copy()
+    t["sched_s"] = t["total_scheduling_time"] / t["steps"]
+    sel = t[(t["gpu_loras"] < t["cpu_loras"]) & (t["avg_waiting_queue"] > 1000)]
+    if len(sel) < 10:
+        raise DataError("scheduler_overhead.csv: too few rows with a long waiting queue")
+    a = np.c_[np.ones(len(sel)), sel["avg_batch_size"], sel["avg_waiting_queue"]]
+    y = sel["sched_s"].to_numpy()
+    coef, _ = nnls(a / y[:, None], np.ones_like(y))
+    pred = a @ coef
+    scale = per_running_s / coef[1] if coef[1] > 0 else 1.0
+    return float(coef[2] * scale), {
+        "rows": len(sel),
+        "mean_rel_err_pct": 100 * float(np.mean(np.abs(pred - y) / y)),
+        "their_per_running_us": 1e6 * float(coef[1]),
+        "their_per_waiting_us": 1e6 * float(coef[2]),
+        "machine_scale": float(scale),
+    }
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def fit_exec(
+    runs: list[CalibrationRun],
+    sums: list[dict[str, float]],
+    sched: Callable[[dict], float],
+    fixed: dict[str, float] | None = None,
+) -> tuple[dict[str, float], dict[str, float | int | str]]:
+    """Non-negative least squares of (duration - scheduler time) on the summed features.
+
+    ``fixed`` maps coefficient names (``EXEC_FIELDS``) to values that are not fitted; their
+    contribution is subtracted from the targets first.
+    """
+    fixed = fixed or {}
+    free_idx = [i for i, f in enumerate(EXEC_FIELDS) if f not in fixed]
+    rows, ys = [], []
+    for run, s in zip(runs, sums, strict=True):
+        if run.duration_s < MIN_ENGINE_BOUND_DURATION_S:
+            continue
+        rows.append([s[f] for f in EXEC_FEATURES])
+        ys.append(run.duration_s - sched(s))
+    a = np.array(rows, float)
+    y = np.array(ys, float)
+    fixed_vec = np.array([fixed.get(f, 0.0) for f in EXEC_FIELDS])
+    target = y - a @ fixed_vec
+    af = a[:, free_idx]
+    scale = np.where(af.max(axis=0) > 0, af.max(axis=0), 1.0)
+    sol, _ = nnls((af / scale) / y[:, None], target / y)
+    coef = fixed_vec.copy()
+    coef[free_idx] = sol / scale
+    pred = a @ coef
+    err = np.abs(pred - y) / y
+    report: dict[str, float | int | str] = {
+        "runs": len(y),
+        "duration_mean_rel_err_pct": 100 * float(err.mean()),
+        "duration_max_rel_err_pct": 100 * float(err.max()),
+    }
+    if fixed:
+        report["fixed"] = ", ".join(sorted(fixed))
+    return dict(zip(EXEC_FIELDS, map(float, coef), strict=True)), report
+
+
+def linear_flops_per_token(arch: Architecture) -> float:
+    """Multiply-adds x 2 of the transformer's linear layers for one token (no LM head)."""
+    per_layer = (
+        arch.hidden_size * (arch.q_size + 2 * arch.kv_size)
+        + arch.q_size * arch.hidden_size
+        + 3 * arch.hidden_size * arch.intermediate_size
+    )
+    return 2.0 * arch.num_layers * per_layer
+
+
+#: A model folder needs this many engine-bound prefill runs to fit the prefill costs itself.
+MIN_PREFILL_RUNS = 4
+
+
+def fit_frontend_latency(profile: Profile, runs: list[CalibrationRun]) -> tuple[float, dict]:
+    """Serial per-request time of the API server, from the short burst runs.
+
+    In a burst of N requests sent at once the API server hands them to the engine one after
+    the other, c seconds apart; the measured mean TTFT is then the twin's TTFT with arrivals
+    at ``i*c`` plus c. ``c`` is found by bisection per run and averaged. Returns
+    ``DEFAULT_FRONTEND_LATENCY_S`` if there is no such run.
+    """
+    bursts = [r for r in runs if r.duration_s < MIN_ENGINE_BOUND_DURATION_S
+              and math.isfinite(r.mean_ttft_ms)]
+    if not bursts:
+        return DEFAULT_FRONTEND_LATENCY_S, {"runs": 0, "source": "default"}
+    cs = []
+    for run in bursts:
+        n = len(run.requests)
+
+        def ttft_ms(c: float, run: CalibrationRun = run, n: int = n) -> float:
+            req = replace(run.requests, arrival_s=np.arange(n, dtype=np.float64) * c)
+            _, raw = replay(profile, run, requests=req)
+            return float(np.mean(raw.first_token_s - req.arrival_s) * 1e3 + c * 1e3)
+
+        lo, hi = 0.0, 0.02
+        if ttft_ms(hi) < run.mean_ttft_ms:
+            cs.append(hi)
+            continue
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            if ttft_ms(mid) < run.mean_ttft_ms:
+                lo = mid
+            else:
+                hi = mid
+        cs.append((lo + hi) / 2)
+    return float(np.mean(cs)), {
+        "runs": len(cs),
+        "source": "burst runs",
+        "per_run_ms": ", ".join(f"{1e3 * c:.2f}" for c in cs),
+    }
+
+
+# ----------------------------------------------------------------------------- top level
+
+
+def fit_profile(
+    model_dir: Path, scheduler_table: Path | None = None, reference: Profile | None = None
+) -> Profile:
+    """Fit every component of a profile from one model's calibration folder.
+
+    Parameters
+    ----------
+    model_dir:
+        ``.../profiles/<model>/`` with ``meta.json``, ``decode_sweep.csv``,
+        ``prefill_sweep.csv``, ``lora_overhead_sweep.csv``, ``adapter_loading.csv`` and
+        ``kv_capacity.csv``.
+    scheduler_table:
+        ``scheduler_overhead.csv``; default ``model_dir/../scheduler_overhead.csv``.
+    reference:
+        A profile fitted on a model with a full prefill sweep. When ``model_dir`` has fewer
+        than ``MIN_PREFILL_RUNS`` engine-bound prefill runs (Qwen's folder has three 64-prompt
+        bursts only), the prefill costs are transferred from it: ``per_token_s`` scaled by the
+        ratio of the models' linear-layer FLOPs per token, ``per_prefill_req_s`` (per-request
+        engine work) unchanged.
+
+    Raises
+    ------
+    DataError
+        A file is missing or malformed, or the model's architecture is unknown.
+    """
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    hf = meta.get("hf_model_name", "")
+    if hf not in ARCHITECTURES:
+        raise DataError(f"{model_dir}/meta.json: unknown architecture {hf!r}")
+    arch = Architecture(
+        **ARCHITECTURES[hf],
+        kv_bytes_per_token=int(meta["memory"]["kv_bytes_per_token_from_architecture"]),
+    )
+    kv_model, kv_report = fit_kv_model(read_csv(model_dir / "kv_capacity.csv"), meta)
+    load_model, load_report = fit_load_model(read_csv(model_dir / "adapter_loading.csv"))
+    wl = meta["workload_real_runs"]
+    engine = meta["serving_engine"]
+    profile = Profile(
+        name=meta["model"],
+        hf_model_name=hf,
+        gpu=meta["gpu"]["model"],
+        gpu_total_memory_gib=float(meta["gpu"]["reported_total_capacity_gib"]),
+        gpu_memory_utilization_measured=float(engine["gpu_memory_utilization"]),
+        max_model_len=int(engine["max_model_len"]),
+        block_size=int(engine["block_size_tokens"]),
+        arch=arch,
+        step=_PLACEHOLDER,
+        loads=load_model,
+        kv=kv_model,
+        frontend_latency_s=DEFAULT_FRONTEND_LATENCY_S,
+        sharegpt_mean_input_tokens=float(wl["realized_mean_input_tokens_per_completed_request"]),
+        sharegpt_mean_output_tokens=float(wl["realized_mean_output_tokens_per_completed_request"]),
+        sharegpt_std_input_tokens=245.0,
+        sharegpt_std_output_tokens=206.0,
+        source=(
+            "vLLM 0.8.5 (V1) measurements on an NVIDIA H100 64 GB by Agullo et al. "
+            "(arXiv 2508.08343, 2602.24044), public repository "
+            "FerranAgulloLopez/GPULLMAdapterOptimization; fitted by `loratwin profile fit`"
+        ),
+    )
+    runs = load_calibration_runs(model_dir)
+    sums = [replay(profile, run)[0] for run in runs]
+
+    s0, s_run, sched_report = fit_sched_running(runs, sums)
+    table_path = scheduler_table or model_dir.parent / "scheduler_overhead.csv"
+    s_walk, walk_report = fit_sched_walk(read_csv(Path(table_path)), s_run)
+
+    def sched_total(s: dict) -> float:
+        return s0 * s["sched_steps"] + s_run * s["sched_running"] + s_walk * s["sched_walked"]
+
+    fixed: dict[str, float] = {}
+    n_prefill = sum(
+        1 for r in runs if r.kind == "prefill" and r.duration_s >= MIN_ENGINE_BOUND_DURATION_S
+    )
+    if n_prefill < MIN_PREFILL_RUNS:
+        if reference is None:
+            raise DataError(
+                f"{model_dir}: only {n_prefill} engine-bound prefill runs; "
+                "pass a reference profile to transfer the prefill costs from"
+            )
+        ratio = linear_flops_per_token(arch) / linear_flops_per_token(reference.arch)
+        fixed = {"per_token_s": reference.step.per_token_s * ratio}
+    exec_coef, exec_report = fit_exec(runs, sums, sched_total, fixed)
+    if fixed:
+        exec_report["reference"] = reference.name if reference else ""
+    step = StepCoefficients(
+        **exec_coef, sched_base_s=s0, sched_per_running_s=s_run, sched_per_walked_s=s_walk
+    )
+    profile = profile.model_copy(update={"step": step})
+    fe, fe_report = fit_frontend_latency(profile, runs)
+    profile = profile.model_copy(update={"frontend_latency_s": fe})
+    report = {
+        "kv_capacity": kv_report,
+        "adapter_loading": load_report,
+        "scheduler_running": sched_report,
+        "scheduler_walk": walk_report,
+        "step_execution": exec_report,
+        "frontend_latency": fe_report,
+    }
+    report.update(validation_report(profile, runs))
+    return profile.model_copy(update={"fit_report": report})
+
+
+def validation_report(
+    profile: Profile, runs: list[CalibrationRun]
+) -> dict[str, dict[str, float | int | str]]:
+    """Replay every calibration run with the fitted profile: errors per run kind."""
+    out: dict[str, dict[str, float | int | str]] = {}
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for run in runs:
+        if run.duration_s < MIN_ENGINE_BOUND_DURATION_S:
+            continue
+        _, raw = replay(profile, run)
+        dur = float(np.nanmax(raw.finish_s))
+        itl = _mean_itl_ms(raw, run.requests)
+        d_err = abs(dur - run.duration_s) / run.duration_s
+        i_err = (abs(itl - run.mean_itl_ms) / run.mean_itl_ms
+                 if math.isfinite(itl) and run.mean_itl_ms > 0 else float("nan"))
+        by_kind.setdefault(run.kind, []).append((d_err, i_err))
+    for kind, errs in by_kind.items():
+        e = np.array(errs)
+        entry: dict[str, float | int | str] = {
+            "runs": len(e),
+            "duration_mean_rel_err_pct": 100 * float(np.mean(e[:, 0])),
+            "duration_max_rel_err_pct": 100 * float(np.max(e[:, 0])),
+        }
+        if np.isfinite(e[:, 1]).any():
+            entry["itl_mean_rel_err_pct"] = 100 * float(np.nanmean(e[:, 1]))
+        out[f"replay_{kind}"] = entry
+    return out

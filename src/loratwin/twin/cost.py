@@ -1,0 +1,321 @@
+"""Engine step cost: how long one vLLM V1 engine step takes, from the step's composition.
+
+The model has three additive parts, each fitted on real measurements (see
+:mod:`loratwin.profile.fit`):
+
+1. **Execution** of the batch without LoRA (``GPUModelRunner.execute_model``):
+   ``base + per_token*M + per_decode_seq*n_decode + per_context_token*ctx
+   + per_prefill_req*n_prefill`` with ``M`` the scheduled tokens (padded to the CUDA-graph
+   capture size when ``M <= 512``, as ``vllm/v1/worker/gpu_model_runner.py`` does), ``ctx``
+   the KV tokens the decoding requests attend to, ``n_prefill`` the requests with a prompt
+   chunk in the step.
+2. **LoRA kernels**: vLLM 0.8.5 runs every LoRA layer through the Triton kernels of
+   ``vllm/lora/ops/triton_ops/lora_shrink.py`` and ``lora_expand.py``, whose grids launch
+   thread blocks (CTAs) for every one of the ``max_loras + 1`` slot ids and every
+   ``BLOCK_M`` row tile of the whole batch, whether a slot has tokens or not. Blocks of
+   empty slots exit at once, blocks of active adapters do the work. The cost is
+   ``lora_empty_cta*E + lora_work_cta*W`` with ``E`` the empty blocks launched
+   and ``W`` the working blocks (in units of the ``SPLIT_K = 8`` shrink configuration), both
+   counted from the kernels' grid formulas and the model's layer shapes. This is why the
+   step time grows with ``max_loras`` and with the distinct adapters in a batch.
+3. **Scheduler CPU time** (``Scheduler.schedule`` in ``vllm/v1/core/sched/scheduler.py``):
+   ``sched_base + sched_per_running*running + sched_per_walked*walked`` where ``walked`` is
+   the number of waiting requests the admission loop looked at (it walks past every waiting
+   request whose adapter would exceed ``max_loras``).
+
+Adapter loads (CPU->GPU and disk->CPU) are added by the engine for the step that needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loratwin.profile.model import Architecture, Profile, ceil_div
+from loratwin.twin.config import ServerConfig
+
+#: CUDA-graph capture sizes of vLLM 0.8.5 (``vllm/config.py``): 1, 2, 4, then every 8 to 512.
+CUDA_GRAPH_SIZES: tuple[int, ...] = (1, 2, 4, *range(8, 513, 8))
+MAX_CUDA_GRAPH_SIZE = CUDA_GRAPH_SIZES[-1]
+
+# Triton launch configurations of vLLM 0.8.5's LoRA kernels.
+SHRINK_BLOCK_M = 32  # lora_shrink.py: BLOCK_M = 32
+SHRINK_BLOCK_N = 16  # lora_shrink.py: BLOCK_N = 16 (the rank axis)
+SHRINK_SPLIT_K_SMALL = 64  # lora_shrink.py: SPLIT_K = 64 if M < 128 else 8
+SHRINK_SPLIT_K_LARGE = 8
+SHRINK_SPLIT_K_THRESHOLD = 128
+EXPAND_BLOCK_M = 64  # lora_expand.py: BLOCK_M = 64
+EXPAND_BLOCK_N = 128  # lora_expand.py: BLOCK_N = 128
+
+
+def padded_tokens(num_tokens: int) -> int:
+    """Token count the model runs on: padded up to a CUDA-graph size when <= 512."""
+    if num_tokens <= 0:
+        return 0
+    if num_tokens > MAX_CUDA_GRAPH_SIZE:
+        return num_tokens
+    if num_tokens <= 4:
+        return 1 if num_tokens == 1 else (2 if num_tokens == 2 else 4)
+    return ceil_div(num_tokens, 8) * 8
+
+
+@dataclass(frozen=True)
+class LoraShapes:
+    """Per-layer grid constants of the LoRA kernels for one model.
+
+    Attributes
+    ----------
+    shrink_slices:
+        Slices over all LoRA modules of a layer (qkv: 3, o: 1, gate_up: 2, down: 1).
+    expand_grid_n:
+        Sum over modules of ``slices * cdiv(max slice output, 128)`` (grid axis 0, N part).
+    expand_work_n:
+        Sum over all slices of ``cdiv(slice output, 128)`` (blocks that do not exit on N).
+    layers:
+        Number of transformer layers.
+    """
+
+    shrink_slices: int
+    expand_grid_n: int
+    expand_work_n: int
+    layers: int
+
+    @staticmethod
+    def of(arch: Architecture) -> LoraShapes:
+        """Shapes of the Llama/Qwen2 LoRA modules (qkv_proj, o_proj, gate_up_proj, down_proj)."""
+        bn = EXPAND_BLOCK_N
+        modules = (
+            (arch.q_size, arch.kv_size, arch.kv_size),  # qkv_proj
+            (arch.hidden_size,),  # o_proj
+            (arch.intermediate_size, arch.intermediate_size),  # gate_up_proj
+            (arch.hidden_size,),  # down_proj
+        )
+        shrink_slices = sum(len(m) for m in modules)
+        grid_n = sum(len(m) * ceil_div(max(m), bn) for m in modules)
+        work_n = sum(ceil_div(n, bn) for m in modules for n in m)
+        return LoraShapes(shrink_slices, grid_n, work_n, arch.num_layers)
+
+
+def _split_k(m: int) -> int:
+    return SHRINK_SPLIT_K_SMALL if m < SHRINK_SPLIT_K_THRESHOLD else SHRINK_SPLIT_K_LARGE
+
+
+def launched_ctas_per_slot(shapes: LoraShapes, num_tokens: int, max_lora_rank: int) -> int:
+    """LoRA thread blocks launched per slot id and per layer for a step of ``num_tokens``."""
+    if num_tokens <= 0:
+        return 0
+    m_pad = padded_tokens(num_tokens)
+    rank_tiles = ceil_div(max_lora_rank, SHRINK_BLOCK_N)
+    return (
+        _split_k(m_pad) * ceil_div(m_pad, SHRINK_BLOCK_M) * rank_tiles * shapes.shrink_slices
+        + ceil_div(m_pad, EXPAND_BLOCK_M) * shapes.expand_grid_n
+    )
+
+
+def lora_cta_counts(
+    shapes: LoraShapes, num_tokens: int, n_adapters: int, max_loras: int, max_lora_rank: int
+) -> tuple[float, float]:
+    """Empty and working LoRA thread blocks of one step, summed over all layers.
+
+    Parameters
+    ----------
+    num_tokens:
+        Tokens in the step (M, before CUDA-graph padding).
+    n_adapters:
+        Distinct adapters among the step's requests.
+    max_loras, max_lora_rank:
+        Slot count and slot rank (the kernels' grid and N dimension).
+
+    Returns
+    -------
+    (empty, work):
+        ``empty`` = launched blocks that exit without work; ``work`` = working blocks in
+        units of the ``SPLIT_K = 8`` shrink configuration. The per-adapter row tiles
+        ``sum_a cdiv(m_a, BLOCK_M)`` are estimated as ``n_a + (M - n_a) / BLOCK_M``.
+    """
+    if num_tokens <= 0:
+        return 0.0, 0.0
+    m_pad = padded_tokens(num_tokens)
+    rank_tiles = ceil_div(max_lora_rank, SHRINK_BLOCK_N)
+    split_k = _split_k(m_pad)
+    launched = (max_loras + 1) * launched_ctas_per_slot(shapes, num_tokens, max_lora_rank)
+    na = max(min(n_adapters, num_tokens), 0)
+    tiles32 = na + (num_tokens - na) / SHRINK_BLOCK_M
+    tiles64 = na + (num_tokens - na) / EXPAND_BLOCK_M
+    shrink_tiles = rank_tiles * shapes.shrink_slices * tiles32
+    work_ctas = split_k * shrink_tiles + shapes.expand_work_n * tiles64
+    work_units = SHRINK_SPLIT_K_LARGE * shrink_tiles + shapes.expand_work_n * tiles64
+    return shapes.layers * (launched - work_ctas), shapes.layers * work_units
+
+
+@dataclass(frozen=True)
+class StepFeatures:
+    """The composition of one engine step, as the cost model sees it."""
+
+    num_tokens: int
+    n_decode: int
+    n_prefill: int
+    context_tokens: int
+    n_adapters: int
+    n_running: int
+    walked: int
+
+
+class StepCost:
+    """Step-time model of one (profile, server config) pair, with per-M lookup tables.
+
+    ``exec_s(...)`` and ``sched_s(...)`` are O(1) and called once per simulated step.
+    """
+
+    def __init__(self, profile: Profile, server: ServerConfig) -> None:
+        c = profile.step
+        budget = server.max_num_batched_tokens
+        shapes = LoraShapes.of(profile.arch)
+        rank_tiles = ceil_div(server.max_lora_rank, SHRINK_BLOCK_N)
+        base: list[float] = []
+        k32: list[float] = []
+        for m in range(budget + 1):
+            mp = padded_tokens(m)
+            t = c.base_s + c.per_token_s * mp if m > 0 else 0.0
+            if server.enable_lora and m > 0:
+                launched = (server.max_loras + 1) * launched_ctas_per_slot(
+                    shapes, m, server.max_lora_rank
+                )
+                t += c.lora_empty_cta_s * shapes.layers * launched
+                # working tiles move blocks from "empty" to "work": per shrink tile
+                # (SPLIT_K(M) CTAs, SPLIT_K=8 work units) and per expand tile (1 and 1).
+                k32.append(
+                    shapes.layers * rank_tiles * shapes.shrink_slices
+                    * (c.lora_work_cta_s * SHRINK_SPLIT_K_LARGE - c.lora_empty_cta_s * _split_k(mp))
+                )
+            else:
+                k32.append(0.0)
+            base.append(t)
+        self._base = base
+        self._k32 = k32
+        self._k64 = (
+            shapes.layers * shapes.expand_work_n * (c.lora_work_cta_s - c.lora_empty_cta_s)
+            if server.enable_lora else 0.0
+        )
+        self._lora = server.enable_lora
+        self._dec = c.per_decode_seq_s
+        self._ctx = c.per_context_token_s
+        self._pref = c.per_prefill_req_s
+        self._s0 = c.sched_base_s
+        self._srun = c.sched_per_running_s
+        self._swalk = c.sched_per_walked_s
+
+    def exec_s(
+        self, num_tokens: int, n_decode: int, n_prefill: int, context_tokens: int, n_adapters: int
+    ) -> float:
+        """Execution time of one step in s (model forward + LoRA kernels, no loads)."""
+        return self._exec(num_tokens, n_decode, n_prefill, context_tokens, n_adapters)
+
+    def decode_run(
+        self, n_decode: int, context_tokens: int, n_adapters: int, n_running: int, walked: int
+    ) -> tuple[float, float]:
+        """(a, b) such that step j of a run of identical decode steps takes a + b*j seconds.
+
+        The context grows by ``n_decode`` tokens per step; everything else is constant.
+        """
+        a = self._exec(n_decode, n_decode, 0, context_tokens, n_adapters)
+        b = self._ctx * n_decode
+        return a + self.sched_s(n_running, walked), b
+
+    def record_run(
+        self, k: int, n_decode: int, context_tokens: int, n_adapters: int, n_running: int,
+        walked: int,
+    ) -> None:
+        """Hook called once per applied run of ``k`` identical decode steps (no-op here)."""
+
+    def _exec(
+        self, num_tokens: int, n_decode: int, n_prefill: int, context_tokens: int, n_adapters: int
+    ) -> float:
+        t = (
+            self._base[num_tokens]
+            + self._dec * n_decode
+            + self._ctx * context_tokens
+            + self._pref * n_prefill
+        )
+        if self._lora and num_tokens > 0:
+            na = n_adapters if n_adapters < num_tokens else num_tokens
+            t += self._k32[num_tokens] * (na + (num_tokens - na) / SHRINK_BLOCK_M)
+            t += self._k64 * (na + (num_tokens - na) / EXPAND_BLOCK_M)
+        return t
+
+    def sched_s(self, n_running: int, walked: int) -> float:
+        """Scheduler CPU time of one step in s."""
+        return self._s0 + self._srun * n_running + self._swalk * walked
+
+    def step_s(self, f: StepFeatures) -> float:
+        """Execution plus scheduler time of one step, in s (convenience for tests)."""
+        return self.exec_s(
+            f.num_tokens, f.n_decode, f.n_prefill, f.context_tokens, f.n_adapters
+        ) + self.sched_s(f.n_running, f.walked)
+
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "steps",
+    "tokens",
+    "decode_seqs",
+    "context_tokens",
+    "prefill_reqs",
+    "lora_empty_ctas",
+    "lora_work_ctas",
+    "sched_steps",
+    "sched_running",
+    "sched_walked",
+)
+"""Order of the summed step features, matching the fields of ``StepCoefficients``."""
+
+
+class RecordingStepCost(StepCost):
+    """A :class:`StepCost` that also sums the step features of every step it prices.
+
+    Used by the profile fitter: for a closed (all-at-once) benchmark the schedule does not
+    depend on the step durations, so the run's total time is ``coefficients . sums``.
+    """
+
+    def __init__(self, profile: Profile, server: ServerConfig) -> None:
+        super().__init__(profile, server)
+        self.sums = dict.fromkeys(FEATURE_NAMES, 0.0)
+        self._shapes = LoraShapes.of(profile.arch)
+        self._server = server
+
+    def _add(self, k: float, m: int, n_decode: int, n_prefill: int, ctx: float,
+             n_adapters: int) -> None:
+        s = self.sums
+        s["steps"] += k
+        s["tokens"] += k * padded_tokens(m)
+        s["decode_seqs"] += k * n_decode
+        s["context_tokens"] += ctx
+        s["prefill_reqs"] += k * n_prefill
+        if self._server.enable_lora and m > 0:
+            empty, work = lora_cta_counts(
+                self._shapes, m, n_adapters, self._server.max_loras, self._server.max_lora_rank
+            )
+            s["lora_empty_ctas"] += k * empty
+            s["lora_work_ctas"] += k * work
+
+    def exec_s(
+        self, num_tokens: int, n_decode: int, n_prefill: int, context_tokens: int, n_adapters: int
+    ) -> float:
+        self._add(1, num_tokens, n_decode, n_prefill, context_tokens, n_adapters)
+        return super().exec_s(num_tokens, n_decode, n_prefill, context_tokens, n_adapters)
+
+    def sched_s(self, n_running: int, walked: int) -> float:
+        s = self.sums
+        s["sched_steps"] += 1
+        s["sched_running"] += n_running
+        s["sched_walked"] += walked
+        return super().sched_s(n_running, walked)
+
+    def record_run(
+        self, k: int, n_decode: int, context_tokens: int, n_adapters: int, n_running: int,
+        walked: int,
+    ) -> None:
+        ctx = k * context_tokens + n_decode * k * (k - 1) / 2
+        self._add(k, n_decode, n_decode, 0, ctx, n_adapters)
+        s = self.sums
+        s["sched_steps"] += k
+        s["sched_running"] += k * n_running
+        s["sched_walked"] += k * walked

@@ -1,0 +1,220 @@
+"""Benchmark metrics of a simulated run, computed the way vLLM's benchmark_serving does.
+
+Throughput counts the requests completed inside the window (requests still open when it
+closes are cancelled and not counted); TTFT, ITL and TPOT are over completed requests:
+TTFT = first token - send time; TPOT = (latency - TTFT) / (output tokens - 1) per request,
+averaged; ITL pools every inter-token gap. Starvation follows the papers' rule (Agullo et
+al., arXiv 2508.08343, Sec. 4): total throughput below 0.9 x the offered load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loratwin.twin.engine import RawRun
+from loratwin.workload.types import Requests
+
+STARVATION_FRACTION = 0.9
+
+
+@dataclass(frozen=True)
+class SimMetrics:
+    """Headline metrics of one simulated run (units in the names; ms for latencies)."""
+
+    total_throughput_tok_s: float
+    input_throughput_tok_s: float
+    output_throughput_tok_s: float
+    request_throughput_req_s: float
+    offered_throughput_tok_s: float
+    mean_ttft_ms: float
+    p99_ttft_ms: float
+    mean_itl_ms: float
+    p99_itl_ms: float
+    mean_tpot_ms: float
+    completed: int
+    arrivals: int
+    dropped: int
+    preemptions: int
+    adapter_loads: int
+    disk_loads: int
+    steps: int
+    mean_num_running: float
+    mean_num_waiting: float
+    mean_kv_usage: float
+    kv_cache_tokens: int
+    starvation: bool
+    memory_error: bool
+    memory_error_reason: str | None
+    duration_s: float
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Everything a simulation returns.
+
+    Attributes
+    ----------
+    metrics:
+        Headline metrics (see :class:`SimMetrics`).
+    per_adapter:
+        One row per adapter: ``adapter_id, rank, arrivals, completed,
+        total_throughput_tok_s, offered_throughput_tok_s, mean_ttft_ms, mean_itl_ms,
+        starvation``.
+    requests:
+        Per-request records if asked for (``arrival_s, adapter_id, input_tokens,
+        output_tokens, first_token_s, finish_s, ttft_ms, tpot_ms, preemptions, completed,
+        dropped``), else ``None``.
+    timeseries:
+        One row per simulated step (or run of identical decode steps) if asked for.
+    """
+
+    metrics: SimMetrics
+    per_adapter: pd.DataFrame
+    requests: pd.DataFrame | None = None
+    timeseries: pd.DataFrame | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the metrics plus ``per_adapter`` as a list of records."""
+        out: dict[str, Any] = asdict(self.metrics)
+        out["per_adapter"] = self.per_adapter.to_dict(orient="records")
+        return out
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    if values.size == 0 or weights.sum() <= 0:
+        return float("nan")
+    idx = np.argsort(values)
+    v = values[idx]
+    w = np.cumsum(weights[idx])
+    return float(v[np.searchsorted(w, q * w[-1], side="left").clip(0, v.size - 1)])
+
+
+def memory_error_result(
+    reason: str, adapter_ids: list[str], ranks: list[int], requests: Requests, duration_s: float
+) -> SimResult:
+    """The result of a server that does not start (vLLM's start-up memory errors)."""
+    in_window = requests.arrival_s < duration_s
+    offered = float(
+        (requests.input_tokens[in_window].sum() + requests.output_tokens[in_window].sum())
+        / duration_s
+    )
+    nan = float("nan")
+    m = SimMetrics(
+        0.0, 0.0, 0.0, 0.0, offered, nan, nan, nan, nan, nan, 0, int(in_window.sum()),
+        int(in_window.sum()), 0, 0, 0, 0, 0.0, 0.0, 0.0, 0, True, True, reason, duration_s, 0.0,
+    )
+    per = pd.DataFrame({"adapter_id": adapter_ids, "rank": ranks})
+    return SimResult(m, per)
+
+
+def build_result(
+    raw: RawRun,
+    requests: Requests,
+    adapter_ids: list[str],
+    ranks: list[int],
+    duration_s: float,
+    frontend_latency_s: float,
+    *,
+    record_requests: bool = False,
+) -> SimResult:
+    """Turn raw engine outcomes into benchmark metrics (client view, window ``duration_s``)."""
+    arr = requests.arrival_s
+    pin = requests.input_tokens.astype(np.int64)
+    pout = requests.output_tokens.astype(np.int64)
+    fe = frontend_latency_s
+    finish_c = raw.finish_s + fe
+    done = np.isfinite(finish_c) & (finish_c <= duration_s)
+    in_window = arr < duration_s
+    dur = duration_s
+
+    tok_in = float(pin[done].sum())
+    tok_out = float(pout[done].sum())
+    total = (tok_in + tok_out) / dur
+    offered = float((pin[in_window].sum() + pout[in_window].sum()) / dur)
+    ttft = (raw.first_token_s + fe - arr)[done] * 1e3
+    multi = done & (pout > 1)
+    dec_time = (raw.finish_s - raw.first_token_s)[multi]
+    gaps = (pout[multi] - 1).astype(np.float64)
+    mean_itl = float(dec_time.sum() / gaps.sum() * 1e3) if gaps.sum() > 0 else float("nan")
+    mean_tpot = float(np.mean(dec_time / gaps) * 1e3) if gaps.size else float("nan")
+    vals = np.concatenate([raw.itl_step_s, raw.resume_gaps_s])
+    wts = np.concatenate([raw.itl_step_weight, np.ones_like(raw.resume_gaps_s)])
+    p99_itl = _weighted_quantile(vals, wts, 0.99) * 1e3
+    span = max(min(raw.end_s, dur), 1e-12)
+    nan = float("nan")
+    m = SimMetrics(
+        total_throughput_tok_s=total,
+        input_throughput_tok_s=tok_in / dur,
+        output_throughput_tok_s=tok_out / dur,
+        request_throughput_req_s=float(done.sum()) / dur,
+        offered_throughput_tok_s=offered,
+        mean_ttft_ms=float(ttft.mean()) if ttft.size else nan,
+        p99_ttft_ms=float(np.percentile(ttft, 99)) if ttft.size else nan,
+        mean_itl_ms=mean_itl,
+        p99_itl_ms=p99_itl,
+        mean_tpot_ms=mean_tpot,
+        completed=int(done.sum()),
+        arrivals=int(in_window.sum()),
+        dropped=int((raw.dropped & in_window).sum()),
+        preemptions=raw.preemptions,
+        adapter_loads=raw.adapter_loads,
+        disk_loads=raw.disk_loads,
+        steps=raw.steps,
+        mean_num_running=raw.running_time_integral / span,
+        mean_num_waiting=raw.waiting_time_integral / span,
+        mean_kv_usage=raw.kv_used_time_integral / span / max(raw.kv_blocks, 1),
+        kv_cache_tokens=0,
+        starvation=bool(total < STARVATION_FRACTION * offered),
+        memory_error=False,
+        memory_error_reason=None,
+        duration_s=dur,
+        wall_s=raw.wall_s,
+    )
+    n_ad = len(adapter_ids)
+    ad = requests.adapter
+    tokens = (pin + pout).astype(np.float64)
+    done_tok = np.bincount(ad[done], weights=tokens[done], minlength=n_ad)
+    off_tok = np.bincount(ad[in_window], weights=tokens[in_window], minlength=n_ad)
+    n_done = np.bincount(ad[done], minlength=n_ad)
+    ttft_sum = np.bincount(ad[done], weights=(raw.first_token_s + fe - arr)[done], minlength=n_ad)
+    dec_sum = np.bincount(ad[multi], weights=dec_time, minlength=n_ad)
+    gap_sum = np.bincount(ad[multi], weights=gaps, minlength=n_ad)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = pd.DataFrame({
+            "adapter_id": adapter_ids,
+            "rank": ranks,
+            "arrivals": np.bincount(ad[in_window], minlength=n_ad),
+            "completed": n_done,
+            "total_throughput_tok_s": done_tok / dur,
+            "offered_throughput_tok_s": off_tok / dur,
+            "mean_ttft_ms": ttft_sum / n_done * 1e3,
+            "mean_itl_ms": dec_sum / gap_sum * 1e3,
+            "starvation": done_tok < STARVATION_FRACTION * off_tok,
+        })
+    req_df = None
+    if record_requests:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            req_df = pd.DataFrame({
+                "arrival_s": arr,
+                "adapter_id": np.asarray(adapter_ids, dtype=object)[ad] if n_ad else [],
+                "input_tokens": requests.input_tokens,
+                "output_tokens": requests.output_tokens,
+                "first_token_s": raw.first_token_s + fe,
+                "finish_s": finish_c,
+                "ttft_ms": (raw.first_token_s + fe - arr) * 1e3,
+                "tpot_ms": np.where(
+                    pout > 1, (raw.finish_s - raw.first_token_s) / np.maximum(pout - 1, 1) * 1e3,
+                    np.nan,
+                ),
+                "preemptions": raw.preemptions_per_request,
+                "completed": done,
+                "dropped": raw.dropped,
+            })
+    ts_df = pd.DataFrame(raw.timeseries) if raw.timeseries is not None else None
+    return SimResult(m, per, req_df, ts_df)

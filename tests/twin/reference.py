@@ -1,0 +1,226 @@
+"""A deliberately literal, slow re-statement of vLLM 0.8.5's V1 scheduling loop.
+
+It keeps one object per request and walks the running list and the waiting deque every step,
+exactly as ``vllm/v1/core/sched/scheduler.py`` does, with a counting KV block pool and LRU
+LoRA caches. The fast engine (:mod:`loratwin.twin.engine`) must produce the same per-request
+times; the tests compare the two on random small workloads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from loratwin.profile.model import Profile, cpu_load_s, disk_load_s, kv_capacity
+from loratwin.twin.config import ClientConfig, ServerConfig
+from loratwin.twin.cost import StepCost
+from loratwin.workload.types import Requests
+
+
+@dataclass
+class _Req:
+    rid: int
+    adapter: int
+    prompt: int
+    max_tokens: int
+    arrival: float
+    computed: int = 0
+    output: int = 0
+    blocks: int = 0
+    first_token: float = math.nan
+    finish: float = math.nan
+    preempted: bool = False
+    prefilling: bool = False  # admitted and still computing its prompt (or recomputing)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prompt + self.output
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def reference_run(
+    profile: Profile,
+    server: ServerConfig,
+    ranks: list[int],
+    requests: Requests,
+    client: ClientConfig,
+) -> tuple[list[float], list[float], int, int]:
+    """Returns (first token times, finish times, preemptions, adapter loads)."""
+    cost = StepCost(profile, server)
+    cap = kv_capacity(profile, server.max_loras, server.max_lora_rank,
+                      enable_lora=server.enable_lora, max_num_seqs=server.max_num_seqs,
+                      gpu_memory_utilization=server.gpu_memory_utilization,
+                      max_model_len=server.max_model_len)
+    free = cap.blocks
+    bs = server.block_size
+    max_loras = server.max_loras if server.enable_lora else 10**9
+    reqs = [
+        _Req(i, int(requests.adapter[i]), int(requests.input_tokens[i]),
+             int(requests.output_tokens[i]), float(requests.arrival_s[i]))
+        for i in range(len(requests))
+    ]
+    n_ad = len(ranks)
+    # adapters present in the GPU slots / CPU cache; recency = last step in a batch
+    gpu: set[int] = set(range(max(0, n_ad - min(server.cpu_loras, max_loras)), n_ad))
+    cpu: set[int] = set(range(max(0, n_ad - server.cpu_loras), n_ad))
+    recency = [-1] * n_ad
+    step = 0
+    waiting: deque[_Req] = deque()
+    running: list[_Req] = []
+    t = 0.0
+    ia = 0
+    preemptions = 0
+    loads = 0
+    port_cap = client.max_ports if client.max_ports is not None else 10**18
+    inflight = 0
+    closed: deque[float] = deque()
+    max_len = server.max_model_len or profile.max_model_len
+    while True:
+        while closed and closed[0] + client.time_wait_s <= t:
+            closed.popleft()
+        while ia < len(reqs) and reqs[ia].arrival <= t:
+            r = reqs[ia]
+            ia += 1
+            if inflight + len(closed) >= port_cap:
+                continue
+            if r.prompt + r.max_tokens > max_len:
+                continue
+            inflight += 1
+            waiting.append(r)
+        if not running and not waiting:
+            if ia >= len(reqs) or reqs[ia].arrival >= client.duration_s:
+                break
+            t = reqs[ia].arrival
+            continue
+        if t >= client.duration_s:
+            break
+        budget = server.max_num_batched_tokens
+        scheduled: dict[int, int] = {}
+        preempted: list[_Req] = []
+        i = 0
+        while i < len(running) and budget > 0:
+            r = running[i]
+            n_new = min(r.num_tokens - r.computed, budget)
+            if n_new == 0:
+                i += 1
+                continue
+            while True:
+                need = cdiv(r.computed + n_new, bs) - r.blocks
+                if need <= free:
+                    free -= max(need, 0)
+                    r.blocks += max(need, 0)
+                    ok = True
+                    break
+                victim = running.pop()
+                free += victim.blocks
+                victim.blocks = 0
+                victim.computed = 0
+                victim.preempted = True
+                preemptions += 1
+                waiting.appendleft(victim)
+                preempted.append(victim)
+                scheduled.pop(victim.rid, None)
+                if victim is r:
+                    ok = False
+                    break
+            if not ok:
+                break
+            scheduled[r.rid] = n_new
+            budget -= n_new
+            i += 1
+        loras = {r.adapter for r in running if r.rid in scheduled}
+        skipped: deque[_Req] = deque()
+        walked = 0
+        load_time = 0.0
+        if not preempted:
+            while waiting and budget > 0:
+                if len(running) == server.max_num_seqs:
+                    break
+                r = waiting[0]
+                walked += 1
+                if len(loras) == max_loras and r.adapter not in loras:
+                    waiting.popleft()
+                    skipped.appendleft(r)
+                    continue
+                n_new = min(r.num_tokens, budget)
+                need = cdiv(n_new, bs)
+                if need > free:
+                    break
+                waiting.popleft()
+                free -= need
+                r.blocks = need
+                r.computed = 0
+                r.prefilling = True
+                running.append(r)
+                loras.add(r.adapter)
+                scheduled[r.rid] = n_new
+                budget -= n_new
+        if skipped:
+            waiting.extendleft(skipped)
+        batch = [r for r in running if r.rid in scheduled]
+        if not batch:
+            if preempted:
+                step += 1
+                continue
+            if ia >= len(reqs) or reqs[ia].arrival >= client.duration_s:
+                break
+            t = max(t, reqs[ia].arrival)
+            continue
+        # LoRA caches: load the batch's missing adapters; LRU victims are outside the batch
+        if server.enable_lora:
+            batch_ads = []
+            for r in batch:
+                if r.adapter not in batch_ads:
+                    batch_ads.append(r.adapter)
+            for a in batch_ads:
+                if a in gpu:
+                    continue
+                loads += 1
+                load_time += cpu_load_s(profile, server.max_lora_rank, ranks[a])
+                if a not in cpu:
+                    load_time += disk_load_s(profile, ranks[a])
+                    if len(cpu) >= server.cpu_loras:
+                        victim = min((recency[x], x) for x in cpu if x not in batch_ads)[1]
+                        cpu.discard(victim)
+                        gpu.discard(victim)
+                    cpu.add(a)
+                if len(gpu) >= max_loras:
+                    victim = min((recency[x], x) for x in gpu if x not in batch_ads)[1]
+                    gpu.discard(victim)
+                gpu.add(a)
+            for a in batch_ads:
+                recency[a] = step
+        n_tok = sum(scheduled.values())
+        decoders = [r for r in batch if not r.prefilling]
+        n_dec = len(decoders)
+        ctx = sum(r.computed + 1 for r in decoders)
+        n_pref = len(batch) - n_dec
+        n_ads = len({r.adapter for r in running})
+        dt = (cost.exec_s(n_tok, n_dec, n_pref, ctx, n_ads)
+              + cost.sched_s(len(running), walked) + load_time)
+        t += dt
+        step += 1
+        still: list[_Req] = []
+        for r in running:
+            n_new = scheduled.get(r.rid, 0)
+            if n_new:
+                r.computed += n_new
+                if r.computed >= r.num_tokens:
+                    r.prefilling = False
+                    r.output += 1
+                    if r.output == 1:
+                        r.first_token = t
+                    if r.output >= r.max_tokens or r.num_tokens >= max_len:
+                        r.finish = t
+                        free += r.blocks
+                        r.blocks = 0
+                        inflight -= 1
+                        closed.append(t)
+                        continue
+            still.append(r)
+        running = still
+    return [r.first_token for r in reqs], [r.finish for r in reqs], preemptions, loads
