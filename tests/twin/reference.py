@@ -9,12 +9,13 @@ times; the tests compare the two on random small workloads.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from loratwin.profile.model import Profile, cpu_load_s, disk_load_s, kv_capacity
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
+from loratwin.twin.engine import lora_hash_order
 from loratwin.workload.types import Requests
 
 
@@ -64,11 +65,21 @@ def reference_run(
         for i in range(len(requests))
     ]
     n_ad = len(ranks)
-    # adapters present in the GPU slots / CPU cache; recency = last step in a batch
-    gpu: set[int] = set(range(max(0, n_ad - min(server.cpu_loras, max_loras)), n_ad))
-    cpu: set[int] = set(range(max(0, n_ad - server.cpu_loras), n_ad))
-    recency = [-1] * n_ad
-    step = 0
+    # vLLM's two LRU caches as ordered dicts (first = least recently used), filled at
+    # start-up in adapter order by the static --lora-modules
+    order = lora_hash_order(n_ad)
+    cpu: OrderedDict[int, None] = OrderedDict()
+    gpu: OrderedDict[int, None] = OrderedDict()
+    if server.enable_lora:
+        for a in range(n_ad):
+            cpu[a] = None
+            if len(cpu) > server.cpu_loras:
+                victim = next(iter(cpu))
+                del cpu[victim]
+                gpu.pop(victim, None)
+            gpu[a] = None
+            if len(gpu) > max_loras:
+                del gpu[next(iter(gpu))]
     waiting: deque[_Req] = deque()
     running: list[_Req] = []
     t = 0.0
@@ -164,36 +175,30 @@ def reference_run(
         batch = [r for r in running if r.rid in scheduled]
         if not batch:
             if preempted:
-                step += 1
                 continue
             if ia >= len(reqs) or reqs[ia].arrival >= client.duration_s:
                 break
             t = max(t, reqs[ia].arrival)
             continue
-        # LoRA caches: load the batch's missing adapters; LRU victims are outside the batch
+        # vLLM's _apply_adapters: walk the batch's adapters in hash order; each one is
+        # loaded if missing (evicting the LRU head) and then touched in both caches
         if server.enable_lora:
-            batch_ads = []
-            for r in batch:
-                if r.adapter not in batch_ads:
-                    batch_ads.append(r.adapter)
-            for a in batch_ads:
-                if a in gpu:
-                    continue
-                loads += 1
-                load_time += cpu_load_s(profile, server.max_lora_rank, ranks[a])
-                if a not in cpu:
-                    load_time += disk_load_s(profile, ranks[a])
-                    if len(cpu) >= server.cpu_loras:
-                        victim = min((recency[x], x) for x in cpu if x not in batch_ads)[1]
-                        cpu.discard(victim)
-                        gpu.discard(victim)
-                    cpu.add(a)
-                if len(gpu) >= max_loras:
-                    victim = min((recency[x], x) for x in gpu if x not in batch_ads)[1]
-                    gpu.discard(victim)
-                gpu.add(a)
-            for a in batch_ads:
-                recency[a] = step
+            for a in sorted({r.adapter for r in batch}, key=order.__getitem__):
+                if a not in gpu:
+                    loads += 1
+                    load_time += cpu_load_s(profile, server.max_lora_rank, ranks[a])
+                    if a not in cpu:
+                        load_time += disk_load_s(profile, ranks[a])
+                        if len(cpu) >= server.cpu_loras:
+                            victim = next(iter(cpu))
+                            del cpu[victim]
+                            gpu.pop(victim, None)
+                        cpu[a] = None
+                    if len(gpu) >= max_loras:
+                        del gpu[next(iter(gpu))]
+                    gpu[a] = None
+                cpu.move_to_end(a)
+                gpu.move_to_end(a)
         n_tok = sum(scheduled.values())
         decoders = [r for r in batch if not r.prefilling]
         n_dec = len(decoders)
@@ -203,7 +208,6 @@ def reference_run(
         dt = (cost.exec_s(n_tok, n_dec, n_pref, ctx, n_ads)
               + cost.sched_s(len(running), walked) + load_time)
         t += dt
-        step += 1
         still: list[_Req] = []
         for r in running:
             n_new = scheduled.get(r.rid, 0)

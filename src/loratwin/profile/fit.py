@@ -20,9 +20,9 @@
   the coefficients: ``duration - scheduler time = coefficients . summed features``. The
   coefficients are the non-negative least-squares solution with every run weighted by
   1/duration (relative error).
-* **Front-end latency**: the serial request handling of the API server, fitted on the
-  smallest burst runs (the 64-request prefill runs, where TTFT is dominated by it) when the
-  model folder has them; otherwise ``DEFAULT_FRONTEND_LATENCY_S``.
+* **Serving constants** (:mod:`loratwin.profile.serving`): the eager launch cost of the LoRA
+  kernels, the cost fraction of the extra split-K blocks and the front-end latency, which no
+  calibration run identifies, come from ``serving_constants.json`` and are held fixed here.
 
 Every component's error on its own data goes to ``Profile.fit_report``.
 """
@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from scipy.optimize import nnls
 
 from loratwin.errors import DataError
@@ -54,10 +55,14 @@ from loratwin.profile.model import (
     Profile,
     StepCoefficients,
 )
-from loratwin.twin.config import ClientConfig
+from loratwin.profile.serving import ServingConstants, load_serving_constants
+from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import FEATURE_NAMES, RecordingStepCost
 from loratwin.twin.engine import run_engine
-from loratwin.workload.types import Requests
+from loratwin.workload.bundled import sharegpt_lengths_path
+from loratwin.workload.lengths import VLLM_SHAREGPT_FILTER, BoundedHeavyTailed, EmpiricalLengths
+from loratwin.workload.spec import ArrivalSpec, generate_requests
+from loratwin.workload.types import Adapter, Requests
 
 #: Architectures from each model's Hugging Face ``config.json`` (meta.json lacks the MLP and
 #: hidden sizes the LoRA kernel model needs).
@@ -72,8 +77,6 @@ ARCHITECTURES: dict[str, dict[str, int]] = {
     ),
 }
 
-#: Used when a model folder has no short burst run to fit the front-end latency on (s).
-DEFAULT_FRONTEND_LATENCY_S = 2.0e-3
 #: Calibration runs shorter than this are front-end bound, not engine bound (s).
 MIN_ENGINE_BOUND_DURATION_S = 5.0
 
@@ -179,6 +182,21 @@ def fit_load_model(df: pd.DataFrame) -> tuple[LoadModel, dict[str, float | int |
     ), report
 
 
+def sharegpt_length_cv() -> tuple[float, float]:
+    """Coefficients of variation of ShareGPT prompt and output lengths under vLLM's filter.
+
+    The per-request lengths of the measured runs are not published, only their means; their
+    spread is taken from the bundled ShareGPT length file (sarathi-serve, Llama-2 tokenizer)
+    restricted to vLLM's benchmark sampler window (prompt 4..1024, output >= 4, sum <= 2048):
+    CV 0.86 (prompt) and 0.64 (output). The profile's standard deviations are these CVs times
+    the model's realised means.
+    """
+    pool = EmpiricalLengths.from_csv(sharegpt_lengths_path(), VLLM_SHAREGPT_FILTER)
+    i = np.asarray(pool.input_tokens, float)
+    o = np.asarray(pool.output_tokens, float)
+    return float(i.std(ddof=1) / i.mean()), float(o.std(ddof=1) / o.mean())
+
+
 # ----------------------------------------------------------------------------- replay
 
 
@@ -225,29 +243,61 @@ def fit_sched_running(
     }
 
 
-def fit_sched_walk(table: pd.DataFrame, per_running_s: float) -> tuple[float, dict]:
-    """Per-waiting-request cost of the ``max_loras`` skip loop (s), from the authors' table.
+def _replay_sched_row(profile: Profile, row: pd.Series) -> tuple[float, float]:
+    """Twin replay of one row of the authors' scheduler table: (running, walked) per step."""
+    n = int(row["cpu_loras"])
+    adapters = [Adapter(f"a{i}", int(row["rank"]), float(row["adapter_rates"])) for i in range(n)]
+    duration = float(row["duration"])
+    done = max(float(row["completed_requests"]), 1.0)
+    out_mean = max(float(row["output_throughput"]) * duration / done, 16.0)
+    out_cv = profile.sharegpt_std_output_tokens / profile.sharegpt_mean_output_tokens
+    lengths = BoundedHeavyTailed(
+        mean_input=profile.sharegpt_mean_input_tokens, mean_output=out_mean,
+        std_input=profile.sharegpt_std_input_tokens,
+        std_output=out_mean * out_cv,
+    )
+    req = generate_requests(adapters, duration, ArrivalSpec(), lengths, 0)
+    server = ServerConfig(
+        max_loras=int(row["gpu_loras"]), max_cpu_loras=n, max_lora_rank=int(row["rank"]),
+        max_num_seqs=1024, max_num_batched_tokens=2048,
+    )
+    cost = RecordingStepCost(profile, server)
+    run_engine(profile, server, [a.rank for a in adapters], req,
+               ClientConfig(duration_s=duration), cost=cost)
+    steps = max(cost.sums["sched_steps"], 1.0)
+    return cost.sums["sched_running"] / steps, cost.sums["sched_walked"] / steps
 
-    Fitted on the runs where ``max_loras < max_cpu_loras`` and the waiting queue is long (the
-    loop then walks the whole queue every step), as ``sched = a + b*running + c*waiting``;
-    ``c`` is scaled by ``per_running_s / b`` to this machine.
+
+def fit_sched_walk(table: pd.DataFrame, profile: Profile, n_jobs: int = 1) -> tuple[float, dict]:
+    """Per-request cost of the ``max_loras`` skip loop of ``schedule()`` (s per walked request).
+
+    The authors' table (``scheduler_overhead.csv``, 788 runs of 600 s) logs the scheduler
+    time per step but not how many waiting requests each step walked. Every run is replayed
+    in the twin (ranks, per-adapter rates, ``max_loras``, ``max_cpu_loras`` and output length
+    of the row) to count them, then ``sched = a + b*running + c*walked`` is fitted by
+    non-negative least squares with relative weights; ``c`` is used as it is (the skip loop
+    is the same few Python operations on both machines), ``a`` and ``b`` are not (this
+    machine's come from the calibration runs).
     """
     t = table.copy()
     t["sched_s"] = t["total_scheduling_time"] / t["steps"]
-    sel = t[(t["gpu_loras"] < t["cpu_loras"]) & (t["avg_waiting_queue"] > 1000)]
-    if len(sel) < 10:
-        raise DataError("scheduler_overhead.csv: too few rows with a long waiting queue")
-    a = np.c_[np.ones(len(sel)), sel["avg_batch_size"], sel["avg_waiting_queue"]]
-    y = sel["sched_s"].to_numpy()
+    t = t[np.isfinite(t["sched_s"]) & (t["steps"] > 0)]
+    if len(t) < 20:
+        raise DataError("scheduler_overhead.csv: too few usable rows")
+    replays = Parallel(n_jobs=n_jobs)(
+        delayed(_replay_sched_row)(profile, r) for _, r in t.iterrows()
+    )
+    walked = np.array([w for _, w in replays])
+    a = np.c_[np.ones(len(t)), t["avg_batch_size"], walked]
+    y = t["sched_s"].to_numpy()
     coef, _ = nnls(a / y[:, None], np.ones_like(y))
     pred = a @ coef
-    scale = per_running_s / coef[1] if coef[1] > 0 else 1.0
-    return float(coef[2] * scale), {
-        "rows": len(sel),
+    return float(coef[2]), {
+        "rows": len(t),
         "mean_rel_err_pct": 100 * float(np.mean(np.abs(pred - y) / y)),
+        "their_base_us": 1e6 * float(coef[0]),
         "their_per_running_us": 1e6 * float(coef[1]),
-        "their_per_waiting_us": 1e6 * float(coef[2]),
-        "machine_scale": float(scale),
+        "per_walked_us": 1e6 * float(coef[2]),
     }
 
 
@@ -259,20 +309,27 @@ def fit_exec(
     sums: list[dict[str, float]],
     sched: Callable[[dict], float],
     fixed: dict[str, float] | None = None,
+    serving: ServingConstants | None = None,
 ) -> tuple[dict[str, float], dict[str, float | int | str]]:
     """Non-negative least squares of (duration - scheduler time) on the summed features.
 
     ``fixed`` maps coefficient names (``EXEC_FIELDS``) to values that are not fitted; their
-    contribution is subtracted from the targets first.
+    contribution is subtracted from the targets first. ``serving`` supplies the constants
+    no calibration run identifies: the eager launch cost is subtracted from the targets and
+    the extra split-K blocks are weighted into the working-block feature.
     """
     fixed = fixed or {}
+    phi = serving.split_k_fixed_fraction if serving else 1.0
+    eager = serving.lora_eager_layer_s if serving else 0.0
     free_idx = [i for i, f in enumerate(EXEC_FIELDS) if f not in fixed]
     rows, ys = [], []
     for run, s in zip(runs, sums, strict=True):
         if run.duration_s < MIN_ENGINE_BOUND_DURATION_S:
             continue
-        rows.append([s[f] for f in EXEC_FEATURES])
-        ys.append(run.duration_s - sched(s))
+        feats = [s[f] for f in EXEC_FEATURES]
+        feats[-1] += phi * s["lora_split_extra"]
+        rows.append(feats)
+        ys.append(run.duration_s - sched(s) - eager * s["lora_eager_layers"])
     a = np.array(rows, float)
     y = np.array(ys, float)
     fixed_vec = np.array([fixed.get(f, 0.0) for f in EXEC_FIELDS])
@@ -308,72 +365,36 @@ def linear_flops_per_token(arch: Architecture) -> float:
 MIN_PREFILL_RUNS = 4
 
 
-def fit_frontend_latency(profile: Profile, runs: list[CalibrationRun]) -> tuple[float, dict]:
-    """Serial per-request time of the API server, from the short burst runs.
-
-    In a burst of N requests sent at once the API server hands them to the engine one after
-    the other, c seconds apart; the measured mean TTFT is then the twin's TTFT with arrivals
-    at ``i*c`` plus c. ``c`` is found by bisection per run and averaged. Returns
-    ``DEFAULT_FRONTEND_LATENCY_S`` if there is no such run.
-    """
-    bursts = [r for r in runs if r.duration_s < MIN_ENGINE_BOUND_DURATION_S
-              and math.isfinite(r.mean_ttft_ms)]
-    if not bursts:
-        return DEFAULT_FRONTEND_LATENCY_S, {"runs": 0, "source": "default"}
-    cs = []
-    for run in bursts:
-        n = len(run.requests)
-
-        def ttft_ms(c: float, run: CalibrationRun = run, n: int = n) -> float:
-            req = replace(run.requests, arrival_s=np.arange(n, dtype=np.float64) * c)
-            _, raw = replay(profile, run, requests=req)
-            return float(np.mean(raw.first_token_s - req.arrival_s) * 1e3 + c * 1e3)
-
-        lo, hi = 0.0, 0.02
-        if ttft_ms(hi) < run.mean_ttft_ms:
-            cs.append(hi)
-            continue
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            if ttft_ms(mid) < run.mean_ttft_ms:
-                lo = mid
-            else:
-                hi = mid
-        cs.append((lo + hi) / 2)
-    return float(np.mean(cs)), {
-        "runs": len(cs),
-        "source": "burst runs",
-        "per_run_ms": ", ".join(f"{1e3 * c:.2f}" for c in cs),
-    }
-
-
 # ----------------------------------------------------------------------------- top level
 
 
-def fit_profile(
-    model_dir: Path, scheduler_table: Path | None = None, reference: Profile | None = None
-) -> Profile:
-    """Fit every component of a profile from one model's calibration folder.
+@dataclass(frozen=True)
+class FitContext:
+    """Everything of a profile fit that does not depend on the serving constants.
 
-    Parameters
-    ----------
-    model_dir:
-        ``.../profiles/<model>/`` with ``meta.json``, ``decode_sweep.csv``,
-        ``prefill_sweep.csv``, ``lora_overhead_sweep.csv``, ``adapter_loading.csv`` and
-        ``kv_capacity.csv``.
-    scheduler_table:
-        ``scheduler_overhead.csv``; default ``model_dir/../scheduler_overhead.csv``.
-    reference:
-        A profile fitted on a model with a full prefill sweep. When ``model_dir`` has fewer
-        than ``MIN_PREFILL_RUNS`` engine-bound prefill runs (Qwen's folder has three 64-prompt
-        bursts only), the prefill costs are transferred from it: ``per_token_s`` scaled by the
-        ratio of the models' linear-layer FLOPs per token, ``per_prefill_req_s`` (per-request
-        engine work) unchanged.
+    The calibration replays (``sums``) and the scheduler fits are computed once by
+    :func:`prepare_fit`; :func:`finish_fit` then solves the execution coefficients for given
+    serving constants, which makes the serving calibration cheap.
+    """
 
-    Raises
-    ------
-    DataError
-        A file is missing or malformed, or the model's architecture is unknown.
+    model_dir: Path
+    skeleton: Profile
+    runs: list[CalibrationRun]
+    sums: list[dict[str, float]]
+    sched: tuple[float, float, float]
+    fixed: dict[str, float]
+    reports: dict[str, dict[str, float | int | str]]
+
+
+def prepare_fit(
+    model_dir: Path,
+    scheduler_table: Path | None = None,
+    reference: Profile | None = None,
+    n_jobs: int = 1,
+) -> FitContext:
+    """Read the calibration folder, replay its runs and fit memory, loads and scheduler.
+
+    See :func:`fit_profile` for the parameters and errors.
     """
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
@@ -388,7 +409,10 @@ def fit_profile(
     load_model, load_report = fit_load_model(read_csv(model_dir / "adapter_loading.csv"))
     wl = meta["workload_real_runs"]
     engine = meta["serving_engine"]
-    profile = Profile(
+    cv_in, cv_out = sharegpt_length_cv()
+    mean_in = float(wl["realized_mean_input_tokens_per_completed_request"])
+    mean_out = float(wl["realized_mean_output_tokens_per_completed_request"])
+    skeleton = Profile(
         name=meta["model"],
         hf_model_name=hf,
         gpu=meta["gpu"]["model"],
@@ -400,11 +424,11 @@ def fit_profile(
         step=_PLACEHOLDER,
         loads=load_model,
         kv=kv_model,
-        frontend_latency_s=DEFAULT_FRONTEND_LATENCY_S,
-        sharegpt_mean_input_tokens=float(wl["realized_mean_input_tokens_per_completed_request"]),
-        sharegpt_mean_output_tokens=float(wl["realized_mean_output_tokens_per_completed_request"]),
-        sharegpt_std_input_tokens=245.0,
-        sharegpt_std_output_tokens=206.0,
+        frontend_latency_s=0.0,
+        sharegpt_mean_input_tokens=mean_in,
+        sharegpt_mean_output_tokens=mean_out,
+        sharegpt_std_input_tokens=cv_in * mean_in,
+        sharegpt_std_output_tokens=cv_out * mean_out,
         source=(
             "vLLM 0.8.5 (V1) measurements on an NVIDIA H100 64 GB by Agullo et al. "
             "(arXiv 2508.08343, 2602.24044), public repository "
@@ -412,15 +436,8 @@ def fit_profile(
         ),
     )
     runs = load_calibration_runs(model_dir)
-    sums = [replay(profile, run)[0] for run in runs]
-
+    sums = [replay(skeleton, run)[0] for run in runs]
     s0, s_run, sched_report = fit_sched_running(runs, sums)
-    table_path = scheduler_table or model_dir.parent / "scheduler_overhead.csv"
-    s_walk, walk_report = fit_sched_walk(read_csv(Path(table_path)), s_run)
-
-    def sched_total(s: dict) -> float:
-        return s0 * s["sched_steps"] + s_run * s["sched_running"] + s_walk * s["sched_walked"]
-
     fixed: dict[str, float] = {}
     n_prefill = sum(
         1 for r in runs if r.kind == "prefill" and r.duration_s >= MIN_ENGINE_BOUND_DURATION_S
@@ -433,25 +450,81 @@ def fit_profile(
             )
         ratio = linear_flops_per_token(arch) / linear_flops_per_token(reference.arch)
         fixed = {"per_token_s": reference.step.per_token_s * ratio}
-    exec_coef, exec_report = fit_exec(runs, sums, sched_total, fixed)
-    if fixed:
-        exec_report["reference"] = reference.name if reference else ""
-    step = StepCoefficients(
-        **exec_coef, sched_base_s=s0, sched_per_running_s=s_run, sched_per_walked_s=s_walk
-    )
-    profile = profile.model_copy(update={"step": step})
-    fe, fe_report = fit_frontend_latency(profile, runs)
-    profile = profile.model_copy(update={"frontend_latency_s": fe})
-    report = {
+    ctx = FitContext(model_dir, skeleton, runs, sums, (s0, s_run, 0.0), fixed, {
         "kv_capacity": kv_report,
         "adapter_loading": load_report,
         "scheduler_running": sched_report,
-        "scheduler_walk": walk_report,
-        "step_execution": exec_report,
-        "frontend_latency": fe_report,
-    }
-    report.update(validation_report(profile, runs))
+    })
+    # the walk counts of the scheduler table depend a little on step times: replay it with
+    # a profile fitted so far
+    first = finish_fit(ctx, load_serving_constants(), validate=False)
+    table_path = scheduler_table or model_dir.parent / "scheduler_overhead.csv"
+    s_walk, walk_report = fit_sched_walk(read_csv(Path(table_path)), first, n_jobs=n_jobs)
+    reports = dict(ctx.reports, scheduler_walk=walk_report)
+    if fixed:
+        reports["prefill_transfer"] = {"reference": reference.name if reference else ""}
+    return replace(ctx, sched=(s0, s_run, s_walk), reports=reports)
+
+
+def finish_fit(ctx: FitContext, serving: ServingConstants, validate: bool = True) -> Profile:
+    """Solve the execution coefficients for given serving constants; return the profile."""
+    s0, s_run, s_walk = ctx.sched
+
+    def sched_total(s: dict) -> float:
+        # no calibration run walks skipped requests (sched_walked is 0 in all of them)
+        return s0 * s["sched_steps"] + s_run * s["sched_running"]
+
+    exec_coef, exec_report = fit_exec(ctx.runs, ctx.sums, sched_total, ctx.fixed, serving)
+    step = StepCoefficients(
+        **exec_coef, sched_base_s=s0, sched_per_running_s=s_run, sched_per_walked_s=s_walk,
+        lora_eager_layer_s=serving.lora_eager_layer_s,
+        split_k_fixed_fraction=serving.split_k_fixed_fraction,
+    )
+    profile = ctx.skeleton.model_copy(
+        update={"step": step, "frontend_latency_s": serving.frontend_latency_s}
+    )
+    report = dict(ctx.reports, step_execution=exec_report,
+                  serving_constants={"source": serving.source})
+    if validate:
+        report.update(validation_report(profile, ctx.runs))
     return profile.model_copy(update={"fit_report": report})
+
+
+def fit_profile(
+    model_dir: Path,
+    scheduler_table: Path | None = None,
+    reference: Profile | None = None,
+    n_jobs: int = 1,
+    serving: ServingConstants | None = None,
+) -> Profile:
+    """Fit every component of a profile from one model's calibration folder.
+
+    Parameters
+    ----------
+    model_dir:
+        ``.../profiles/<model>/`` with ``meta.json``, ``decode_sweep.csv``,
+        ``prefill_sweep.csv``, ``lora_overhead_sweep.csv``, ``adapter_loading.csv`` and
+        ``kv_capacity.csv``.
+    scheduler_table:
+        ``scheduler_overhead.csv``; default ``model_dir/../scheduler_overhead.csv``.
+    reference:
+        A profile fitted on a model with a full prefill sweep. When ``model_dir`` has fewer
+        than ``MIN_PREFILL_RUNS`` engine-bound prefill runs (Qwen's folder has three 64-prompt
+        bursts only), ``per_token_s`` is transferred from it, scaled by the ratio of the
+        models' linear-layer FLOPs per token.
+    n_jobs:
+        Worker processes for the replays of the scheduler table.
+    serving:
+        Constants fitted on serving runs (:mod:`loratwin.profile.serving`); default: the
+        bundled ``serving_constants.json``.
+
+    Raises
+    ------
+    DataError
+        A file is missing or malformed, or the model's architecture is unknown.
+    """
+    ctx = prepare_fit(model_dir, scheduler_table, reference, n_jobs)
+    return finish_fit(ctx, serving or load_serving_constants())
 
 
 def validation_report(

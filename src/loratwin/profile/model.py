@@ -40,8 +40,10 @@ class StepCoefficients(BaseModel):
     Execution (one ``execute_model`` call):
     ``base_s + per_token_s*M + per_decode_seq_s*n_decode + per_context_token_s*ctx
     + per_prefill_req_s*n_prefill``;
-    LoRA kernels: ``lora_empty_cta_s*E + lora_work_cta_s*W`` where E and W count the empty and
-    the working Triton thread blocks of vLLM's ``lora_shrink``/``lora_expand``;
+    LoRA kernels: ``lora_empty_cta_s*E + lora_work_cta_s*(W + split_k_fixed_fraction*X)
+    + lora_eager_layer_s*layers*[M > 512]`` where E, W and X count the empty, the working and
+    the extra split-K Triton thread blocks of vLLM's ``lora_shrink``/``lora_expand``
+    (``split_k_fixed_fraction`` is dimensionless);
     scheduler CPU: ``sched_base_s + sched_per_running_s*running + sched_per_walked_s*walked``.
     """
 
@@ -54,6 +56,8 @@ class StepCoefficients(BaseModel):
     per_prefill_req_s: float
     lora_empty_cta_s: float
     lora_work_cta_s: float
+    lora_eager_layer_s: float = 0.0
+    split_k_fixed_fraction: float = 1.0
     sched_base_s: float
     sched_per_running_s: float
     sched_per_walked_s: float

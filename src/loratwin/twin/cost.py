@@ -14,10 +14,14 @@ The model has three additive parts, each fitted on real measurements (see
    thread blocks (CTAs) for every one of the ``max_loras + 1`` slot ids and every
    ``BLOCK_M`` row tile of the whole batch, whether a slot has tokens or not. Blocks of
    empty slots exit at once, blocks of active adapters do the work. The cost is
-   ``lora_empty_cta*E + lora_work_cta*W`` with ``E`` the empty blocks launched
-   and ``W`` the working blocks (in units of the ``SPLIT_K = 8`` shrink configuration), both
+   ``lora_empty_cta*E + lora_work_cta*(W + f*X) + lora_eager_layer*layers*[M > 512]`` with
+   ``E`` the empty blocks launched
+   and ``W`` the working blocks, both
    counted from the kernels' grid formulas and the model's layer shapes. This is why the
-   step time grows with ``max_loras`` and with the distinct adapters in a batch.
+   step time grows with ``max_loras`` and with the distinct adapters in a batch. Below 128
+   tokens the shrink kernel splits K 64 ways: its ``X`` extra working blocks each do 1/8 of a
+   regular block's loop and cost the fraction ``f`` of one. Steps of more than 512 tokens run
+   outside CUDA graphs and pay the Python-side launch of the LoRA kernels of every layer.
 3. **Scheduler CPU time** (``Scheduler.schedule`` in ``vllm/v1/core/sched/scheduler.py``):
    ``sched_base + sched_per_running*running + sched_per_walked*walked`` where ``walked`` is
    the number of waiting requests the admission loop looked at (it walks past every waiting
@@ -113,7 +117,7 @@ def launched_ctas_per_slot(shapes: LoraShapes, num_tokens: int, max_lora_rank: i
 
 def lora_cta_counts(
     shapes: LoraShapes, num_tokens: int, n_adapters: int, max_loras: int, max_lora_rank: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Empty and working LoRA thread blocks of one step, summed over all layers.
 
     Parameters
@@ -127,13 +131,15 @@ def lora_cta_counts(
 
     Returns
     -------
-    (empty, work):
-        ``empty`` = launched blocks that exit without work; ``work`` = working blocks in
-        units of the ``SPLIT_K = 8`` shrink configuration. The per-adapter row tiles
-        ``sum_a cdiv(m_a, BLOCK_M)`` are estimated as ``n_a + (M - n_a) / BLOCK_M``.
+    (empty, work, split_extra):
+        ``empty`` = launched blocks that exit without work; ``work`` = working blocks as if
+        the shrink kernel always split K 8 ways; ``split_extra`` = the additional working
+        shrink blocks of the 64-way split used below 128 tokens (each does 1/8 of the K
+        loop of a regular block). The per-adapter row tiles ``sum_a cdiv(m_a, BLOCK_M)``
+        are estimated as ``n_a + (M - n_a) / BLOCK_M``.
     """
     if num_tokens <= 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     m_pad = padded_tokens(num_tokens)
     rank_tiles = ceil_div(max_lora_rank, SHRINK_BLOCK_N)
     split_k = _split_k(m_pad)
@@ -142,9 +148,10 @@ def lora_cta_counts(
     tiles32 = na + (num_tokens - na) / SHRINK_BLOCK_M
     tiles64 = na + (num_tokens - na) / EXPAND_BLOCK_M
     shrink_tiles = rank_tiles * shapes.shrink_slices * tiles32
-    work_ctas = split_k * shrink_tiles + shapes.expand_work_n * tiles64
-    work_units = SHRINK_SPLIT_K_LARGE * shrink_tiles + shapes.expand_work_n * tiles64
-    return shapes.layers * (launched - work_ctas), shapes.layers * work_units
+    work = SHRINK_SPLIT_K_LARGE * shrink_tiles + shapes.expand_work_n * tiles64
+    extra = (split_k - SHRINK_SPLIT_K_LARGE) * shrink_tiles
+    layers = shapes.layers
+    return layers * (launched - work - extra), layers * work, layers * extra
 
 
 @dataclass(frozen=True)
@@ -181,11 +188,18 @@ class StepCost:
                     shapes, m, server.max_lora_rank
                 )
                 t += c.lora_empty_cta_s * shapes.layers * launched
-                # working tiles move blocks from "empty" to "work": per shrink tile
-                # (SPLIT_K(M) CTAs, SPLIT_K=8 work units) and per expand tile (1 and 1).
+                if mp > MAX_CUDA_GRAPH_SIZE:
+                    t += c.lora_eager_layer_s * shapes.layers
+                # working tiles move blocks from "empty" to "work": SPLIT_K(M) blocks per
+                # shrink tile and one per expand tile; blocks beyond the 8-way split cost
+                # the fraction split_k_fixed_fraction of a regular working block
+                split_k = _split_k(mp)
+                work_weight = SHRINK_SPLIT_K_LARGE + c.split_k_fixed_fraction * (
+                    split_k - SHRINK_SPLIT_K_LARGE
+                )
                 k32.append(
                     shapes.layers * rank_tiles * shapes.shrink_slices
-                    * (c.lora_work_cta_s * SHRINK_SPLIT_K_LARGE - c.lora_empty_cta_s * _split_k(mp))
+                    * (c.lora_work_cta_s * work_weight - c.lora_empty_cta_s * split_k)
                 )
             else:
                 k32.append(0.0)
@@ -261,6 +275,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "prefill_reqs",
     "lora_empty_ctas",
     "lora_work_ctas",
+    "lora_split_extra",
+    "lora_eager_layers",
     "sched_steps",
     "sched_running",
     "sched_walked",
@@ -290,11 +306,14 @@ class RecordingStepCost(StepCost):
         s["context_tokens"] += ctx
         s["prefill_reqs"] += k * n_prefill
         if self._server.enable_lora and m > 0:
-            empty, work = lora_cta_counts(
+            empty, work, extra = lora_cta_counts(
                 self._shapes, m, n_adapters, self._server.max_loras, self._server.max_lora_rank
             )
             s["lora_empty_ctas"] += k * empty
             s["lora_work_ctas"] += k * work
+            s["lora_split_extra"] += k * extra
+            if padded_tokens(m) > MAX_CUDA_GRAPH_SIZE:
+                s["lora_eager_layers"] += k * self._shapes.layers
 
     def exec_s(
         self, num_tokens: int, n_decode: int, n_prefill: int, context_tokens: int, n_adapters: int

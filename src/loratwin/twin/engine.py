@@ -47,7 +47,7 @@ from loratwin.twin.cost import StepCost
 from loratwin.workload.types import Requests
 
 # request states
-_PENDING, _WAITING, _PREFILL, _DECODE, _DONE, _DROPPED = range(6)
+_WAITING, _PREFILL, _DECODE, _DONE = range(4)
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,24 @@ class RawRun:
     wall_s: float
 
 
+_CHUNK = 1 << 15  # input requests converted to python lists at a time
+_BLOCK_BITS = 12
+_BLOCK_MASK = (1 << _BLOCK_BITS) - 1
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def lora_hash_order(n: int) -> list[int]:
+    """A fixed pseudo-random rank per adapter: the iteration order of a set of LoRARequests.
+
+    vLLM iterates the step's ``set`` of ``LoRARequest`` objects, hashed by name; CPython's
+    set order is a hash order, effectively a random permutation that stays the same from
+    step to step. A multiplicative (Knuth) hash of the index gives such an order
+    deterministically.
+    """
+    return [((i + 1) * 2654435761) & 0xFFFFFFFF for i in range(n)]
 
 
 def run_engine(
@@ -143,31 +159,50 @@ def run_engine(
     port_cap = client.max_ports if client.max_ports is not None else 1 << 62
     tw_s = client.time_wait_s
 
+    # Inputs stay numpy arrays; only accepted requests get engine state. A request's engine
+    # id r is its acceptance index (the client refuses most arrivals of a heavily overloaded
+    # server, which then never cost memory or time).
     n = len(requests)
-    arr: list[float] = requests.arrival_s.tolist()
-    ad: list[int] = requests.adapter.tolist()
-    plen: list[int] = requests.input_tokens.tolist()
-    olen: list[int] = requests.output_tokens.tolist()
+    arr_np = requests.arrival_s
+    in_np = requests.input_tokens
+    out_np = requests.output_tokens
+    ad_np = requests.adapter
+    chunk0 = 0  # the input arrays are read in chunks: python lists of [chunk0, chunk0 + len)
+    c_ad: list[int] = []
+    c_in: list[int] = []
+    c_out: list[int] = []
+    next_arr = float(arr_np[0]) if n else math.inf
     n_ad = len(adapter_ranks)
     ranks = list(adapter_ranks)
 
-    # per-request state
-    state = [_PENDING] * n
-    gen = [0] * n  # tokens generated so far
-    comp = [0] * n  # computed tokens (prefill phase)
-    blk = [0] * n  # blocks held (prefill phase)
-    key = [0] * n  # waiting-queue key (acceptance index, or negative for preempted)
-    acc = [-1] * n  # acceptance index
-    s_first = [0] * n  # decoders: first decode step
-    c_first = [0] * n  # decoders: computed tokens before that step
-    g_first = [0] * n  # decoders: tokens generated before that step
-    fin_step = [-1] * n
-    phase = [0] * n
-    run_pos = [-1] * n
-    npre = [0] * n
-    first_tok = [math.nan] * n
-    finish = [math.nan] * n
-    last_tok = [math.nan] * n
+    # per accepted request (grown by doubling)
+    cap_r = max(16, min(n, 1 << 14))
+    orig = [0] * cap_r  # index in `requests`
+    ad = [0] * cap_r
+    plen = [0] * cap_r
+    olen = [0] * cap_r
+    state = [_WAITING] * cap_r
+    gen = [0] * cap_r  # tokens generated so far
+    comp = [0] * cap_r  # computed tokens (prefill phase)
+    blk = [0] * cap_r  # blocks held (prefill phase)
+    key = [0] * cap_r  # waiting-queue key (acceptance index, or negative for preempted)
+    s_first = [0] * cap_r  # decoders: first decode step
+    c_first = [0] * cap_r  # decoders: computed tokens before that step
+    g_first = [0] * cap_r  # decoders: tokens generated before that step
+    fin_step = [-1] * cap_r
+    phase = [0] * cap_r
+    run_pos = [-1] * cap_r
+    npre = [0] * cap_r
+    first_tok = [math.nan] * cap_r
+    finish = [math.nan] * cap_r
+    last_tok = [math.nan] * cap_r
+    grown = (
+        (orig, 0), (ad, 0), (plen, 0), (olen, 0), (state, _WAITING), (gen, 0), (comp, 0),
+        (blk, 0), (key, 0), (s_first, 0), (c_first, 0), (g_first, 0), (fin_step, -1),
+        (phase, 0), (run_pos, -1), (npre, 0), (first_tok, math.nan), (finish, math.nan),
+        (last_tok, math.nan),
+    )
+    rejected: list[int] = []  # requests vLLM refuses (prompt + output > max_model_len)
 
     # running requests
     order: list[int] = []
@@ -187,17 +222,22 @@ def run_engine(
     mheap: list[tuple[int, int]] = []
     pre_keys: list[int] = []
     pre_next = -1
-    fen = [0] * (n + 1)
-    n_acc = 0
+    # admitted (removed) arrival-keyed requests, as per-block counts and per-block bitsets,
+    # to count the waiting requests ahead of a given one (see wait_pos)
+    rm_count = [0] * ((n >> _BLOCK_BITS) + 1)
+    rm_bits = [0] * ((n >> _BLOCK_BITS) + 1)
+    n_acc = 0  # accepted requests = next engine id
 
-    # LoRA caches. An adapter with running requests is in use; the others are ranked by
-    # recency = the last step in which the adapter was in a batch (ties: lower index first).
-    # The LRU victim is the least recent adapter not in use (lazy heaps of (recency, a)).
+    # LoRA caches (vLLM's LRUCacheWorkerLoRAManager): GPU slots and the CPU cache are LRU
+    # caches touched, every step, by the batch's adapters in the iteration order of the
+    # step's set of LoRARequests (a hash order, modelled as the fixed pseudo-random rank
+    # `hash_rank`). An adapter's LRU key is (last step it was touched, hash_rank); adapters
+    # with running requests were touched in the previous step.
     in_gpu = [False] * n_ad
     in_cpu = [False] * n_ad
-    last_used = [-1] * n_ad
-    gpu_idle: list[tuple[int, int]] = []
-    cpu_idle: list[tuple[int, int]] = []
+    hash_rank = lora_hash_order(n_ad)
+    last_used = [i - n_ad - 1 for i in range(n_ad)]  # start-up loads, in adapter order
+    active: set[int] = set()
     n_gpu = 0
     n_cpu = 0
     cpu_s = [cpu_load_s(profile, server.max_lora_rank, r) for r in ranks]
@@ -205,11 +245,9 @@ def run_engine(
     if lora_on and preload and n_ad:
         for a in range(max(0, n_ad - cpu_cap), n_ad):
             in_cpu[a] = True
-            cpu_idle.append((-1, a))
         n_cpu = min(cpu_cap, n_ad)
         for a in range(max(0, n_ad - min(cpu_cap, max_loras)), n_ad):
             in_gpu[a] = True
-            gpu_idle.append((-1, a))
         n_gpu = min(cpu_cap, max_loras, n_ad)
 
     free = cap.blocks
@@ -217,7 +255,8 @@ def run_engine(
 
     # client ports
     inflight = 0
-    tw_q: deque[tuple[float, int]] = deque()
+    tw_q: deque[list] = deque()  # [close time, connections]
+    dropped_ranges: list[tuple[int, int]] = []  # requests refused for lack of a client port
     tw_n = 0
 
     # counters and integrals
@@ -245,26 +284,18 @@ def run_engine(
     heappop = heapq.heappop
 
     # ------------------------------------------------------------------ helpers
-    def fen_removed_upto(i: int) -> int:
-        i += 1
-        s = 0
-        while i > 0:
-            s += fen[i]
-            i -= i & -i
-        return s
-
-    def fen_remove(i: int) -> None:
-        i += 1
-        while i <= n:
-            fen[i] += 1
-            i += i & -i
+    def removed_upto(i: int) -> int:
+        """Admitted requests among acceptance indices 0..i."""
+        b = i >> _BLOCK_BITS
+        low = rm_bits[b] & ((2 << (i & _BLOCK_MASK)) - 1)
+        return sum(rm_count[:b]) + low.bit_count()
 
     def wait_pos(r: int) -> int:
         """1-based position of waiting request r in vLLM's waiting deque."""
         k = key[r]
         if k < 0:
             return bisect_right(pre_keys, k)
-        return len(pre_keys) + acc[r] + 1 - fen_removed_upto(acc[r])
+        return len(pre_keys) + r + 1 - removed_upto(r)
 
     def candidate() -> int:
         """Next waiting request vLLM would admit (FCFS, skipping adapters over max_loras)."""
@@ -278,45 +309,60 @@ def run_engine(
             heappop(heap)
         return -1
 
-    def adapter_idle(a: int, when: int) -> None:
-        """Adapter a has no running request any more; it was last in a batch at step `when`."""
-        last_used[a] = when
-        if in_gpu[a]:
-            heappush(gpu_idle, (when, a))
-        if in_cpu[a]:
-            heappush(cpu_idle, (when, a))
+    def apply_adapters(step: int, entering: list[int]) -> float:
+        """vLLM's ``_apply_adapters`` for a step whose batch has adapters outside the GPU.
 
-    def lru_victim(heap: list[tuple[int, int]], present: list[bool]) -> int:
-        while True:
-            when, a = heappop(heap)
-            if present[a] and run_cnt[a] == 0 and last_used[a] == when:
-                return a
-
-    def adapter_in_use(a: int) -> float:
-        """Adapter a enters the batch; returns the load time it costs (s)."""
+        Walks the batch's adapters in hash order; an adapter that is not in a GPU slot is
+        loaded (from disk first on a CPU-cache miss), evicting the least recently touched
+        adapter that this walk has not touched yet, which can be a batch member further
+        down the walk that is then loaded again (vLLM's ``remove_oldest`` does not look at
+        the batch). Returns the load time in s.
+        """
         nonlocal n_gpu, n_cpu, loads, disk_loads
-        if not lora_on or in_gpu[a]:
-            return 0.0
-        t_load = cpu_s[a]
-        loads += 1
-        if not in_cpu[a]:
-            disk_loads += 1
-            t_load += disk_s[a]
-            if n_cpu >= cpu_cap:
-                e = lru_victim(cpu_idle, in_cpu)
-                in_cpu[e] = False
-                n_cpu -= 1
-                if in_gpu[e]:
+        new = set(entering)
+
+        def key(a: int) -> tuple[int, int]:
+            return (step - 1 if a in active and a not in new else last_used[a], hash_rank[a])
+
+        gpu_heap: list[tuple[tuple[int, int], int]] = []
+        cpu_heap: list[tuple[tuple[int, int], int]] | None = None
+        touched: set[int] = set()
+        t_load = 0.0
+        for b in sorted(active, key=hash_rank.__getitem__):
+            if not in_gpu[b]:
+                loads += 1
+                t_load += cpu_s[b]
+                if not in_cpu[b]:
+                    disk_loads += 1
+                    t_load += disk_s[b]
+                    if n_cpu >= cpu_cap:
+                        if cpu_heap is None:
+                            cpu_heap = [(key(a), a) for a in range(n_ad) if in_cpu[a]]
+                            heapq.heapify(cpu_heap)
+                        while True:
+                            _, e = heappop(cpu_heap)
+                            if in_cpu[e] and e not in touched:
+                                break
+                        in_cpu[e] = False
+                        n_cpu -= 1
+                        if in_gpu[e]:
+                            in_gpu[e] = False
+                            n_gpu -= 1
+                    in_cpu[b] = True
+                    n_cpu += 1
+                if n_gpu >= max_loras:
+                    if not gpu_heap:
+                        gpu_heap = [(key(a), a) for a in range(n_ad) if in_gpu[a]]
+                        heapq.heapify(gpu_heap)
+                    while True:
+                        _, e = heappop(gpu_heap)
+                        if in_gpu[e] and e not in touched:
+                            break
                     in_gpu[e] = False
                     n_gpu -= 1
-            in_cpu[a] = True
-            n_cpu += 1
-        if n_gpu >= max_loras:
-            e = lru_victim(gpu_idle, in_gpu)
-            in_gpu[e] = False
-            n_gpu -= 1
-        in_gpu[a] = True
-        n_gpu += 1
+                in_gpu[b] = True
+                n_gpu += 1
+            touched.add(b)
         return t_load
 
     def push_waiting_front(r: int) -> None:
@@ -338,7 +384,8 @@ def run_engine(
         run_cnt[a] -= 1
         if run_cnt[a] == 0:
             n_sched_ad -= 1
-            adapter_idle(a, when)
+            active.discard(a)
+            last_used[a] = when
 
     def preempt_tail(step: int, now: float) -> tuple[int, int]:
         """Preempt the last running request. Returns (blocks freed, block demand removed)."""
@@ -380,7 +427,11 @@ def run_engine(
         free += blocks
         leave_running(r, step)
         inflight -= 1
-        tw_q.append((now, 1))
+        # connections close at the end of a step: one TIME_WAIT entry per step
+        if tw_q and tw_q[-1][0] == now:
+            tw_q[-1][1] += 1
+        else:
+            tw_q.append([now, 1])
         tw_n += 1
 
     def start_decode(r: int, step: int, now: float) -> None:
@@ -418,36 +469,53 @@ def run_engine(
         # ---- accept arrivals (the engine drains its input queue before each step)
         while tw_q and tw_q[0][0] + tw_s <= t:
             tw_n -= tw_q.popleft()[1]
-        while ia < n and arr[ia] <= t:
+        while next_arr <= t:
             if inflight + tw_n >= port_cap:
-                j = bisect_right(arr, t, ia)
-                for r in range(ia, j):
-                    state[r] = _DROPPED
+                j = int(np.searchsorted(arr_np, t, side="right"))
+                dropped_ranges.append((ia, j))
                 ia = j
+                next_arr = float(arr_np[ia]) if ia < n else math.inf
                 break
-            r = ia
+            i = ia - chunk0
+            if i < 0 or i >= len(c_ad):
+                chunk0 = ia
+                i = 0
+                c_ad = ad_np[ia:ia + _CHUNK].tolist()
+                c_in = in_np[ia:ia + _CHUNK].tolist()
+                c_out = out_np[ia:ia + _CHUNK].tolist()
+            p_in = c_in[i]
+            p_out = c_out[i]
+            a = c_ad[i]
             ia += 1
-            if plen[r] + olen[r] > max_len:
-                state[r] = _DROPPED  # vLLM rejects the request (400)
+            next_arr = float(arr_np[ia]) if ia < n else math.inf
+            if p_in + p_out > max_len:
+                rejected.append(ia - 1)  # vLLM refuses the request (400)
                 continue
-            inflight += 1
+            r = n_acc
+            if r == cap_r:
+                for lst, default in grown:
+                    lst.extend([default] * cap_r)
+                cap_r *= 2
+            orig[r] = ia - 1
+            ad[r] = a
+            plen[r] = p_in
+            olen[r] = p_out
             state[r] = _WAITING
-            acc[r] = n_acc
-            key[r] = n_acc
-            n_acc += 1
-            a = ad[r]
+            key[r] = r
+            n_acc = r + 1
+            inflight += 1
             q = wq[a]
             q.append(r)
             n_wait += 1
             if len(q) == 1:
-                heappush(gheap, (n_acc - 1, a))
+                heappush(gheap, (r, a))
                 if run_cnt[a] > 0:
-                    heappush(mheap, (n_acc - 1, a))
+                    heappush(mheap, (r, a))
 
         if n_running == 0 and n_wait == 0:
-            if ia >= n or arr[ia] >= t_end:
+            if next_arr >= t_end:
                 break
-            t = arr[ia]
+            t = next_arr
             continue
         if t >= t_end:
             break
@@ -487,8 +555,8 @@ def run_engine(
                     # step j (0-based) costs a + b*j (the context grows by n_dec per step)
                     a0, b0 = decode_run(n_dec, dec_ctx + n_dec, n_sched_ad, n_running, walked)
                     t_stop = t_end
-                    if ia < n and arr[ia] < t_stop:
-                        t_stop = arr[ia]
+                    if next_arr < t_stop:
+                        t_stop = next_arr
                     # smallest k' with t + k'a + b k'(k'-1)/2 >= t_stop
                     span = t_stop - t
                     if b0 > 0:
@@ -575,13 +643,22 @@ def run_engine(
             while True:
                 if n_running >= max_seqs:
                     break
-                r = candidate()
+                member = n_sched_ad >= max_loras
+                heap = mheap if member else gheap
+                r = -1
+                while heap:
+                    k, a = heap[0]
+                    q = wq[a]
+                    if q and key[q[0]] == k and (not member or run_cnt[a] > 0):
+                        r = q[0]
+                        break
+                    heappop(heap)
                 if r < 0:
                     walked = n_wait + n_adm
                     break
                 tokens = plen[r] + gen[r]
                 num_new = tokens if tokens < budget else budget
-                need = _cdiv(num_new, bs)
+                need = -(-num_new // bs)
                 if need > free:
                     walked = wait_pos(r) + n_adm
                     break
@@ -595,7 +672,10 @@ def run_engine(
                 if key[r] < 0:
                     del pre_keys[bisect_left(pre_keys, key[r])]
                 else:
-                    fen_remove(acc[r])
+                    i = r
+                    b = i >> _BLOCK_BITS
+                    rm_count[b] += 1
+                    rm_bits[b] |= 1 << (i & _BLOCK_MASK)
                 state[r] = _PREFILL
                 comp[r] = num_new
                 blk[r] = need
@@ -608,6 +688,7 @@ def run_engine(
                 n_running += 1
                 if run_cnt[a] == 0:
                     n_sched_ad += 1
+                    active.add(a)
                     entering.append(a)
                 run_cnt[a] += 1
                 if q:
@@ -618,10 +699,9 @@ def run_engine(
                     new_x = r
                 if budget <= 0:
                     break
-            # the model runner loads the batch's missing adapters before the forward pass;
-            # LRU victims are adapters outside the batch
-            for a in entering:
-                load_s += adapter_in_use(a)
+            # the model runner loads the batch's missing adapters before the forward pass
+            if lora_on and any(not in_gpu[a] for a in entering):
+                load_s += apply_adapters(step, entering)
 
         # ---- cost of the step
         if n_tok == 0:
@@ -629,9 +709,9 @@ def run_engine(
                 step += 1
                 continue
             # nothing can run until something arrives
-            if ia >= n or arr[ia] >= t_end:
+            if next_arr >= t_end:
                 break
-            t = max(t, arr[ia])
+            t = max(t, next_arr)
             continue
         dt = (
             exec_s(n_tok, n_dec, n_pref, dec_ctx + n_dec, n_sched_ad)
@@ -653,18 +733,37 @@ def run_engine(
                 ts[name].append(v)
         t += dt
 
-        # ---- outcomes at the end of the step
+        # ---- outcomes at the end of the step (the common paths of finish_request and
+        # start_decode are written out here: this is the hottest part of the loop)
         dec_ctx += n_dec
+        step1 = step + 1
+        n_closed = 0
         while fin_heap and fin_heap[0][0] <= step:
             f, r = heappop(fin_heap)
             if fin_step[r] != f:
                 continue
             cnt[phase[r]] -= 1
             n_dec -= 1
-            dec_ctx -= c_first[r] + (step + 1 - s_first[r])
+            done_tokens = c_first[r] + (step1 - s_first[r])
+            dec_ctx -= done_tokens
             gen[r] = olen[r]
             fin_step[r] = -1
-            finish_request(r, t, _cdiv(c_first[r] + (f - s_first[r] + 1), bs), step)
+            state[r] = _DONE
+            finish[r] = t
+            free += -(-done_tokens // bs)
+            n_running -= 1
+            a = ad[r]
+            k = run_cnt[a] - 1
+            run_cnt[a] = k
+            if k == 0:
+                n_sched_ad -= 1
+                active.discard(a)
+                last_used[a] = step
+            n_closed += 1
+        if n_closed:
+            inflight -= n_closed
+            tw_n += n_closed
+            tw_q.append([t, n_closed])
         if x >= 0 and chunk_x > 0:
             comp[x] += chunk_x
             blk[x] += need_x
@@ -675,13 +774,30 @@ def run_engine(
         for r in admitted:
             if r == new_x:
                 continue
-            start_decode(r, step, t)
+            if gen[r] or olen[r] == 1:  # resumed after a preemption, or a 1-token request
+                start_decode(r, step, t)
+                continue
+            tokens = plen[r]
+            gen[r] = 1
+            first_tok[r] = t
+            state[r] = _DECODE
+            s_first[r] = step1
+            c_first[r] = tokens
+            g_first[r] = 1
+            f = step + olen[r] - 1
+            fin_step[r] = f
+            ph = (step1 - tokens) % bs
+            phase[r] = ph
+            cnt[ph] += 1
+            n_dec += 1
+            dec_ctx += tokens
+            heappush(fin_heap, (f, r))
         if new_x >= 0:
             x = new_x
-        step += 1
+        step = step1
 
         # occasional compaction of the running order and the lazy heaps
-        if len(order) > 2 * n_running + 256:
+        if len(order) > 4 * n_running + 1024:
             order[:] = [r for i, r in enumerate(order)
                         if run_pos[r] == i and state[r] in (_PREFILL, _DECODE)]
             for i, r in enumerate(order):
@@ -689,28 +805,31 @@ def run_engine(
         if len(mheap) > 4 * n_ad + 1024:
             mheap[:] = [(key[wq[a][0]], a) for a in range(n_ad) if wq[a] and run_cnt[a] > 0]
             heapq.heapify(mheap)
-        if len(gpu_idle) > 4 * n_ad + 1024:
-            gpu_idle[:] = [(last_used[a], a) for a in range(n_ad) if in_gpu[a] and run_cnt[a] == 0]
-            heapq.heapify(gpu_idle)
-        if len(cpu_idle) > 4 * n_ad + 1024:
-            cpu_idle[:] = [(last_used[a], a) for a in range(n_ad) if in_cpu[a] and run_cnt[a] == 0]
-            heapq.heapify(cpu_idle)
         if len(gheap) > 4 * n_ad + 1024:
             gheap[:] = [(key[wq[a][0]], a) for a in range(n_ad) if wq[a]]
             heapq.heapify(gheap)
 
-    # requests still open when the window closes are cancelled by the client
-    first = np.asarray(first_tok, dtype=np.float64)
-    fin = np.asarray(finish, dtype=np.float64)
-    state_a = np.asarray(state, dtype=np.int8)
+    # requests still open when the window closes are cancelled by the client; scatter the
+    # accepted requests' outcomes back to the input order
+    idx = np.asarray(orig[:n_acc], dtype=np.int64)
+    first = np.full(n, np.nan)
+    first[idx] = first_tok[:n_acc]
+    fin = np.full(n, np.nan)
+    fin[idx] = finish[:n_acc]
+    pre = np.zeros(n, np.int32)
+    pre[idx] = npre[:n_acc]
+    dropped = np.zeros(n, bool)
+    dropped[np.asarray(rejected, dtype=np.int64)] = True
+    for lo, hi in dropped_ranges:
+        dropped[lo:hi] = True
     ts_arrays = (
         {k: np.asarray(v, dtype=np.float64) for k, v in ts.items()} if ts is not None else None
     )
     return RawRun(
         first_token_s=first,
         finish_s=fin,
-        preemptions_per_request=np.asarray(npre, dtype=np.int32),
-        dropped=state_a == _DROPPED,
+        preemptions_per_request=pre,
+        dropped=dropped,
         steps=step,
         preemptions=preemptions,
         adapter_loads=loads,

@@ -1,0 +1,68 @@
+"""``loratwin validate``: the twin against real serving runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from loratwin.cli.app import app
+from loratwin.cli.common import console, fmt, write_json
+from loratwin.errors import DataError
+from loratwin.profile.store import load_profile
+from loratwin.twin.validate import check_columns, summarise, validate_runs
+
+
+@app.command("validate")
+def validate_cmd(
+    real_runs: Path = typer.Argument(..., help="CSV in the schema of real_runs/<model>.csv"),
+    model: str = typer.Option(..., help="Profile name or JSON path"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write runs + summary as JSON"),
+    seed: int = typer.Option(0, help="Seed of the rebuilt workloads"),
+    jobs: int = typer.Option(-1, help="Worker processes (-1: all cores)"),
+    quiet: bool = typer.Option(False, help="Only print the summary"),
+) -> None:
+    """Simulate every run of the CSV and compare throughput, ITL, TTFT and starvation."""
+    if not real_runs.is_file():
+        raise DataError(f"file not found: {real_runs}")
+    try:
+        df = pd.read_csv(real_runs)
+    except Exception as exc:
+        raise DataError(f"{real_runs}: cannot read CSV ({exc})") from None
+    check_columns(df, str(real_runs))
+    profile = load_profile(model)
+    n = int((df["status"].astype(str) != "failed").sum())
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
+        task = prog.add_task("simulating runs", total=n)
+        res = validate_runs(df, profile, seed=seed, n_jobs=jobs,
+                            on_done=lambda k: prog.update(task, completed=k))
+    summary = summarise(res)
+    if not quiet:
+        table = Table(title=f"{profile.name}: twin vs real runs")
+        for col in ("row", "max_loras", "served", "req/s", "status", "thr real", "thr twin",
+                    "ITL real", "ITL twin", "TTFT real", "TTFT twin", "starved r/t"):
+            table.add_column(col, justify="right")
+        for _, r in res.iterrows():
+            table.add_row(
+                str(r["row"]), str(r["max_loras"]), str(r["served_adapters"]),
+                fmt(r["sum_rate_req_s"], 2),
+                "mem err" if r["memory_error"] else r["status"],
+                fmt(r["real_total_throughput"], 0), fmt(r["twin_total_throughput_tok_s"], 0),
+                fmt(r["real_mean_itl_ms"]), fmt(r["twin_mean_itl_ms"]),
+                fmt(r["real_mean_ttft_ms"], 0), fmt(r["twin_mean_ttft_ms"], 0),
+                f"{fmt(r['real_starvation'])}/{fmt(r['twin_starvation'])}",
+            )
+        console.print(table)
+    st = Table(title="summary")
+    st.add_column("measure")
+    st.add_column("value", justify="right")
+    for k, v in summary.items():
+        st.add_row(k, fmt(v, 2))
+    console.print(st)
+    if json_out:
+        write_json(json_out, {"summary": summary, "runs": res.to_dict(orient="records")})
+        console.print(f"wrote {json_out}")

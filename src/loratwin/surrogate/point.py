@@ -1,0 +1,141 @@
+"""One single-GPU configuration of the surrogate data set, and its evaluation in the twin.
+
+A :class:`GpuPoint` fixes everything a run needs: the served adapters' ranks and rates, the
+vLLM flags (``max_loras``, ``max_cpu_loras`` = served adapters as in the measured runs,
+``max_lora_rank`` = the largest rank, ``max_num_seqs`` 2048), the request length means and
+the arrival burstiness. :func:`evaluate_point` simulates one benchmark window and returns the
+features and the targets of one data-set row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from loratwin.profile.model import Profile
+from loratwin.surrogate.features import FEATURES, gpu_features
+from loratwin.twin.config import ClientConfig, ServerConfig
+from loratwin.twin.simulate import simulate
+from loratwin.workload.lengths import BoundedHeavyTailed
+from loratwin.workload.spec import ArrivalSpec, generate_requests
+from loratwin.workload.types import Adapter
+
+#: Targets of a data-set row (the twin's benchmark metrics).
+TARGETS: tuple[str, ...] = ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "starvation")
+
+#: Length window of the data set: wide enough for trace workloads (Azure conversation
+#: prompts average 1,155 tokens, up to 14,050).
+MAX_INPUT_TOKENS = 16384
+MAX_TOTAL_TOKENS = 20480
+
+
+@dataclass(frozen=True)
+class GpuPoint:
+    """A single-GPU configuration (rates in req/s, lengths in tokens, window in s)."""
+
+    ranks: tuple[int, ...]
+    rates: tuple[float, ...]
+    max_loras: int
+    mean_input_tokens: float
+    mean_output_tokens: float
+    arrival_cv: float = 1.0
+    max_num_seqs: int = 2048
+    duration_s: float = 3600.0
+    seed: int = 0
+    origin: str = "grid"
+
+    @property
+    def served_adapters(self) -> int:
+        return len(self.ranks)
+
+    def adapters(self) -> list[Adapter]:
+        """The served adapters (ids ``a0``, ``a1``, ...)."""
+        return [Adapter(f"a{i}", r, q) for i, (r, q) in enumerate(zip(self.ranks, self.rates,
+                                                                      strict=True))]
+
+    def server(self) -> ServerConfig:
+        """The vLLM flags of the point."""
+        return ServerConfig(
+            max_loras=self.max_loras, max_cpu_loras=max(self.max_loras, len(self.ranks)),
+            max_lora_rank=max(self.ranks), max_num_seqs=self.max_num_seqs,
+            max_num_batched_tokens=max(2048, self.max_num_seqs),
+        )
+
+    def to_json(self) -> str:
+        """Compact JSON spec (stored with every data-set row for provenance)."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> GpuPoint:
+        d = json.loads(text)
+        d["ranks"] = tuple(d["ranks"])
+        d["rates"] = tuple(d["rates"])
+        return GpuPoint(**d)
+
+
+#: Up to these means the point uses vLLM's ShareGPT window (prompt <= 1024, total <= 2048),
+#: as the measured runs did; above them the wide window.
+SHAREGPT_WINDOW_MAX_MEANS = (512.0, 512.0)
+
+
+def point_lengths(profile: Profile, point: GpuPoint) -> BoundedHeavyTailed:
+    """The point's length model: the profile's ShareGPT spread (CV) at the point's means.
+
+    The CVs are soft targets: met where the length window allows them, else replaced by
+    about the largest spread it allows (see :class:`BoundedHeavyTailed`).
+    """
+    cv_in = profile.sharegpt_std_input_tokens / profile.sharegpt_mean_input_tokens
+    cv_out = profile.sharegpt_std_output_tokens / profile.sharegpt_mean_output_tokens
+    sharegpt = (point.mean_input_tokens <= SHAREGPT_WINDOW_MAX_MEANS[0]
+                and point.mean_output_tokens <= SHAREGPT_WINDOW_MAX_MEANS[1])
+    window = {} if sharegpt else {"max_input": MAX_INPUT_TOKENS, "max_total": MAX_TOTAL_TOKENS}
+    # soft std targets: the ShareGPT CV where the window allows it, else about the largest
+    # std it allows (a hard target fails e.g. at mean input 447 / output 42 in the window)
+    return BoundedHeavyTailed(
+        mean_input=point.mean_input_tokens, mean_output=point.mean_output_tokens,
+        cv_input=cv_in, cv_output=cv_out, **window,
+    )
+
+
+def evaluate_point(profile: Profile, point: GpuPoint) -> dict[str, Any]:
+    """Simulate one point; returns a data-set row (features, targets and diagnostics).
+
+    Memory errors are returned with ``memory_error`` True and NaN targets (the design avoids
+    them, placement checks memory separately).
+    """
+    adapters = point.adapters()
+    arrivals = (ArrivalSpec() if point.arrival_cv == 1.0
+                else ArrivalSpec(process="gamma", cv=point.arrival_cv))
+    req = generate_requests(adapters, point.duration_s, arrivals, point_lengths(profile, point),
+                            point.seed)
+    res = simulate(
+        profile, point.server(), adapters, req, ClientConfig(duration_s=point.duration_s)
+    )
+    m = res.metrics
+    x = gpu_features(
+        adapters, point.max_loras, default_input_tokens=point.mean_input_tokens,
+        default_output_tokens=point.mean_output_tokens, arrival_cv=point.arrival_cv,
+    )
+    row: dict[str, Any] = dict(zip(FEATURES, map(float, x), strict=True))
+    row.update(
+        total_throughput_tok_s=m.total_throughput_tok_s,
+        mean_itl_ms=m.mean_itl_ms,
+        mean_ttft_ms=m.mean_ttft_ms,
+        starvation=bool(m.starvation),
+        offered_throughput_tok_s=m.offered_throughput_tok_s,
+        memory_error=m.memory_error,
+        preemptions=m.preemptions,
+        adapter_loads=m.adapter_loads,
+        mean_num_running=m.mean_num_running,
+        wall_s=m.wall_s,
+        origin=point.origin,
+        point=point.to_json(),
+    )
+    if m.memory_error:
+        for t in TARGETS[:3]:
+            row[t] = float("nan")
+    row["mean_input_tokens_realised"] = float(np.mean(req.input_tokens)) if len(req) else 0.0
+    return row

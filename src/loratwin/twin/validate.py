@@ -1,0 +1,208 @@
+"""Validation of the twin against real serving runs (schema of ``real_runs/<model>.csv``).
+
+Each row describes a 3600 s benchmark of vLLM's ``benchmark_serving`` with per-adapter
+Poisson arrivals and ShareGPT prompts (Agullo et al., arXiv 2508.08343): ``served_adapters``
+adapters, ranks cycled from ``rank_set``, rates dealt cyclically from ``rates`` and then
+shuffled. :func:`run_inputs` rebuilds that workload (the per-request lengths of the real runs
+are not published: they are drawn from the profile's ShareGPT model with the run's prompt-pool
+means), :func:`validate_runs` simulates every row and :func:`summarise` scores the twin with
+the papers' SMAPE, ``100/n * sum |F - A| / (|A| + |F|)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from loratwin.errors import DataError
+from loratwin.profile.model import Profile
+from loratwin.twin.config import ClientConfig, ServerConfig
+from loratwin.twin.simulate import simulate
+from loratwin.workload.lengths import BoundedHeavyTailed
+from loratwin.workload.spec import ArrivalSpec, generate_requests
+from loratwin.workload.types import Adapter, Requests
+
+REQUIRED_COLUMNS = (
+    "rank_set", "max_lora_rank", "max_loras", "max_cpu_loras", "served_adapters",
+    "max_num_seqs", "rates", "status",
+)
+#: Measured columns compared with the twin's metrics.
+COMPARED = {
+    "total_throughput": "total_throughput_tok_s",
+    "mean_itl_ms": "mean_itl_ms",
+    "mean_ttft_ms": "mean_ttft_ms",
+}
+
+
+def smape(forecast: np.ndarray, actual: np.ndarray) -> float:
+    """Symmetric MAPE in %, the papers' form: ``100/n * sum |F - A| / (|A| + |F|)``."""
+    f = np.asarray(forecast, float)
+    a = np.asarray(actual, float)
+    ok = np.isfinite(f) & np.isfinite(a) & ((np.abs(a) + np.abs(f)) > 0)
+    if not ok.any():
+        return float("nan")
+    return float(100.0 * np.mean(np.abs(f[ok] - a[ok]) / (np.abs(a[ok]) + np.abs(f[ok]))))
+
+
+def check_columns(df: pd.DataFrame, source: str) -> None:
+    """Raise :class:`DataError` naming the first missing column."""
+    for col in REQUIRED_COLUMNS:
+        if col not in df.columns:
+            raise DataError(f"{source}: missing column {col!r}")
+
+
+def _ints(text: Any, what: str, row: int) -> list[int]:
+    try:
+        return [int(float(x)) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"row {row}: {what}: not a comma-separated list ({text!r})") from None
+
+
+def _floats(text: Any, what: str, row: int) -> list[float]:
+    try:
+        return [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"row {row}: {what}: not a comma-separated list ({text!r})") from None
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What the twin needs to replay one real run."""
+
+    server: ServerConfig
+    adapters: list[Adapter]
+    requests: Requests
+    client: ClientConfig
+
+
+def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunInputs:
+    """Rebuild the workload of one real run (same rules as the authors' client).
+
+    The seed of the row is ``seed + row_no``, so results do not depend on which rows are run.
+
+    Raises
+    ------
+    DataError
+        A malformed rank set or rate list.
+    """
+    n = int(row["served_adapters"])
+    ranks = _ints(row["rank_set"], "rank_set", row_no)
+    rates = _floats(row["rates"], "rates", row_no)
+    if not ranks or not rates or n < 1:
+        raise DataError(f"row {row_no}: empty rank_set, rates or served_adapters")
+    rng = np.random.default_rng([seed, row_no])
+    dealt = np.array([rates[i % len(rates)] for i in range(n)])
+    rng.shuffle(dealt)
+    adapters = [Adapter(f"adapter-{i}", ranks[i % len(ranks)], float(dealt[i])) for i in range(n)]
+    duration = float(row.get("total_time_s", 3600.0) or 3600.0)
+    mean_in = _pick(row, "pool_mean_input_tokens", profile.sharegpt_mean_input_tokens)
+    mean_out = _pick(row, "pool_mean_output_tokens", profile.sharegpt_mean_output_tokens)
+    lengths = BoundedHeavyTailed(
+        mean_input=mean_in, mean_output=mean_out,
+        std_input=profile.sharegpt_std_input_tokens, std_output=profile.sharegpt_std_output_tokens,
+    )
+    requests = generate_requests(
+        adapters, duration, ArrivalSpec(), lengths, int(rng.integers(0, 2**31 - 1))
+    )
+    server = ServerConfig(
+        max_loras=int(row["max_loras"]), max_cpu_loras=int(row["max_cpu_loras"]),
+        max_lora_rank=int(row["max_lora_rank"]), max_num_seqs=int(row["max_num_seqs"]),
+        max_num_batched_tokens=max(2048, int(row["max_num_seqs"])),
+    )
+    return RunInputs(server, adapters, requests, ClientConfig(duration_s=duration))
+
+
+def _pick(row: pd.Series, col: str, default: float) -> float:
+    v = row.get(col)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) and v > 0 else default
+
+
+def _one(row: pd.Series, row_no: int, profile: Profile, seed: int) -> dict[str, Any]:
+    inp = run_inputs(row, row_no, profile, seed)
+    res = simulate(profile, inp.server, inp.adapters, inp.requests, inp.client)
+    m = res.metrics
+    sum_rate = sum(a.rate for a in inp.adapters)
+    out: dict[str, Any] = {
+        "row": row_no,
+        "status": str(row["status"]),
+        "max_loras": int(row["max_loras"]),
+        "max_lora_rank": int(row["max_lora_rank"]),
+        "served_adapters": int(row["served_adapters"]),
+        "sum_rate_req_s": sum_rate,
+        "memory_error": m.memory_error,
+        "memory_error_reason": m.memory_error_reason,
+        "twin_total_throughput_tok_s": m.total_throughput_tok_s,
+        "twin_mean_itl_ms": m.mean_itl_ms,
+        "twin_mean_ttft_ms": m.mean_ttft_ms,
+        "twin_mean_num_running": m.mean_num_running,
+        "twin_preemptions": m.preemptions,
+        "twin_starvation": m.starvation,
+        "twin_wall_s": m.wall_s,
+    }
+    for col in ("total_throughput", "mean_itl_ms", "mean_ttft_ms", "mean_num_running"):
+        out[f"real_{col}"] = _pick(row, col, float("nan")) if col in row else float("nan")
+    st = row.get("starvation_est")
+    out["real_starvation"] = (
+        None if st is None or (isinstance(st, float) and math.isnan(st))
+        else str(st).lower() == "true"
+    )
+    return out
+
+
+def validate_runs(
+    df: pd.DataFrame,
+    profile: Profile,
+    *,
+    seed: int = 0,
+    n_jobs: int = 1,
+    on_done: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Simulate every non-``failed`` row; one result row per run, in input order.
+
+    ``on_done(k)`` is called as runs finish (for a progress bar). Runs are spread over
+    ``n_jobs`` worker processes with joblib.
+    """
+    check_columns(df, "real runs")
+    rows = [(i, r) for i, r in df.reset_index(drop=True).iterrows() if str(r["status"]) != "failed"]
+    out: list[dict[str, Any]] = []
+    tasks = (delayed(_one)(r, i, profile, seed) for i, r in rows)
+    for res in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
+        out.append(res)
+        if on_done is not None:
+            on_done(len(out))
+    return pd.DataFrame(out)
+
+
+def summarise(results: pd.DataFrame) -> dict[str, float | int]:
+    """Scores of the twin: SMAPE per metric on ``ok`` runs, starvation and memory agreement."""
+    ok = results[(results["status"] == "ok") & ~results["memory_error"]]
+    mem = results[results["status"] == "memory_error"]
+    st = ok[ok["real_starvation"].notna()]
+    return {
+        "n_runs": len(results),
+        "n_ok_runs": int((results["status"] == "ok").sum()),
+        "throughput_smape_pct": smape(
+            ok["twin_total_throughput_tok_s"], ok["real_total_throughput"]
+        ),
+        "itl_smape_pct": smape(ok["twin_mean_itl_ms"], ok["real_mean_itl_ms"]),
+        "ttft_smape_pct": smape(ok["twin_mean_ttft_ms"], ok["real_mean_ttft_ms"]),
+        "starvation_agreement": float(
+            (st["twin_starvation"].astype(bool) == st["real_starvation"].astype(bool)).mean()
+        ) if len(st) else float("nan"),
+        "memory_error_runs": len(mem),
+        "memory_errors_predicted": int(mem["memory_error"].sum()) if len(mem) else 0,
+        "false_memory_errors": int(
+            ((results["status"] == "ok") & results["memory_error"]).sum()
+        ),
+        "twin_wall_s_total": float(results["twin_wall_s"].sum()),
+    }
