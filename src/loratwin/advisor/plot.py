@@ -11,6 +11,7 @@ Uses matplotlib's object API with the Agg canvas, so it never touches the global
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -96,8 +97,9 @@ def plot_advice(sweep: pd.DataFrame, advices: tuple[Advice, ...], rule: Rule,
         else:
             title = f"{key.label()}\nno B_opt"
         ax.set_title(title, fontsize=9)
-    fig.suptitle(f"{rule.describe()}\nthroughput (blue, solid), latency (red, dashed), "
-                 "B_opt (green), latency bound (red, dotted), preempted runs (circled)",
-                 fontsize=9)
+    legend = (f"{rule.describe()}. Throughput (blue, solid), latency (red, dashed), "
+              "B_opt (green), latency bound (red, dotted), preempted runs (circled).")
+    # wrap to the figure's width (about 14 characters per inch at 9 pt)
+    fig.suptitle(textwrap.fill(legend, width=int(4.2 * ncols * 14)), fontsize=9)
     fig.savefig(out, dpi=110)
     return out
