@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 import loratwin.cli.app as cli_app
 from loratwin.cli import advise_cmd
-from loratwin.errors import ConfigError
 
 
 def _app() -> typer.Typer:
@@ -103,8 +102,7 @@ def test_advise_csv_path_and_slo_rule(tmp_path: Path) -> None:
         (["advise", "bundled:fixed-length", "--eps", "0.2"], "error: eps: only rule (a)"),
         (["advise", "bundled:fixed-length", "--rule", "c"], "error: slo_ms: rule (c) needs"),
         (["advise"], "error: SWEEP: give either"),
-        (["advise", "--twin", "twin.yaml"],
-         "error: --twin: the digital twin sweep is not available yet"),
+        (["advise", "--twin", "twin.yaml"], "error: config file not found: twin.yaml"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(monkeypatch: pytest.MonkeyPatch,
@@ -135,9 +133,12 @@ def test_missing_output_directory(monkeypatch: pytest.MonkeyPatch,
     assert "error: --json: directory does not exist" in capsys.readouterr().err
 
 
-def test_twin_stub_raises_config_error() -> None:
-    from loratwin.advisor.twin_sweep import sweep_from_twin_config
-
-    with pytest.raises(ConfigError) as info:
-        sweep_from_twin_config("twin.yaml")
-    assert info.value.field == "--twin"
+def test_twin_sweep_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "twin.yaml"
+    cfg.write_text("server: {enable_lora: false}\nadapters: 1\nmax_num_seqs: [1, 16, 64, 256]\n"
+                   "num_prompts: 300\n"
+                   "lengths: {kind: fixed, input_tokens: 100, output_tokens: 100}\n")
+    out = tmp_path / "a.json"
+    assert _main(monkeypatch, ["advise", "--twin", str(cfg), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["results"][0]
+    assert result["model"] == "llama-3.1-8b-instruct" and result["max_num_seqs"] >= 1
