@@ -324,9 +324,22 @@ def run_engine(
         def key(a: int) -> tuple[int, int]:
             return (step - 1 if a in active and a not in new else last_used[a], hash_rank[a])
 
-        gpu_heap: list[tuple[tuple[int, int], int]] = []
-        cpu_heap: list[tuple[tuple[int, int], int]] | None = None
+        heaps: dict[int, list[tuple[tuple[int, int], int]]] = {}
         touched: set[int] = set()
+
+        def evict_lru(present: list[bool]) -> int:
+            """Remove and return the least recently touched adapter not touched yet."""
+            heap = heaps.get(id(present))
+            if heap is None:
+                heap = [(key(a), a) for a in range(n_ad) if present[a]]
+                heapq.heapify(heap)
+                heaps[id(present)] = heap
+            while True:
+                _, e = heappop(heap)
+                if present[e] and e not in touched:
+                    present[e] = False
+                    return e
+
         t_load = 0.0
         for b in sorted(active, key=hash_rank.__getitem__):
             if not in_gpu[b]:
@@ -336,14 +349,7 @@ def run_engine(
                     disk_loads += 1
                     t_load += disk_s[b]
                     if n_cpu >= cpu_cap:
-                        if cpu_heap is None:
-                            cpu_heap = [(key(a), a) for a in range(n_ad) if in_cpu[a]]
-                            heapq.heapify(cpu_heap)
-                        while True:
-                            _, e = heappop(cpu_heap)
-                            if in_cpu[e] and e not in touched:
-                                break
-                        in_cpu[e] = False
+                        e = evict_lru(in_cpu)  # vLLM deactivates it from the GPU too
                         n_cpu -= 1
                         if in_gpu[e]:
                             in_gpu[e] = False
@@ -351,14 +357,7 @@ def run_engine(
                     in_cpu[b] = True
                     n_cpu += 1
                 if n_gpu >= max_loras:
-                    if not gpu_heap:
-                        gpu_heap = [(key(a), a) for a in range(n_ad) if in_gpu[a]]
-                        heapq.heapify(gpu_heap)
-                    while True:
-                        _, e = heappop(gpu_heap)
-                        if in_gpu[e] and e not in touched:
-                            break
-                    in_gpu[e] = False
+                    evict_lru(in_gpu)
                     n_gpu -= 1
                 in_gpu[b] = True
                 n_gpu += 1
