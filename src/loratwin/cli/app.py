@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     SystemExit
         0 on success, 2 on a user error (printed as ``error: <one line>``), 130 on Ctrl-C.
     """
-    _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        _register_commands()
+        rc = app(args=argv, standalone_mode=False)
     except (LoraTwinError, ValidationError, FileNotFoundError, IsADirectoryError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.exceptions.Exit):
             raise SystemExit(exc.exit_code) from None
         raise
+    # in non-standalone mode click returns (not raises) the code of an interrupted command
+    if isinstance(rc, int) and rc != 0:
+        if rc == 130:
+            print("interrupted: finished work is kept; rerun the same command to resume",
+                  file=sys.stderr)
+        raise SystemExit(rc)
 
 
 if __name__ == "__main__":  # pragma: no cover

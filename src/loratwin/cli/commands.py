@@ -2,8 +2,10 @@
 
 from loratwin.cli import (  # noqa: F401
     advise_cmd,
+    place_cmd,
     profile_cmd,
     simulate_cmd,
+    surrogate_cmd,
     validate_cmd,
     workload_cmd,
 )

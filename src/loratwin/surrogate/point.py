@@ -81,23 +81,25 @@ class GpuPoint:
 SHAREGPT_WINDOW_MAX_MEANS = (512.0, 512.0)
 
 
-def point_lengths(profile: Profile, point: GpuPoint) -> BoundedHeavyTailed:
-    """The point's length model: the profile's ShareGPT spread (CV) at the point's means.
-
-    The CVs are soft targets: met where the length window allows them, else replaced by
-    about the largest spread it allows (see :class:`BoundedHeavyTailed`).
-    """
+def lengths_for(profile: Profile, mean_input: float, mean_output: float) -> BoundedHeavyTailed:
+    """Length model at given means: the profile's ShareGPT spread (CV) and, up to
+    :data:`SHAREGPT_WINDOW_MAX_MEANS`, vLLM's ShareGPT window, else the wide window."""
     cv_in = profile.sharegpt_std_input_tokens / profile.sharegpt_mean_input_tokens
     cv_out = profile.sharegpt_std_output_tokens / profile.sharegpt_mean_output_tokens
-    sharegpt = (point.mean_input_tokens <= SHAREGPT_WINDOW_MAX_MEANS[0]
-                and point.mean_output_tokens <= SHAREGPT_WINDOW_MAX_MEANS[1])
+    sharegpt = (mean_input <= SHAREGPT_WINDOW_MAX_MEANS[0]
+                and mean_output <= SHAREGPT_WINDOW_MAX_MEANS[1])
     window = {} if sharegpt else {"max_input": MAX_INPUT_TOKENS, "max_total": MAX_TOTAL_TOKENS}
-    # soft std targets: the ShareGPT CV where the window allows it, else about the largest
-    # std it allows (a hard target fails e.g. at mean input 447 / output 42 in the window)
+    # soft std targets (cv_*): the ShareGPT CV where the window allows it, else about the
+    # largest std it allows; hard std_* targets fail e.g. at means 447 / 42 in the window
     return BoundedHeavyTailed(
-        mean_input=point.mean_input_tokens, mean_output=point.mean_output_tokens,
-        cv_input=cv_in, cv_output=cv_out, **window,
+        mean_input=mean_input, mean_output=mean_output, cv_input=cv_in, cv_output=cv_out,
+        **window,
     )
+
+
+def point_lengths(profile: Profile, point: GpuPoint) -> BoundedHeavyTailed:
+    """The point's length model (see :func:`lengths_for`)."""
+    return lengths_for(profile, point.mean_input_tokens, point.mean_output_tokens)
 
 
 def evaluate_point(profile: Profile, point: GpuPoint) -> dict[str, Any]:

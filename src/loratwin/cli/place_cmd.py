@@ -1,0 +1,170 @@
+"""``loratwin place`` and ``loratwin compare``: adapters on the fewest GPUs.
+
+Examples
+--------
+::
+
+    loratwin place adapters.csv --model llama-3.1-8b-instruct
+    loratwin place adapters.csv --algorithm loraserve --gpus 8 --json placement.json
+    loratwin place adapters.csv --emit-vllm serve/ --lora-dir /models/loras --verify --jobs 2
+    loratwin compare adapters.csv --json compare.json --plot compare.png
+
+``WORKLOAD`` is an adapters CSV (``id,rank,rate[,mean_input_tokens,mean_output_tokens]``,
+rate in req/s) or YAML; ``loratwin workload from-trace`` makes one from the Azure traces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loratwin.cli.app import app
+from loratwin.cli.common import console, err_console, write_json
+from loratwin.errors import ConfigError
+from loratwin.placement import api, predictor, report
+from loratwin.placement.bounds import lower_bound
+from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+from loratwin.placement.problem import PlacementProblem
+from loratwin.placement.types import Placement
+from loratwin.placement.verify import verify_placement
+
+DEFAULT_MODEL = "llama-3.1-8b-instruct"
+
+
+def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: int,
+             arrival_cv: float) -> PlacementProblem:
+    # through the module attribute, so that tests can swap the surrogate for a stand-in
+    return predictor.make_problem(workload, model, surrogate=surrogate,
+                                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv)
+
+
+def _rates(problem: PlacementProblem) -> dict[str, float]:
+    return {a.id: a.rate for a in problem.adapters}
+
+
+def _check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise ConfigError(f"must be >= 1 (got {jobs})", field="jobs")
+
+
+@app.command("place")
+def place_cmd(
+    workload: Path = typer.Argument(..., help="Adapters CSV (id,rank,rate[,mean_input_tokens,"
+                                              "mean_output_tokens]) or YAML"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or JSON path"),
+    algorithm: str = typer.Option("loratwin", help=f"One of {', '.join(api.ALGORITHMS)}"),
+    gpus: int | None = typer.Option(None, help="GPUs available (error if more are needed)"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the placement as JSON"),
+    emit_vllm: Path | None = typer.Option(None, "--emit-vllm",
+                                          help="Write one vllm serve script per GPU here"),
+    lora_dir: str = typer.Option("./adapters", help="Adapter path prefix: <lora-dir>/<id>"),
+    verify: bool = typer.Option(False, "--verify", help="Simulate every GPU in the twin"),
+    jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
+    duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
+    seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
+    surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: the bundled "
+                                                    "one of the model)"),
+    max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
+    arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
+    confirm: bool = typer.Option(True, "--confirm/--no-confirm",
+                                 help="Let loratwin check borderline GPUs in the twin"),
+) -> None:
+    """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
+    _check_jobs(jobs)
+    if gpus is not None and gpus < 1:
+        raise ConfigError(f"must be >= 1 (got {gpus})", field="gpus")
+    if algorithm not in api.ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {algorithm!r} (one of "
+                          f"{', '.join(api.ALGORITHMS)})", field="algorithm")
+    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    lb = lower_bound(problem, seed=seed)
+    if gpus is not None and lb.gpus > gpus:
+        raise ConfigError(f"the workload needs at least {lb.gpus} GPUs (lower bound), only "
+                          f"{gpus} available", field="gpus")
+    with console.status(f"placing {len(problem.adapters):,} adapters with {algorithm}"):
+        placement = api.place(problem, algorithm, seed=seed, n_gpus=gpus,
+                              confirm_borderline=confirm)
+    if verify:
+        with console.status(f"verifying {placement.gpus} GPU(s) in the twin"):
+            placement = verify_placement(problem, placement, duration_s=duration, seed=seed,
+                                         n_jobs=jobs)
+    rates = _rates(problem)
+    console.print(report.placement_table(placement, rates))
+    if verify:
+        console.print(report.verified_table(placement))
+    console.print(lb.describe())
+    for note in placement.notes:
+        console.print(f"note: {note}")
+    if verify:
+        bad = [k for k, g in enumerate(placement.servers)
+               if g.verified and (g.verified["starvation"] or g.verified["memory_error"])]
+        console.print("twin: every GPU keeps up" if not bad else
+                      f"[red]twin: GPU(s) {', '.join(map(str, bad))} starve or fail to start[/red]")
+    if json_out is not None:
+        write_json(json_out, report.placement_dict(placement, rates, lb.gpus))
+        console.print(f"wrote {json_out}")
+    if emit_vllm is not None:
+        paths = report.write_vllm_scripts(placement, problem.profile, emit_vllm, lora_dir, rates)
+        console.print(f"wrote {len(paths)} vllm serve script(s) to {emit_vllm}")
+
+
+@app.command("compare")
+def compare_cmd(
+    workload: Path = typer.Argument(..., help="Adapters CSV or YAML"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or JSON path"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON"),
+    plot: Path | None = typer.Option(None, help="Write a bar chart (PNG)"),
+    algorithms: str | None = typer.Option(None, help="Comma-separated subset of "
+                                                     f"{', '.join(api.ALGORITHMS)}"),
+    optimum: bool = typer.Option(True, "--optimum/--no-optimum",
+                                 help=f"Exact optimum (HiGHS) for <= {MAX_ADAPTERS} adapters"),
+    jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
+    duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
+    seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
+    surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
+    max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
+    arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
+    confirm: bool = typer.Option(True, "--confirm/--no-confirm",
+                                 help="Let loratwin check borderline GPUs in the twin"),
+) -> None:
+    """Run every placement algorithm, verify each in the twin, and compare them."""
+    _check_jobs(jobs)
+    names = list(api.ALGORITHMS)
+    if algorithms:
+        names = [a.strip() for a in algorithms.split(",") if a.strip()]
+        unknown = [a for a in names if a not in api.ALGORITHMS]
+        if unknown or not names:
+            raise ConfigError(f"unknown algorithm {unknown[0] if unknown else '(none)'!r} "
+                              f"(one of {', '.join(api.ALGORITHMS)})", field="algorithms")
+    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    lb = lower_bound(problem, seed=seed)
+    placements: list[Placement] = []
+    for name in names:
+        with console.status(f"placing with {name}"):
+            placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm))
+    opt = None
+    if optimum and len(problem.adapters) <= MAX_ADAPTERS:
+        with console.status("exact optimum (HiGHS)"):
+            opt = solve_exact(problem, placements, seed=seed, lower=lb.gpus)
+    elif optimum:
+        err_console.print(f"note: no exact optimum above {MAX_ADAPTERS} adapters")
+    verified = []
+    for p in placements:
+        with console.status(f"verifying {p.algorithm}: {p.gpus} GPU(s) in the twin"):
+            verified.append(verify_placement(problem, p, duration_s=duration, seed=seed,
+                                             n_jobs=jobs))
+    rows = [report.summarize(p) for p in verified]
+    opt_gpus = opt.gpus if opt is not None else None
+    console.print(report.compare_table(rows, lb.gpus, opt_gpus))
+    console.print(lb.describe())
+    if opt is not None:
+        console.print(opt.describe())
+    if json_out is not None:
+        write_json(json_out, report.compare_dict(rows, lb.gpus, opt_gpus,
+                                                 opt.describe() if opt else None))
+        console.print(f"wrote {json_out}")
+    if plot is not None:
+        report.plot_compare(rows, lb.gpus, opt_gpus, plot, title=f"{workload.name}: GPUs per "
+                            "placement algorithm")
+        console.print(f"wrote {plot}")

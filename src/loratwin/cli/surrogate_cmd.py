@@ -1,0 +1,299 @@
+"""``loratwin dataset``, ``train``, ``predict`` and ``loratwin surrogate ...``: the surrogates.
+
+Rebuild a bundled surrogate (data set, then training) with::
+
+    loratwin surrogate rebuild --model llama-3.1-8b-instruct --jobs -1
+
+or the equivalent pair::
+
+    loratwin dataset examples/surrogate-grid.yaml --model llama-3.1-8b-instruct \\
+        --out surrogate-data/llama-3.1-8b-instruct --jobs -1
+    loratwin train surrogate-data/llama-3.1-8b-instruct --model llama-3.1-8b-instruct \\
+        -o src/loratwin/surrogate/bundled/llama-3.1-8b-instruct.npz
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from loratwin.cli.app import app
+from loratwin.cli.common import console, fmt, write_json
+from loratwin.errors import DataError
+from loratwin.surrogate.dataset import ChunkDone, DatasetRun, generate_dataset, load_dataset
+from loratwin.surrogate.design import DesignSpec, load_design_spec
+from loratwin.surrogate.explain import format_rules
+from loratwin.surrogate.model import (
+    CLASS_TARGET,
+    REGRESSION_TARGETS,
+    Surrogate,
+    bundled_path,
+)
+from loratwin.surrogate.train import TrainConfig, evaluate_surrogate, train_surrogate
+
+surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
+                            no_args_is_help=True)
+app.add_typer(surrogate_app, name="surrogate")
+
+_SHORT = {"total_throughput_tok_s": "throughput", "mean_itl_ms": "ITL", "mean_ttft_ms": "TTFT",
+          "starvation": "starvation"}
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def _run_dataset(spec: DesignSpec, out: Path, jobs: int, ray_address: str | None,
+                 max_chunks: int | None) -> DatasetRun:
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("points"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as progress:
+        task: list[Any] = []
+
+        def on_start(points: int, chunks: int) -> None:
+            task.append(progress.add_task(f"twin runs ({chunks} chunks)", total=points))
+
+        def on_chunk(done: ChunkDone) -> None:
+            progress.advance(task[0], done.points)
+
+        try:
+            run = generate_dataset(spec, out, jobs=jobs, ray_address=ray_address,
+                                   max_chunks=max_chunks, on_start=on_start, on_chunk=on_chunk)
+        except KeyboardInterrupt:
+            progress.stop()
+            raise _interrupted(out) from None
+    console.print(
+        f"{out}: {run.total_points:,} points in {run.total_chunks} chunks; computed "
+        f"{run.computed_points:,}, already there {run.skipped_points:,}, failed runs "
+        f"{run.error_points}" + (f"; {run.remaining_chunks} chunks still to run"
+                                 if run.remaining_chunks else "")
+        + f" ({run.wall_s:.0f} s)"
+    )
+    return run
+
+
+@app.command("dataset")
+def dataset_cmd(
+    grid: Path = typer.Argument(..., help="Design YAML (see examples/surrogate-grid.yaml)"),
+    out: Path = typer.Option(..., "--out", "-o", help="Data-set directory (chunk-*.parquet)"),
+    model: str | None = typer.Option(None, help="Profile (overrides the YAML's model)"),
+    jobs: int = typer.Option(1, help="Local worker processes (-1: all cores)"),
+    ray_address: str | None = typer.Option(
+        None, help="Run on a Ray cluster (address, 'auto', or 'local' to start one here)"
+    ),
+    max_chunks: int | None = typer.Option(None, help="Stop after this many new chunks"),
+) -> None:
+    """Run the twin over a sampling design; resumable (rerun the same command)."""
+    spec = load_design_spec(grid)
+    if model:
+        spec = spec.model_copy(update={"model": model})
+    _run_dataset(spec, out, jobs, ray_address, max_chunks)
+
+
+def _interrupted(out: Path) -> SystemExit:
+    """Ctrl-C: one line on stderr, exit code 130 (raised as SystemExit, which Typer passes
+    through; its own KeyboardInterrupt handling would return 130 to the caller instead)."""
+    n = sum(1 for f in out.glob("chunk-*.parquet")) if out.is_dir() else 0
+    print(f"interrupted: {n} finished chunks kept in {out}; rerun the same command to resume",
+          file=sys.stderr)
+    return SystemExit(130)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _print_scores(s: Surrogate) -> None:
+    cv = s.meta.get("cv", {})
+    table = Table(title=f"cross-validation ({s.meta.get('training', {}).get('folds', '?')} "
+                        "folds; SMAPE % lower is better, F1 higher is better)")
+    for col in ("target", "estimator", "transform", "score", "std", ""):
+        table.add_column(col, justify="right" if col in ("score", "std") else "left")
+    for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+        block = cv.get(t, {})
+        ch = block.get("chosen", {})
+        for c in block.get("candidates", []):
+            mark = "chosen" if (c["estimator"], c["transform"]) == (
+                ch.get("estimator"), ch.get("transform")) else ""
+            table.add_row(_SHORT.get(t, t), c["estimator"], c["transform"],
+                          f"{c['mean']:.3f}", f"{c['std']:.3f}", mark)
+    console.print(table)
+    ho = s.meta.get("holdout", {})
+    if ho.get("rows"):
+        table = Table(title=f"hold-out: {ho['rows']} twin runs never used in training")
+        table.add_column("target")
+        table.add_column("figures")
+        for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+            if t in ho:
+                table.add_row(_SHORT[t], ", ".join(f"{k} {v:.3f}" for k, v in ho[t].items()))
+        console.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Argument(..., help="Data-set directory from `loratwin dataset`"),
+    model: str | None = typer.Option(None, help="Profile (checked against the data set's)"),
+    out: Path = typer.Option(..., "--out", "-o", help="Surrogate file to write (.npz)"),
+    explain: bool = typer.Option(False, "--explain", help="Print the interpretable rules"),
+    jobs: int = typer.Option(1, help="Parallel fits (-1: all cores)"),
+    folds: int = typer.Option(5, help="Cross-validation folds"),
+    holdout: float = typer.Option(0.2, help="Share of rows held out for the reported figures"),
+    seed: int = typer.Option(0, help="Seed of the splits and estimators"),
+) -> None:
+    """Train the surrogate models (chosen by cross-validation) and save them."""
+    if out.suffix != ".npz":
+        raise DataError("the surrogate file must end in .npz", field="out")
+    ds = load_dataset(data)
+    cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
+    with console.status("training") as status:
+        res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
+    s = res.surrogate
+    s.save(out)
+    d = s.meta["dataset"]
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {s.profile}, "
+                  f"{d['used']:,} of {d['rows']:,} rows used")
+    _print_scores(s)
+    if explain:
+        console.print(format_rules(s), markup=False, highlight=False, soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if df.empty:
+        raise DataError(f"{path}: no rows")
+    return df
+
+
+@app.command("predict")
+def predict_cmd(
+    features: Path = typer.Argument(..., help="CSV with the feature columns, one row per GPU"),
+    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name or .npz file"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write {'rows': [...]} as JSON"),
+    max_rows: int = typer.Option(50, help="Rows shown in the terminal table"),
+) -> None:
+    """Predict throughput, ITL, TTFT and starvation of GPU configurations."""
+    df = _read_csv(features)
+    s = Surrogate.load(model)
+    pred = s.predict_frame(df)
+    table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations")
+    for col, just in (("row", "right"), ("throughput (tok/s)", "right"), ("ITL (ms)", "right"),
+                      ("TTFT (ms)", "right"), ("starved", "left"), ("p(starved)", "right"),
+                      ("in envelope", "left")):
+        table.add_column(col, justify=just)
+    for i, r in enumerate(pred.rows()[:max_rows]):
+        table.add_row(str(i + 1), fmt(r["total_throughput_tok_s"]), fmt(r["mean_itl_ms"], 2),
+                      fmt(r["mean_ttft_ms"]), fmt(r["starvation"]),
+                      f"{r['starvation_probability']:.2f}",
+                      "no" if r["out_of_envelope"] else "yes")
+    console.print(table)
+    if len(pred) > max_rows:
+        console.print(f"... {len(pred) - max_rows} more rows (use --json)")
+    n_out = int(pred.out_of_envelope.sum())
+    if n_out:
+        console.print(f"{n_out} row(s) outside the training envelope: predictions there are "
+                      "extrapolations")
+    if json_out:
+        write_json(json_out, {"rows": pred.rows()})
+        console.print(f"wrote {json_out}")
+
+
+# ----------------------------------------------------------------------------- surrogate ...
+
+
+@surrogate_app.command("rebuild")
+def rebuild_cmd(
+    model: str = typer.Option(..., help="Profile to rebuild the bundled surrogate of"),
+    grid: Path | None = typer.Option(
+        None, help="Design YAML (default: the built-in design, as examples/surrogate-grid.yaml)"
+    ),
+    data: Path | None = typer.Option(None, help="Data-set directory (default: "
+                                                "surrogate-data/<model>)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Surrogate file (default: the "
+                                                               "package's bundled one)"),
+    jobs: int = typer.Option(-1, help="Worker processes for the twin runs and the fits"),
+    ray_address: str | None = typer.Option(None, help="Run the twin on a Ray cluster"),
+) -> None:
+    """Generate (or resume) the data set and retrain a bundled surrogate in one go."""
+    spec = load_design_spec(grid) if grid else DesignSpec()
+    spec = spec.model_copy(update={"model": model})
+    data_dir = data or Path("surrogate-data") / model
+    run = _run_dataset(spec, data_dir, jobs, ray_address, None)
+    if run.remaining_chunks:
+        raise DataError("the data set is incomplete")
+    target = out or bundled_path(model)
+    train_cmd(data_dir, model=model, out=target, explain=False, jobs=jobs, folds=5,
+              holdout=0.2, seed=0)
+
+
+@surrogate_app.command("evaluate")
+def evaluate_cmd(
+    data: Path = typer.Argument(..., help="Data-set directory of held-out twin runs"),
+    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name or .npz file"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON"),
+) -> None:
+    """Score a surrogate against twin runs it was not trained on (SMAPE, F1)."""
+    s = Surrogate.load(model)
+    ds = load_dataset(data)
+    if ds.profile and s.profile and ds.profile != s.profile:
+        raise DataError(f"the data set was made with {ds.profile!r}, the surrogate is for "
+                        f"{s.profile!r}")
+    sc = evaluate_surrogate(s, ds)
+    table = Table(title=f"surrogate {s.profile} vs {sc['rows']} twin runs of {data} "
+                        f"({sc['out_of_envelope']} outside the envelope)")
+    table.add_column("target")
+    table.add_column("figures")
+    for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+        table.add_row(_SHORT[t], ", ".join(f"{k} {v:.3f}" for k, v in sc[t].items()))
+    console.print(table)
+    if json_out:
+        write_json(json_out, sc)
+        console.print(f"wrote {json_out}")
+
+
+@surrogate_app.command("show")
+def show_cmd(
+    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name or .npz file"),
+    explain: bool = typer.Option(False, "--explain", help="Print the interpretable rules"),
+) -> None:
+    """Show a surrogate's provenance, envelope and scores."""
+    s = Surrogate.load(model)
+    m = s.meta
+    table = Table(title=f"surrogate {s.profile}")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("profile sha256", str(m.get("profile_sha256", ""))[:16])
+    table.add_row("data set", ", ".join(f"{k} {fmt(v, 3)}" for k, v in
+                                        m.get("dataset", {}).items() if k != "design"))
+    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
+    for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+        info = m.get("models", {}).get(t, {})
+        mm = s.models[t]
+        table.add_row(_SHORT.get(t, t), f"{info.get('estimator')} ({info.get('sklearn_class')}), "
+                      f"{mm.ensemble.n_trees} trees, {mm.ensemble.n_nodes:,} nodes, "
+                      f"transform {mm.transform}")
+    for f, lo, hi in zip(m["features"], s.envelope_min, s.envelope_max, strict=True):
+        table.add_row(f"envelope {f}", f"{lo:.4g} ... {hi:.4g}")
+    console.print(table)
+    _print_scores(s)
+    if explain:
+        console.print(format_rules(s), markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,128 @@
+"""The surrogate behind placement: an adapter to :class:`~loratwin.placement.types.GpuPredictor`,
+and the construction of a :class:`~loratwin.placement.problem.PlacementProblem` from user
+inputs (adapters file, profile name, surrogate).
+
+:class:`SurrogatePredictor` wraps a trained :class:`loratwin.surrogate.model.Surrogate` (a
+bundled one found by the profile name, or a ``.npz`` file) and returns the placement layer's
+:class:`~loratwin.placement.types.Predictions` (throughput in tok/s, ITL and TTFT in ms,
+starvation probability, out-of-envelope flags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from loratwin.errors import ConfigError
+from loratwin.placement.problem import PlacementProblem
+from loratwin.placement.types import GpuPredictor, Predictions
+from loratwin.profile.model import Profile
+from loratwin.profile.store import load_profile
+from loratwin.surrogate.model import Surrogate
+from loratwin.workload.adapters import load_adapters
+from loratwin.workload.types import Adapter
+
+
+class SurrogatePredictor:
+    """A trained surrogate as a :class:`GpuPredictor` (batch predictions of feature rows).
+
+    Parameters
+    ----------
+    surrogate:
+        The trained surrogate (see :mod:`loratwin.surrogate.model`).
+    """
+
+    def __init__(self, surrogate: Surrogate) -> None:
+        self.surrogate = surrogate
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> SurrogatePredictor:
+        """A bundled surrogate by profile name, or a surrogate ``.npz`` file.
+
+        Raises
+        ------
+        DataError
+            Unknown name, missing or invalid file.
+        """
+        return cls(Surrogate.load(name_or_path))
+
+    @property
+    def profile(self) -> str:
+        """Name of the profile the surrogate was trained for."""
+        return self.surrogate.profile
+
+    def predict(self, features: np.ndarray) -> Predictions:
+        """Predictions for (n, 10) feature rows (columns of ``surrogate.features.FEATURES``)."""
+        p = self.surrogate.predict(features)
+        return Predictions(
+            total_throughput_tok_s=np.asarray(p.total_throughput_tok_s, float),
+            mean_itl_ms=np.asarray(p.mean_itl_ms, float),
+            mean_ttft_ms=np.asarray(p.mean_ttft_ms, float),
+            starvation_probability=np.asarray(p.starvation_probability, float),
+            out_of_envelope=np.asarray(p.out_of_envelope, bool),
+        )
+
+
+def load_predictor(profile: Profile, surrogate: str | Path | None = None) -> GpuPredictor:
+    """The surrogate for ``profile``: the bundled one, or the given name / ``.npz`` file.
+
+    Raises
+    ------
+    DataError
+        No bundled surrogate for the profile, or an invalid file.
+    ConfigError
+        The surrogate was trained for another profile.
+    """
+    pred = SurrogatePredictor.load(surrogate if surrogate is not None else profile.name)
+    if pred.profile and pred.profile != profile.name:
+        raise ConfigError(
+            f"the surrogate was trained for {pred.profile!r}, not for {profile.name!r}",
+            field="surrogate",
+        )
+    return pred
+
+
+def make_problem(
+    adapters: Sequence[Adapter] | str | Path,
+    model: str | Path | Profile = "llama-3.1-8b-instruct",
+    *,
+    surrogate: str | Path | None = None,
+    predictor: GpuPredictor | None = None,
+    max_num_seqs: int = 2048,
+    arrival_cv: float = 1.0,
+) -> PlacementProblem:
+    """A placement problem from user inputs.
+
+    Parameters
+    ----------
+    adapters:
+        Adapters, or a CSV/YAML file of them (``id,rank,rate[,mean_input_tokens,
+        mean_output_tokens]``, rate in req/s).
+    model:
+        Profile name, profile JSON path, or a loaded profile.
+    surrogate:
+        Surrogate name or ``.npz`` (default: the profile's bundled surrogate).
+    predictor:
+        A ready predictor (overrides ``surrogate``).
+    max_num_seqs:
+        ``--max-num-seqs`` of every server.
+    arrival_cv:
+        Burstiness of the arrivals (1 = Poisson).
+
+    Raises
+    ------
+    LoraTwinError
+        Invalid adapters, unknown profile or surrogate, ranks that fit no GPU.
+    """
+    profile = model if isinstance(model, Profile) else load_profile(model)
+    ads = load_adapters(adapters) if isinstance(adapters, str | Path) else list(adapters)
+    if max_num_seqs < 1:
+        raise ConfigError(f"must be >= 1 (got {max_num_seqs})", field="max_num_seqs")
+    if not arrival_cv > 0:
+        raise ConfigError(f"must be > 0 (got {arrival_cv})", field="arrival_cv")
+    return PlacementProblem(
+        ads, profile, predictor or load_predictor(profile, surrogate),
+        max_num_seqs=max_num_seqs, arrival_cv=arrival_cv,
+    )

@@ -1,0 +1,194 @@
+"""``loratwin``: our placement algorithm (fewest GPUs, each one safe by the surrogate and,
+when borderline, by the twin).
+
+Like the papers' greedy algorithm it fills one GPU at a time from an ordered list (ranks in
+descending groups so that a GPU's slots are sized for one rank, rates in zig-zag so that each
+GPU gets a balanced mix), but each GPU is sized by search, not by growing grid step by grid
+step:
+
+1. For the remaining list, the surrogate evaluates in one batch call every candidate prefix
+   size k (a coarse geometric ladder, then every k between the last feasible and the first
+   infeasible size) with a dense set of ``max_loras`` values m (powers of two, the papers'
+   grid and k itself, all within the memory limit of the prefix's largest rank). A candidate
+   is *safe* when the predicted starvation probability is below ``p_max`` (and the optional
+   ITL/TTFT SLOs hold). The GPU takes the largest safe prefix, with the m of the lowest
+   starvation probability (ties: lowest predicted ITL).
+2. Mixing ranks costs slot memory (slots are sized for the largest rank): this is in the
+   features and the memory limit, so the search sees it.
+3. A GPU whose probability is borderline (at least ``p_confirm``) is simulated in the twin
+   when a ``confirm`` callback is given; if the twin sees starvation or a memory error, the
+   prefix shrinks by 10% and the GPU is re-sized and re-checked.
+4. Several adapter orders are tried (zig-zag, descending rate); the placement with the fewest
+   GPUs wins (ties: largest minimum headroom).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from loratwin.errors import ConfigError
+from loratwin.placement.paper_greedy import zigzag
+from loratwin.placement.problem import PlacementProblem, PrefixStats
+from loratwin.placement.types import PAPER_GRID, GpuAssignment, Placement, Predictions
+from loratwin.workload.types import Adapter
+
+#: Largest number of adapters one GPU may serve (beyond the surrogate's training range).
+MAX_SERVED = 1200
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Knobs of :func:`place_loratwin`.
+
+    Attributes
+    ----------
+    p_max:
+        Largest predicted starvation probability a GPU may have.
+    p_confirm:
+        From this probability on, a GPU is checked in the twin (if ``confirm`` is given).
+    itl_slo_ms, ttft_slo_ms:
+        Optional limits on the predicted mean ITL / TTFT of every GPU, in ms.
+    """
+
+    p_max: float = 0.2
+    p_confirm: float = 0.02
+    itl_slo_ms: float | None = None
+    ttft_slo_ms: float | None = None
+
+
+def _lora_candidates(k: int, limit: int) -> list[int]:
+    top = max(1, min(k, limit))
+    c = {top, *(g for g in PAPER_GRID if g <= top)}
+    c.update(1 << i for i in range(11) if (1 << i) <= top)
+    c.update(int(top * f) for f in (0.75, 0.5, 0.375, 0.25) if int(top * f) >= 1)
+    return sorted(c)
+
+
+def _size_gpu(
+    problem: PlacementProblem, seq: list[Adapter], opts: SearchOptions, k_cap: int
+) -> tuple[int, int, Predictions, int]:
+    """(k, max_loras, predictions, row) of the largest safe prefix of ``seq[:k_cap]``."""
+    stats = PrefixStats(problem, seq[:k_cap])
+
+    def evaluate(ks: list[int]) -> tuple[dict[int, tuple[int, int]], Predictions]:
+        rows_k, rows_m = [], []
+        for k in ks:
+            for m in _lora_candidates(k, problem.max_loras_limit(stats.max_rank(k))):
+                rows_k.append(k)
+                rows_m.append(m)
+        rk, rm = np.array(rows_k), np.array(rows_m)
+        pred = problem.evaluate(stats.rows(rk, rm))
+        p = pred.starvation_probability
+        ok = p < opts.p_max
+        if opts.itl_slo_ms is not None:
+            ok &= pred.mean_itl_ms <= opts.itl_slo_ms
+        if opts.ttft_slo_ms is not None:
+            ok &= pred.mean_ttft_ms <= opts.ttft_slo_ms
+        best: dict[int, tuple[int, int]] = {}
+        score = p + 1e-6 * pred.mean_itl_ms / 1e3
+        for i in np.flatnonzero(ok):
+            k = int(rk[i])
+            if k not in best or score[i] < score[best[k][1]]:
+                best[k] = (int(rm[i]), int(i))
+        return best, pred
+
+    ladder = sorted({1, k_cap, *np.unique(np.geomspace(1, k_cap, 40).astype(int)).tolist(),
+                     *(g for g in PAPER_GRID if g <= k_cap)})
+    best, pred = evaluate(ladder)
+    if not best:
+        # nothing is safe, not even one adapter: it gets a GPU of its own
+        _, pred1 = evaluate([1])
+        return 1, 1, pred1, 0
+    k1 = max(best)
+    above = [k for k in ladder if k > k1]
+    if above:
+        fine = list(range(k1 + 1, above[0]))
+        if fine:
+            best2, pred2 = evaluate(fine)
+            if best2:
+                k2 = max(best2)
+                return k2, best2[k2][0], pred2, best2[k2][1]
+    return k1, best[k1][0], pred, best[k1][1]
+
+
+def _pack(
+    problem: PlacementProblem,
+    order: list[Adapter],
+    opts: SearchOptions,
+    confirm: Callable[[GpuAssignment], bool] | None,
+) -> tuple[list[GpuAssignment], list[str]]:
+    remaining = list(order)
+    servers: list[GpuAssignment] = []
+    notes: list[str] = []
+    while remaining:
+        k_cap = min(len(remaining), MAX_SERVED)
+        while True:
+            k, m, pred, row = _size_gpu(problem, remaining, opts, k_cap)
+            gpu = problem.assignment(remaining[:k], m, pred, row)
+            p = gpu.predicted["starvation_probability"]
+            if confirm is None or p < opts.p_confirm or k == 1 or confirm(gpu):
+                break
+            notes.append(f"GPU {len(servers)}: the twin rejected {k} adapters; re-sizing")
+            k_cap = max(1, int(k * 0.9))
+        servers.append(gpu)
+        remaining = remaining[k:]
+    return servers, notes
+
+
+def place_loratwin(
+    problem: PlacementProblem,
+    options: SearchOptions | None = None,
+    *,
+    confirm: Callable[[GpuAssignment], bool] | None = None,
+    n_gpus: int | None = None,
+) -> Placement:
+    """Place the adapters on the fewest GPUs (see the module docstring).
+
+    Parameters
+    ----------
+    problem:
+        Adapters, profile and surrogate.
+    options:
+        Safety margin and SLOs.
+    confirm:
+        ``gpu -> healthy?`` check of borderline GPUs (typically a twin run).
+    n_gpus:
+        GPUs available.
+
+    Raises
+    ------
+    ConfigError
+        The workload needs more than ``n_gpus`` GPUs.
+    """
+    t0 = time.perf_counter()
+    opts = options or SearchOptions()
+    groups = sorted({a.rank for a in problem.adapters}, reverse=True)
+    orders = {
+        "zig-zag": [a for r in groups
+                    for a in zigzag([x for x in problem.adapters if x.rank == r])],
+        "descending rate": [a for r in groups for a in sorted(
+            (x for x in problem.adapters if x.rank == r), key=lambda x: -x.rate)],
+    }
+    best: tuple[list[GpuAssignment], list[str], str] | None = None
+    for name, order in orders.items():
+        servers, notes = _pack(problem, order, opts, confirm)
+        if best is None or _better(servers, best[0]):
+            best = (servers, notes, name)
+    assert best is not None
+    servers, notes, name = best
+    if n_gpus is not None and len(servers) > n_gpus:
+        raise ConfigError(
+            f"the workload needs {len(servers)} GPUs, only {n_gpus} available", field="gpus"
+        )
+    return Placement("loratwin", tuple(servers), time.perf_counter() - t0,
+                     (f"adapter order: {name}", *notes))
+
+
+def _better(a: list[GpuAssignment], b: list[GpuAssignment]) -> bool:
+    if len(a) != len(b):
+        return len(a) < len(b)
+    return min(g.predicted["headroom"] for g in a) > min(g.predicted["headroom"] for g in b)

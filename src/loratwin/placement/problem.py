@@ -1,0 +1,197 @@
+"""The placement problem: adapters, a profile, a surrogate, and fast candidate evaluation.
+
+Placement algorithms ask one question thousands of times: "if this GPU served these
+adapters with this ``max_loras``, would it keep up, and how fast would it be?". This module
+answers it in batches: :class:`PrefixStats` gives the surrogate features of every prefix of
+an ordered adapter list in O(1) each (prefix sums), :meth:`PlacementProblem.evaluate` predicts
+many (adapter set, ``max_loras``) candidates in one surrogate call, and memory limits per slot
+rank come from the profile's KV model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loratwin.errors import ConfigError
+from loratwin.placement.types import GpuAssignment, GpuPredictor, Predictions
+from loratwin.profile.model import Profile, max_loras_that_fit
+from loratwin.surrogate.features import FEATURES
+from loratwin.workload.types import Adapter
+
+#: Starvation rule of the papers: throughput below this fraction of the offered load.
+STARVATION_FRACTION = 0.9
+
+
+@dataclass
+class PlacementProblem:
+    """One workload to place.
+
+    Attributes
+    ----------
+    adapters:
+        The adapters (rates in req/s; optional per-adapter mean lengths in tokens).
+    profile:
+        Model/GPU profile (memory limits, default lengths).
+    predictor:
+        Surrogate answering batches of feature rows.
+    max_num_seqs:
+        ``--max-num-seqs`` of every server (2048, as in the measured runs).
+    arrival_cv:
+        Burstiness of every adapter's arrivals (1 = Poisson).
+    """
+
+    adapters: Sequence[Adapter]
+    profile: Profile
+    predictor: GpuPredictor
+    max_num_seqs: int = 2048
+    arrival_cv: float = 1.0
+    _mem: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.adapters:
+            raise ConfigError("the workload has no adapters", field="adapters")
+        ids = [a.id for a in self.adapters]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("adapter ids must be unique", field="id")
+        for a in self.adapters:
+            if not (a.rate >= 0 and math.isfinite(a.rate)):
+                raise ConfigError(f"adapter {a.id!r}: rate must be >= 0", field="rate")
+            if self.max_loras_limit(a.rank) < 1:
+                raise ConfigError(
+                    f"adapter {a.id!r}: rank {a.rank} does not fit on the GPU at all",
+                    field="rank",
+                )
+
+    # ------------------------------------------------------------------ memory
+    def max_loras_limit(self, max_lora_rank: int) -> int:
+        """Most GPU slots a server with this slot rank can start with (KV model)."""
+        if max_lora_rank not in self._mem:
+            self._mem[max_lora_rank] = max_loras_that_fit(
+                self.profile, max_lora_rank, max_num_seqs=self.max_num_seqs
+            )
+        return self._mem[max_lora_rank]
+
+    # ------------------------------------------------------------------ lengths
+    def mean_lengths(self, a: Adapter) -> tuple[float, float]:
+        """The adapter's mean input and output tokens (profile defaults if unset)."""
+        return (
+            a.mean_input_tokens or self.profile.sharegpt_mean_input_tokens,
+            a.mean_output_tokens or self.profile.sharegpt_mean_output_tokens,
+        )
+
+    def offered_tok_s(self, adapters: Sequence[Adapter]) -> float:
+        """Offered load of a set of adapters in tok/s (rate x mean input + output)."""
+        return float(sum(a.rate * sum(self.mean_lengths(a)) for a in adapters))
+
+    # ------------------------------------------------------------------ prediction
+    def headroom(self, row: np.ndarray, p_starving: float = 0.5) -> float:
+        """Load growth a GPU absorbs before the surrogate predicts starvation.
+
+        All the GPU's rates are scaled by 1.00, 1.05, ..., 4.00; the headroom is the largest
+        factor still predicted not to starve, minus 1 (0 if it starves already; 3 means "at
+        least 3"). One batch call of 61 rows.
+        """
+        pred = self.evaluate(_scaled(row, HEADROOM_STEPS))
+        ok = pred.starvation_probability < p_starving
+        if not ok[0]:
+            return 0.0
+        bad = np.flatnonzero(~ok)
+        last = HEADROOM_STEPS[bad[0] - 1] if bad.size else HEADROOM_STEPS[-1]
+        return float(last - 1.0)
+
+    def evaluate(self, features: np.ndarray) -> Predictions:
+        """Surrogate predictions for a (n, len(FEATURES)) feature matrix."""
+        return self.predictor.predict(np.asarray(features, dtype=float))
+
+    def assignment(
+        self, adapters: Sequence[Adapter], max_loras: int, pred: Predictions | None = None,
+        index: int = 0,
+    ) -> GpuAssignment:
+        """A GPU serving ``adapters`` with ``max_loras`` slots, with the surrogate's view."""
+        rank = max(a.rank for a in adapters)
+        row = PrefixStats(self, adapters).row(len(adapters), max_loras)
+        if pred is None:
+            pred = self.evaluate(row[None])
+            index = 0
+        predicted = {
+            "total_throughput_tok_s": float(pred.total_throughput_tok_s[index]),
+            "mean_itl_ms": float(pred.mean_itl_ms[index]),
+            "mean_ttft_ms": float(pred.mean_ttft_ms[index]),
+            "starvation_probability": float(pred.starvation_probability[index]),
+            "offered_throughput_tok_s": self.offered_tok_s(adapters),
+            "headroom": self.headroom(row),
+            "out_of_envelope": bool(pred.out_of_envelope[index]),
+        }
+        return GpuAssignment(
+            adapters=tuple(adapters), max_loras=int(max_loras),
+            max_cpu_loras=max(int(max_loras), len(adapters)), max_lora_rank=rank,
+            max_num_seqs=self.max_num_seqs, predicted=predicted,
+        )
+
+
+HEADROOM_STEPS = np.round(np.arange(1.0, 4.0001, 0.05), 2)
+
+
+def _scaled(row: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    rows = np.repeat(row[None], len(factors), axis=0)
+    i, j = FEATURES.index("sum_rate_req_s"), FEATURES.index("std_rate_req_s")
+    rows[:, i] *= factors
+    rows[:, j] *= factors
+    return rows
+
+
+class PrefixStats:
+    """Surrogate features of every prefix ``adapters[:k]`` of an ordered list, in O(1) each.
+
+    Prefix sums of rates, squared rates, ranks, squared ranks, the running maximum rank and
+    the rate-weighted mean lengths give the feature rows (see
+    :func:`loratwin.surrogate.features.gpu_features`, whose definitions they reproduce).
+    """
+
+    def __init__(self, problem: PlacementProblem, adapters: Sequence[Adapter]) -> None:
+        self.adapters = list(adapters)
+        rates = np.array([a.rate for a in self.adapters], float)
+        ranks = np.array([a.rank for a in self.adapters], float)
+        lengths = np.array([problem.mean_lengths(a) for a in self.adapters], float).reshape(-1, 2)
+        zero = np.zeros(1)
+        self._r = np.concatenate([zero, np.cumsum(rates)])
+        self._r2 = np.concatenate([zero, np.cumsum(rates * rates)])
+        self._k = np.concatenate([zero, np.cumsum(ranks)])
+        self._k2 = np.concatenate([zero, np.cumsum(ranks * ranks)])
+        self._kmax = np.concatenate([zero, np.maximum.accumulate(ranks)]) if len(ranks) else zero
+        self._wi = np.concatenate([zero, np.cumsum(rates * lengths[:, 0])])
+        self._wo = np.concatenate([zero, np.cumsum(rates * lengths[:, 1])])
+        self._li = np.concatenate([zero, np.cumsum(lengths[:, 0])])
+        self._lo = np.concatenate([zero, np.cumsum(lengths[:, 1])])
+        self._cv = problem.arrival_cv
+
+    def max_rank(self, k: int) -> int:
+        """Largest rank among the first k adapters."""
+        return int(self._kmax[k])
+
+    def rows(self, ks: np.ndarray, loras: np.ndarray) -> np.ndarray:
+        """Feature rows (n, len(FEATURES)) for prefixes ``ks`` with ``max_loras`` ``loras``."""
+        ks = np.asarray(ks, dtype=np.int64)
+        n = ks.astype(float)
+        s = self._r[ks]
+        mean_r = s / n
+        std_r = np.sqrt(np.maximum(self._r2[ks] / n - mean_r * mean_r, 0.0))
+        mean_k = self._k[ks] / n
+        std_k = np.sqrt(np.maximum(self._k2[ks] / n - mean_k * mean_k, 0.0))
+        pos = s > 0
+        mi = np.where(pos, self._wi[ks] / np.where(pos, s, 1.0), self._li[ks] / n)
+        mo = np.where(pos, self._wo[ks] / np.where(pos, s, 1.0), self._lo[ks] / n)
+        out = np.column_stack([
+            s, std_r, self._kmax[ks], mean_k, std_k, np.asarray(loras, float), n, mi, mo,
+            np.full(ks.shape, self._cv),
+        ])
+        assert out.shape[1] == len(FEATURES)
+        return out
+
+    def row(self, k: int, loras: int) -> np.ndarray:
+        """One feature row (len(FEATURES),)."""
+        return self.rows(np.array([k]), np.array([loras]))[0]

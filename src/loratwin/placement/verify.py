@@ -1,0 +1,93 @@
+"""Twin verification of GPU assignments: simulate each GPU with its adapters' arrivals."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from joblib import Parallel, delayed
+
+from loratwin.placement.problem import PlacementProblem
+from loratwin.placement.types import GpuAssignment, Placement
+from loratwin.surrogate.point import lengths_for
+from loratwin.twin.config import ClientConfig, ServerConfig
+from loratwin.twin.simulate import simulate
+from loratwin.workload.lengths import BoundedHeavyTailed
+from loratwin.workload.spec import ArrivalSpec, generate_requests
+
+
+def gpu_lengths(problem: PlacementProblem, gpu: GpuAssignment) -> BoundedHeavyTailed:
+    """Length model of a verification run: as for the surrogate's data set
+    (:func:`loratwin.surrogate.point.lengths_for`) at the GPU's largest adapter means; each
+    adapter's own means are then honoured by the sampler."""
+    means = [problem.mean_lengths(a) for a in gpu.adapters]
+    return lengths_for(problem.profile, max(m[0] for m in means), max(m[1] for m in means))
+
+
+def verify_gpu(
+    problem: PlacementProblem, gpu: GpuAssignment, *, duration_s: float = 3600.0, seed: int = 0
+) -> dict[str, Any]:
+    """Twin metrics of one GPU (a benchmark window with the adapters' Poisson/gamma arrivals).
+
+    Returns the keys of the ``verified`` block of ``loratwin place --json``.
+    """
+    # every adapter's means explicit (unset ones: the profile's ShareGPT means)
+    adapters = [
+        dataclasses.replace(a, mean_input_tokens=mi, mean_output_tokens=mo)
+        for a, (mi, mo) in ((a, problem.mean_lengths(a)) for a in gpu.adapters)
+    ]
+    arrivals = (ArrivalSpec() if problem.arrival_cv == 1.0
+                else ArrivalSpec(process="gamma", cv=problem.arrival_cv))
+    req = generate_requests(adapters, duration_s, arrivals, gpu_lengths(problem, gpu), seed)
+    server = ServerConfig(
+        max_loras=gpu.max_loras, max_cpu_loras=gpu.max_cpu_loras,
+        max_lora_rank=gpu.max_lora_rank, max_num_seqs=gpu.max_num_seqs,
+        max_num_batched_tokens=max(2048, gpu.max_num_seqs),
+    )
+    client = ClientConfig(duration_s=duration_s)
+    m = simulate(problem.profile, server, adapters, req, client).metrics
+    return {
+        "starvation": bool(m.starvation),
+        "memory_error": bool(m.memory_error),
+        "memory_error_reason": m.memory_error_reason,
+        "total_throughput_tok_s": m.total_throughput_tok_s,
+        "offered_throughput_tok_s": m.offered_throughput_tok_s,
+        "mean_itl_ms": m.mean_itl_ms,
+        "p99_itl_ms": m.p99_itl_ms,
+        "mean_ttft_ms": m.mean_ttft_ms,
+        "p99_ttft_ms": m.p99_ttft_ms,
+        "preemptions": m.preemptions,
+        "adapter_loads": m.adapter_loads,
+        "duration_s": duration_s,
+    }
+
+
+def verify_gpus(
+    problem: PlacementProblem,
+    gpus: list[GpuAssignment],
+    *,
+    duration_s: float = 3600.0,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> list[GpuAssignment]:
+    """The GPUs with their ``verified`` block filled (in parallel with joblib)."""
+    res = Parallel(n_jobs=n_jobs)(
+        delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i)
+        for i, g in enumerate(gpus)
+    )
+    return [dataclasses.replace(g, verified=v) for g, v in zip(gpus, res, strict=True)]
+
+
+def verify_placement(
+    problem: PlacementProblem, placement: Placement, *, duration_s: float = 3600.0,
+    seed: int = 0, n_jobs: int = 1,
+) -> Placement:
+    """``placement`` with every GPU verified by the twin."""
+    servers = verify_gpus(problem, list(placement.servers), duration_s=duration_s, seed=seed,
+                          n_jobs=n_jobs)
+    return dataclasses.replace(placement, servers=tuple(servers))
+
+
+def is_healthy(verified: dict[str, Any] | None) -> bool:
+    """A verified GPU that neither starves nor fails to start."""
+    return bool(verified) and not verified["starvation"] and not verified["memory_error"]

@@ -1,0 +1,55 @@
+"""Derived model inputs: ratios the trees cannot form from the raw features by splitting.
+
+A tree splits on one feature at a time, so a quantity like the offered load (a product of
+three features) costs it many splits; giving it directly made the cross-validated SMAPE of
+the throughput ~20 % smaller on a development data set (800 twin runs). The surrogate's
+models see ``FEATURES`` followed by these six columns; the training envelope and the user
+only ever deal with the ten ``FEATURES``.
+
+Both implementations (numpy for batches, plain Python for one row) do the same float64
+operations in the same order, so they give identical values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from loratwin.surrogate.features import FEATURES
+
+DERIVED: tuple[str, ...] = (
+    "offered_tok_s",  # sum_rate_req_s * (mean_input_tokens + mean_output_tokens), tok/s
+    "rate_per_slot_req_s",  # sum_rate_req_s / max_loras
+    "slot_fraction",  # max_loras / served_adapters
+    "mean_rate_req_s",  # sum_rate_req_s / served_adapters
+    "tokens_per_request",  # mean_input_tokens + mean_output_tokens
+    "rate_cv",  # std_rate_req_s / max(mean rate, 1e-12)
+)
+MODEL_INPUTS: tuple[str, ...] = FEATURES + DERIVED
+"""Column order of the matrix the tree models see."""
+
+_RATE, _STD, _LORAS, _SERVED = (FEATURES.index(c) for c in (
+    "sum_rate_req_s", "std_rate_req_s", "max_loras", "served_adapters"))
+_IN, _OUT = FEATURES.index("mean_input_tokens"), FEATURES.index("mean_output_tokens")
+_TINY = 1e-12
+
+
+def augment(x: np.ndarray) -> np.ndarray:
+    """(n, 10) features -> (n, 16) model inputs (``MODEL_INPUTS`` order)."""
+    rate, loras, served = x[:, _RATE], x[:, _LORAS], x[:, _SERVED]
+    tokens = x[:, _IN] + x[:, _OUT]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_rate = rate / served
+        cols = (rate * tokens, rate / loras, loras / served, mean_rate, tokens,
+                x[:, _STD] / np.maximum(mean_rate, _TINY))
+    return np.column_stack((x, *cols))
+
+
+def augment_row(x: Sequence[float]) -> list[float]:
+    """One row of 10 features -> the 16 model inputs (plain Python)."""
+    rate, loras, served = x[_RATE], x[_LORAS], x[_SERVED]
+    tokens = x[_IN] + x[_OUT]
+    mean_rate = rate / served
+    return [*x, rate * tokens, rate / loras, loras / served, mean_rate, tokens,
+            x[_STD] / max(mean_rate, _TINY)]

@@ -1,0 +1,453 @@
+"""Training: tree ensembles chosen by cross-validation, plus one small interpretable tree.
+
+For each regression target (throughput, ITL, TTFT) every (candidate estimator, target
+transform) pair is scored by k-fold cross-validation on the training split with the SMAPE
+of the back-transformed predictions, ``100/n sum |F - A| / (|A| + |F|)`` (the issue's
+definition, 0 ... 50 %); the starvation classifier candidates are scored by F1 (starved =
+positive class). The best pair is refit on the training split and measured on the hold-out
+split (rows the models never saw), then refit on all rows for the saved model. The hold-out
+figures are therefore those of a model trained on ``1 - holdout_fraction`` of the data.
+
+Candidates (``TrainConfig``): scikit-learn gradient boosting and random forests with at most
+64 leaves per tree, so the batch evaluator uses its fast bitmask path (see
+:mod:`.trees`), and at most 200 trees, which keeps a surrogate file well under a few MB and
+a prediction of all four targets near 10 us per configuration in batches.
+
+Transforms (see :mod:`.model`): ``identity``, ``log`` (log1p) and, for the throughput,
+``fraction`` of the nominal offered load; the choice is per target by CV and recorded.
+
+Rows with a memory error, a failed run or a non-finite target are excluded.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from loratwin import __version__
+from loratwin.errors import ConfigError, DataError
+from loratwin.profile.store import load_profile
+from loratwin.surrogate.dataset import Dataset
+from loratwin.surrogate.derived import DERIVED, MODEL_INPUTS, augment
+from loratwin.surrogate.design import profile_hash
+from loratwin.surrogate.features import FEATURES
+from loratwin.surrogate.model import (
+    CLASS_TARGET,
+    FORMAT,
+    FORMAT_VERSION,
+    REGRESSION_TARGETS,
+    Surrogate,
+    forward_transform,
+    inverse_transform,
+)
+from loratwin.surrogate.trees import TreeEnsemble, from_sklearn
+
+
+class Candidate(BaseModel):
+    """One estimator configuration (``family`` gb = gradient boosting, rf = random forest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    family: Literal["gb", "rf"]
+    params: dict[str, float | int | str | None] = Field(default_factory=dict)
+
+
+DEFAULT_REGRESSORS: tuple[Candidate, ...] = (
+    Candidate(name="gb-d5", family="gb", params={
+        "n_estimators": 200, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.8,
+        "min_samples_leaf": 3}),
+    Candidate(name="gb-d6", family="gb", params={
+        "n_estimators": 150, "learning_rate": 0.1, "max_depth": 6, "subsample": 0.8,
+        "min_samples_leaf": 3}),
+    Candidate(name="rf-64", family="rf", params={
+        "n_estimators": 100, "max_leaf_nodes": 64, "max_features": 0.6}),
+)
+DEFAULT_CLASSIFIERS: tuple[Candidate, ...] = (
+    Candidate(name="gb-d4", family="gb", params={
+        "n_estimators": 200, "learning_rate": 0.08, "max_depth": 4, "subsample": 0.8}),
+    Candidate(name="rf-64", family="rf", params={
+        "n_estimators": 100, "max_leaf_nodes": 64, "max_features": 0.6}),
+)
+
+
+class TrainConfig(BaseModel):
+    """How to train (defaults are the documented choices).
+
+    Attributes
+    ----------
+    folds:
+        Cross-validation folds (on the training split).
+    holdout_fraction:
+        Share of the rows kept out of training and model selection for the reported
+        hold-out figures (stratified by starvation); 0 skips the hold-out.
+    seed:
+        Seed of the splits and of the estimators.
+    jobs:
+        Parallel fits (joblib processes; -1 = all cores).
+    explain_leaves:
+        Leaves of each interpretable tree (at most 40).
+    throughput_transforms, latency_transforms:
+        Transforms tried for the throughput and for ITL / TTFT.
+    regressors, classifiers:
+        Candidate estimators.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    folds: int = Field(5, ge=2)
+    holdout_fraction: float = Field(0.2, ge=0.0, lt=0.9)
+    seed: int = Field(0, ge=0)
+    jobs: int = 1
+    explain_leaves: int = Field(40, ge=2, le=40)
+    throughput_transforms: tuple[Literal["identity", "log", "fraction"], ...] = (
+        "identity", "log", "fraction")
+    latency_transforms: tuple[Literal["identity", "log", "fraction"], ...] = ("identity", "log")
+    regressors: tuple[Candidate, ...] = DEFAULT_REGRESSORS
+    classifiers: tuple[Candidate, ...] = DEFAULT_CLASSIFIERS
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def smape(actual: np.ndarray, forecast: np.ndarray) -> float:
+    """SMAPE in % as the issue defines it: ``100/n sum |F - A| / (|A| + |F|)`` (0/0 = 0)."""
+    a = np.asarray(actual, float)
+    f = np.asarray(forecast, float)
+    den = np.abs(a) + np.abs(f)
+    term = np.divide(np.abs(f - a), den, out=np.zeros_like(den), where=den > 0)
+    return float(100.0 * term.mean()) if len(a) else float("nan")
+
+
+def f1(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """F1 score of the positive class (1.0 when there are no positives at all)."""
+    a = np.asarray(actual, bool)
+    p = np.asarray(predicted, bool)
+    tp = int((a & p).sum())
+    fp = int((~a & p).sum())
+    fn = int((a & ~p).sum())
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def r2(actual: np.ndarray, forecast: np.ndarray) -> float:
+    """Coefficient of determination."""
+    a = np.asarray(actual, float)
+    ss = float(((a - a.mean()) ** 2).sum())
+    return 1.0 - float(((a - forecast) ** 2).sum()) / ss if ss > 0 else float("nan")
+
+
+def classification_scores(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """F1, accuracy, precision and recall of the positive class."""
+    a = np.asarray(actual, bool)
+    p = np.asarray(predicted, bool)
+    tp = int((a & p).sum())
+    return {
+        "f1": f1(a, p),
+        "accuracy": float((a == p).mean()) if len(a) else float("nan"),
+        "precision": tp / max(int(p.sum()), 1),
+        "recall": tp / max(int(a.sum()), 1),
+    }
+
+
+def regression_scores(actual: np.ndarray, forecast: np.ndarray) -> dict[str, float]:
+    """SMAPE (%), R^2 and median absolute percentage error (%)."""
+    a = np.asarray(actual, float)
+    f = np.asarray(forecast, float)
+    ape = np.abs(f - a) / np.maximum(np.abs(a), 1e-12)
+    return {"smape": smape(a, f), "r2": r2(a, f),
+            "median_ape": float(100 * np.median(ape)) if len(a) else float("nan")}
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def _estimator(c: Candidate, classifier: bool, seed: int) -> Any:
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+
+    cls = {("gb", False): GradientBoostingRegressor, ("gb", True): GradientBoostingClassifier,
+           ("rf", False): RandomForestRegressor, ("rf", True): RandomForestClassifier}
+    try:
+        return cls[(c.family, classifier)](random_state=seed, **c.params)
+    except TypeError as exc:
+        raise ConfigError(f"candidate {c.name}: {exc}") from None
+
+
+def _fit(c: Candidate, classifier: bool, seed: int, x: np.ndarray, z: np.ndarray) -> Any:
+    est = _estimator(c, classifier, seed)
+    if classifier and len(np.unique(z)) < 2:
+        from sklearn.tree import DecisionTreeClassifier  # one class only: a constant tree
+
+        est = DecisionTreeClassifier(max_depth=1, random_state=seed)
+    return est.fit(x, z)
+
+
+def _fold_task(c: Candidate, classifier: bool, seed: int, transform: str, xa: np.ndarray,
+               x: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray) -> float:
+    """Score of one (candidate, transform) on one fold."""
+    if classifier:
+        est = _fit(c, True, seed, xa[tr], y[tr].astype(bool))
+        return f1(y[te].astype(bool), est.predict(xa[te]).astype(bool))
+    z = forward_transform(transform, y[tr], x[tr])
+    est = _fit(c, False, seed, xa[tr], z)
+    return smape(y[te], inverse_transform(transform, est.predict(xa[te]), x[te]))
+
+
+def _splits(y_class: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    counts = np.bincount(y_class.astype(int), minlength=2)
+    if counts.min() >= folds:
+        cv: Any = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        return list(cv.split(np.zeros(len(y_class)), y_class))
+    cv = KFold(folds, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y_class))))
+
+
+def _explain_estimator(classifier: bool, leaves: int, n: int, seed: int) -> Any:
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    cls = DecisionTreeClassifier if classifier else DecisionTreeRegressor
+    return cls(max_leaf_nodes=leaves, min_samples_leaf=max(3, n // 200), random_state=seed)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_surrogate` returns.
+
+    Attributes
+    ----------
+    surrogate:
+        The trained surrogate (scores in ``meta["cv"]`` and ``meta["holdout"]``).
+    estimators, explainers:
+        The fitted scikit-learn models per target (final fit on all rows), from which the
+        surrogate's arrays were taken: its predictions equal theirs exactly.
+    inputs:
+        (n, 16) model inputs of the rows they were fitted on.
+    """
+
+    surrogate: Surrogate
+    estimators: dict[str, Any]
+    explainers: dict[str, Any]
+    inputs: np.ndarray
+
+
+def train_surrogate(
+    dataset: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    model: str | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a surrogate on a data set (see the module docstring for the procedure).
+
+    Parameters
+    ----------
+    dataset:
+        Rows from :func:`~loratwin.surrogate.dataset.load_dataset`.
+    config:
+        Training settings (defaults: :class:`TrainConfig`).
+    model:
+        Profile name; must match the data set's profile when both are known.
+    on_progress:
+        Called with a short message before each stage.
+
+    Returns
+    -------
+    TrainResult
+        The surrogate (CV and hold-out scores in ``meta["cv"]`` / ``meta["holdout"]``) and
+        the scikit-learn models it was converted from.
+
+    Raises
+    ------
+    ConfigError
+        ``model`` differs from the data set's profile; bad candidate parameters.
+    DataError
+        Too few usable rows (fewer than ``3 x folds``), or no profile known.
+    """
+    from joblib import Parallel, delayed
+
+    cfg = config or TrainConfig()
+    say = on_progress or (lambda _m: None)
+    name = model or dataset.profile
+    if not name:
+        raise DataError("the data set does not name its profile; pass --model")
+    if model and dataset.profile and model != dataset.profile:
+        raise ConfigError(f"the data set was made with {dataset.profile!r}, not {model!r}",
+                          field="model")
+    profile = load_profile(name)
+    rows = dataset.usable()
+    n_all = len(dataset.rows)
+    n = len(rows)
+    if n < 3 * cfg.folds:
+        raise DataError(f"only {n} usable rows (need at least {3 * cfg.folds}); "
+                        "generate a bigger data set")
+    x = rows[list(FEATURES)].to_numpy(float)
+    xa = augment(x)
+    ys = {t: rows[t].to_numpy(float) for t in REGRESSION_TARGETS}
+    y_starved = rows[CLASS_TARGET].to_numpy(bool)
+    ys[CLASS_TARGET] = y_starved.astype(float)
+
+    # hold-out split, stratified by starvation
+    rng = np.random.default_rng(cfg.seed)
+    test = np.zeros(n, bool)
+    if cfg.holdout_fraction > 0:
+        for cls in (False, True):
+            idx = np.flatnonzero(y_starved == cls)
+            k = round(len(idx) * cfg.holdout_fraction)
+            test[rng.choice(idx, size=k, replace=False)] = True
+    train = ~test
+    if train.sum() < 3 * cfg.folds:
+        raise DataError(f"only {int(train.sum())} training rows after the hold-out")
+    splits = _splits(y_starved[train], cfg.folds, cfg.seed)
+    xa_tr, x_tr = xa[train], x[train]
+
+    # cross-validation of every (target, candidate, transform)
+    tasks: list[tuple[str, Candidate, str]] = []
+    for t in REGRESSION_TARGETS:
+        trs = (cfg.throughput_transforms if t == "total_throughput_tok_s"
+               else cfg.latency_transforms)
+        tasks += [(t, c, tr) for c in cfg.regressors for tr in trs]
+    tasks += [(CLASS_TARGET, c, "identity") for c in cfg.classifiers]
+    say(f"cross-validating {len(tasks)} configurations x {cfg.folds} folds on "
+        f"{int(train.sum())} rows")
+    jobs = [(t, c, tr, fold) for (t, c, tr) in tasks for fold in range(cfg.folds)]
+    scores = Parallel(n_jobs=cfg.jobs)(
+        delayed(_fold_task)(c, t == CLASS_TARGET, cfg.seed, tr, xa_tr, x_tr, ys[t][train],
+                            *splits[fold])
+        for (t, c, tr, fold) in jobs
+    )
+    cv: dict[str, Any] = {}
+    for t, c, tr in tasks:
+        vals = [s for (t2, c2, tr2, _), s in zip(jobs, scores, strict=True)
+                if (t2, c2.name, tr2) == (t, c.name, tr)]
+        cv.setdefault(t, {"metric": "f1" if t == CLASS_TARGET else "smape",
+                          "candidates": []})
+        cv[t]["candidates"].append({"estimator": c.name, "transform": tr,
+                                    "mean": float(np.mean(vals)), "std": float(np.std(vals))})
+    chosen: dict[str, tuple[Candidate, str]] = {}
+    by_name = {c.name: c for c in (*cfg.regressors, *cfg.classifiers)}
+    for t, block in cv.items():
+        sign = -1.0 if t == CLASS_TARGET else 1.0
+        best = min(block["candidates"], key=lambda r, s=sign: s * r["mean"])
+        block["chosen"] = {"estimator": best["estimator"], "transform": best["transform"],
+                           "score": best["mean"]}
+        pool = cfg.classifiers if t == CLASS_TARGET else cfg.regressors
+        cand = next(c for c in pool if c.name == best["estimator"])
+        chosen[t] = (by_name.get(cand.name, cand), best["transform"])
+
+    # hold-out figures of models trained on the training split
+    holdout: dict[str, Any] = {"rows": int(test.sum())}
+    explain_holdout: dict[str, dict[str, float]] = {}
+    if test.any():
+        say(f"measuring on {int(test.sum())} hold-out rows")
+        for t, (c, tr) in chosen.items():
+            clf = t == CLASS_TARGET
+            z_tr = ys[t][train].astype(bool) if clf else forward_transform(tr, ys[t][train],
+                                                                           x_tr)
+            est = _fit(c, clf, cfg.seed, xa_tr, z_tr)
+            ex = _explain_estimator(clf, cfg.explain_leaves, int(train.sum()), cfg.seed)
+            ex.fit(xa_tr, z_tr)
+            if clf:
+                holdout[t] = classification_scores(y_starved[test], est.predict(xa[test]))
+                explain_holdout[t] = {"f1": classification_scores(
+                    y_starved[test], ex.predict(xa[test]))["f1"]}
+            else:
+                holdout[t] = regression_scores(
+                    ys[t][test], inverse_transform(tr, est.predict(xa[test]), x[test]))
+                explain_holdout[t] = {"smape": regression_scores(
+                    ys[t][test], inverse_transform(tr, ex.predict(xa[test]), x[test]))["smape"]}
+
+    # final models on all rows
+    say(f"fitting the final models on {n} rows")
+    models: dict[str, tuple[TreeEnsemble, str]] = {}
+    explain: dict[str, tuple[TreeEnsemble, str]] = {}
+    meta_models: dict[str, Any] = {}
+    meta_explain: dict[str, Any] = {}
+    fitted: dict[str, Any] = {}
+    fitted_explain: dict[str, Any] = {}
+    for t, (c, tr) in chosen.items():
+        clf = t == CLASS_TARGET
+        z = y_starved if clf else forward_transform(tr, ys[t], x)
+        est = _fit(c, clf, cfg.seed, xa, z)
+        fitted[t] = est
+        models[t] = (from_sklearn(est), tr)
+        meta_models[t] = {"estimator": c.name, "family": c.family, "params": dict(c.params),
+                          "sklearn_class": type(est).__name__}
+        ex = _explain_estimator(clf, cfg.explain_leaves, n, cfg.seed).fit(xa, z)
+        fitted_explain[t] = ex
+        explain[t] = (from_sklearn(ex), tr)
+        meta_explain[t] = {"max_leaf_nodes": cfg.explain_leaves,
+                           "holdout": explain_holdout.get(t, {})}
+
+    import scipy
+    import sklearn
+
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "features": list(FEATURES),
+        "derived_features": list(DERIVED),
+        "model_inputs": list(MODEL_INPUTS),
+        "targets": [*REGRESSION_TARGETS, CLASS_TARGET],
+        "profile": profile.name,
+        "profile_sha256": dataset.profile_sha256 or profile_hash(profile),
+        "profile_sha256_at_training": profile_hash(profile),
+        "default_input_tokens": profile.sharegpt_mean_input_tokens,
+        "default_output_tokens": profile.sharegpt_mean_output_tokens,
+        "envelope": {"min": x.min(axis=0).tolist(), "max": x.max(axis=0).tolist()},
+        "dataset": {
+            "rows": n_all, "used": n,
+            "memory_errors": int(dataset.rows["memory_error"].astype(bool).sum()),
+            "starved_share": float(y_starved.mean()),
+            "duration_s": dataset.spec.get("duration_s"),
+            "seed": dataset.spec.get("seed"),
+            "design": dataset.spec,
+        },
+        "training": {"folds": cfg.folds, "holdout_fraction": cfg.holdout_fraction,
+                     "seed": cfg.seed},
+        "cv": cv,
+        "holdout": holdout,
+        "models": meta_models,
+        "explain": meta_explain,
+        "versions": {"loratwin": __version__, "scikit-learn": sklearn.__version__,
+                     "numpy": np.__version__, "scipy": scipy.__version__,
+                     "python": platform.python_version()},
+    }
+    return TrainResult(Surrogate.from_parts(meta, models, explain), fitted, fitted_explain, xa)
+
+
+def evaluate_surrogate(surrogate: Surrogate, dataset: Dataset) -> dict[str, Any]:
+    """Scores of a surrogate against the twin runs of a (held-out) data set.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``out_of_envelope`` (count), per regression target SMAPE (%), R^2 and
+        median APE (%), and for starvation F1, accuracy, precision and recall.
+
+    Raises
+    ------
+    DataError
+        No usable rows.
+    """
+    rows = dataset.usable()
+    if rows.empty:
+        raise DataError("the data set has no usable rows")
+    x = rows[list(FEATURES)].to_numpy(float)
+    pred = surrogate.predict(x)
+    out: dict[str, Any] = {"rows": len(rows), "out_of_envelope": int(pred.out_of_envelope.sum())}
+    for t in REGRESSION_TARGETS:
+        out[t] = regression_scores(rows[t].to_numpy(float), getattr(pred, t))
+    out[CLASS_TARGET] = classification_scores(rows[CLASS_TARGET].to_numpy(bool),
+                                              pred.starvation)
+    return out
