@@ -18,6 +18,7 @@ from loratwin.placement.baselines import (
 from loratwin.placement.bounds import backbone_capacity, lower_bound
 from loratwin.placement.dlora import proactive_groups
 from loratwin.placement.loraserve import fractional_pack, hamilton, operating_point
+from loratwin.placement.prefix_search import SearchOptions
 from loratwin.placement.problem import PlacementProblem, PrefixStats
 from loratwin.placement.types import Placement
 from loratwin.profile.model import Profile
@@ -139,7 +140,7 @@ def test_best_loras_and_headroom_match_the_lead_api(
     ev = best_loras(problem, group_rows(problem, groups))
     h = headrooms(problem, ev)
     for k, g in enumerate(groups):
-        ref = api.resize_loras(problem, problem.assignment(g, 1))
+        ref, _ = api.resize_loras(problem, problem.assignment(g, 1), SearchOptions())
         assert ref.max_loras == ev.loras[k]
         assert ref.predicted["headroom"] == pytest.approx(h[k])
         assert ref.predicted["starvation_probability"] == pytest.approx(ev.p[k])

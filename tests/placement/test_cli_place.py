@@ -100,10 +100,43 @@ def test_place_verify_fills_the_verified_block(workload: Path, tmp_path: Path) -
         assert v["duration_s"] == 120
 
 
+def test_place_advise_applies_the_chosen_flags(workload: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a.json"
+    assert _run(["place", str(workload), "--advise", "--duration", "120", "--no-confirm",
+                 "--json", str(out)]) == 0
+    assert "batching advisor" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    for s in doc["servers"]:
+        adv = s["advice"]
+        assert adv["chosen"] in adv["candidates"]
+        chosen = adv["candidates"][adv["chosen"]]
+        assert s["max_num_seqs"] == chosen["flags"]["max_num_seqs"]
+        assert s["max_loras"] == chosen["flags"]["max_loras"]
+        assert s["verified"] == chosen["verified"]
+        assert adv["max_num_seqs"] <= 2048 and adv["freed_gib"] >= 0
+        current = adv["candidates"]["current"]
+        if not (current["verified"]["starvation"] or current["verified"]["memory_error"]):
+            assert chosen["e2e_ms"] <= current["e2e_ms"]
+
+
+def test_place_ttft_slo_spreads_the_load(workload: Path, tmp_path: Path) -> None:
+    loose, tight = tmp_path / "loose.json", tmp_path / "tight.json"
+    assert _run(["place", str(workload), "--no-confirm", "--json", str(loose)]) == 0
+    assert _run(["place", str(workload), "--no-confirm", "--max-ttft-ms", "110",
+                 "--json", str(tight)]) == 0
+    a, b = json.loads(loose.read_text()), json.loads(tight.read_text())
+    assert max(s["predicted"]["mean_ttft_ms"] for s in a["servers"]) > 150
+    assert all(s["predicted"]["mean_ttft_ms"] <= 110 for s in b["servers"])
+    assert b["gpus"] > a["gpus"]
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--gpus", "1"], "at least"),                 # below the lower bound
     (["--algorithm", "nope"], "unknown algorithm"),
     (["--jobs", "0"], "jobs"),
+    (["--max-ttft-ms", "0"], "max_ttft_ms"),
+    (["--max-itl-ms", "20", "--algorithm", "random"], "loratwin algorithm only"),
 ])
 def test_place_user_errors_exit_2(workload: Path, capsys: pytest.CaptureFixture[str],
                                   argv: list[str], message: str) -> None:

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from loratwin.errors import ConfigError, DataError
 from loratwin.placement.bounds import backbone_capacity, lower_bound
 from loratwin.placement.predictor import SurrogatePredictor, load_predictor, make_problem
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.report import (
+    adapter_shares,
     placement_dict,
-    short_list,
+    placement_table,
     summarize,
     vllm_command,
     vllm_rank,
@@ -79,7 +81,11 @@ def test_summarize_weights_latencies_by_throughput() -> None:
 def test_split_adapters_are_shown_with_their_share() -> None:
     g = _gpu((Adapter("x", 8, 1.0), Adapter("y", 8, 0.5)), None)
     rates = {"x": 1.0, "y": 2.0}
-    assert short_list(g, rates) == "x, y (25%)"
+    assert adapter_shares(rates, g) == [("x", 1.0), ("y", 0.25)]
+    console = Console(width=80, record=True)
+    console.print(placement_table(Placement("t", (g,), 0.0), rates))
+    text = console.export_text()
+    assert " 2* " in text and "1 split adapter(s)" in text
     doc = placement_dict(Placement("t", (g,), 0.0), rates, lower_bound=1)
     assert doc["servers"][0]["traffic_share"] == [1.0, 0.25]
     assert doc["lower_bound"] == 1

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from loratwin.advisor.advice import advise_max_num_seqs
 from loratwin.advisor.twin_sweep import sweep_row
 from loratwin.placement.problem import PlacementProblem
-from loratwin.placement.types import GpuAssignment
+from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.placement.verify import gpu_lengths, is_healthy, verify_gpu
 from loratwin.profile.model import GIB, kv_capacity
 from loratwin.twin.config import ServerConfig
@@ -54,6 +55,8 @@ class GpuAdvice:
         ``more slots``.
     chosen:
         Name of the recommended candidate.
+    mean_output_tokens:
+        Mean output length of the GPU's requests (tokens), for :meth:`e2e_ms`.
     """
 
     b_opt: int
@@ -62,6 +65,23 @@ class GpuAdvice:
     gpu_memory_utilization: float
     candidates: dict[str, tuple[dict[str, int], dict[str, Any]]]
     chosen: str
+    mean_output_tokens: float
+
+    def e2e_ms(self, name: str) -> float:
+        """Mean end-to-end latency of candidate ``name`` in the twin, ms:
+        TTFT + ITL x (mean output tokens - 1)."""
+        v = self.candidates[name][1]
+        return v["mean_ttft_ms"] + v["mean_itl_ms"] * max(self.mean_output_tokens - 1.0, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``loratwin place --advise --json``)."""
+        return {
+            "b_opt": self.b_opt, "max_num_seqs": self.max_num_seqs,
+            "freed_gib": self.freed_gib, "gpu_memory_utilization": self.gpu_memory_utilization,
+            "chosen": self.chosen,
+            "candidates": {n: {"flags": f, "verified": v, "e2e_ms": self.e2e_ms(n)}
+                           for n, (f, v) in self.candidates.items()},
+        }
 
     def assignment(self, gpu: GpuAssignment) -> GpuAssignment:
         """The GPU with the chosen candidate's flags and verified metrics."""
@@ -132,15 +152,33 @@ def advise_gpu(
         candidates[name] = (f, verify_gpu(problem, cand, duration_s=duration_s, seed=seed))
     healthy = [n for n, (_, v) in candidates.items() if is_healthy(v)]
     out_mean = float(np.mean([problem.mean_lengths(a)[1] for a in gpu.adapters]))
-    order = {"more slots": 0, "smaller batch": 1, "current": 2}
-
-    def e2e_ms(name: str) -> float:
-        v = candidates[name][1]
-        return v["mean_ttft_ms"] + v["mean_itl_ms"] * max(out_mean - 1.0, 0.0)
-
-    chosen = min(healthy, key=lambda n: (e2e_ms(n), order[n])) if healthy else "current"
-    return GpuAdvice(
+    advice = GpuAdvice(
         b_opt=int(adv.b_opt), max_num_seqs=b_opt, freed_gib=float(adv.memory.freed_gib),
         gpu_memory_utilization=float(adv.memory.gpu_memory_utilization),
-        candidates=candidates, chosen=chosen,
+        candidates=candidates, chosen="current", mean_output_tokens=out_mean,
     )
+    order = {"more slots": 0, "smaller batch": 1, "current": 2}
+    if healthy:
+        chosen = min(healthy, key=lambda n: (advice.e2e_ms(n), order[n]))
+        advice = dataclasses.replace(advice, chosen=chosen)
+    return advice
+
+
+def advise_placement(
+    problem: PlacementProblem, placement: Placement, *, duration_s: float = 3600.0,
+    seed: int = 0, n_jobs: int = 1, num_prompts: int = 2000,
+) -> tuple[Placement, list[GpuAdvice]]:
+    """:func:`advise_gpu` on every GPU (in parallel with joblib, GPU ``k`` seeded ``seed + k``).
+
+    Returns
+    -------
+    The placement with each GPU's recommended flags and their twin verification, and the
+    advice per GPU (same order).
+    """
+    advice = Parallel(n_jobs=n_jobs)(
+        delayed(advise_gpu)(problem, g, num_prompts=num_prompts, seed=seed + k,
+                            duration_s=duration_s)
+        for k, g in enumerate(placement.servers)
+    )
+    servers = tuple(a.assignment(g) for a, g in zip(advice, placement.servers, strict=True))
+    return dataclasses.replace(placement, servers=servers), list(advice)

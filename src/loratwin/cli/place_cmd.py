@@ -7,6 +7,7 @@ Examples
     loratwin place adapters.csv --model llama-3.1-8b-instruct
     loratwin place adapters.csv --algorithm loraserve --gpus 8 --json placement.json
     loratwin place adapters.csv --emit-vllm serve/ --lora-dir /models/loras --verify --jobs 2
+    loratwin place adapters.csv --max-ttft-ms 2000 --advise
     loratwin compare adapters.csv --json compare.json --plot compare.png
 
 ``WORKLOAD`` is an adapters CSV (``id,rank,rate[,mean_input_tokens,mean_output_tokens]``,
@@ -18,13 +19,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
+from loratwin.advisor.gpu import GpuAdvice, advise_placement
 from loratwin.cli.app import app
 from loratwin.cli.common import console, err_console, write_json
 from loratwin.errors import ConfigError
 from loratwin.placement import api, predictor, report
 from loratwin.placement.bounds import lower_bound
 from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+from loratwin.placement.prefix_search import SearchOptions
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import Placement
 from loratwin.placement.verify import verify_placement
@@ -69,9 +73,22 @@ def place_cmd(
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
+    max_ttft_ms: float | None = typer.Option(None, help="SLO: predicted mean TTFT of every "
+                                                        "GPU at most this, ms (loratwin)"),
+    max_itl_ms: float | None = typer.Option(None, help="SLO: predicted mean ITL of every GPU "
+                                                       "at most this, ms (loratwin)"),
+    advise: bool = typer.Option(False, "--advise", help="Batching advisor on every GPU: "
+                                "max_num_seqs where throughput plateaus, freed memory as "
+                                "KV or adapter slots (twin-verified)"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
     _check_jobs(jobs)
+    for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
+        if slo is not None and not slo > 0:
+            raise ConfigError(f"must be > 0 (got {slo})", field=name)
+    if (max_ttft_ms is not None or max_itl_ms is not None) and algorithm != "loratwin":
+        raise ConfigError("latency SLOs are honoured by the loratwin algorithm only",
+                          field="algorithm")
     if gpus is not None and gpus < 1:
         raise ConfigError(f"must be >= 1 (got {gpus})", field="gpus")
     if algorithm not in api.ALGORITHMS:
@@ -84,29 +101,55 @@ def place_cmd(
                           f"{gpus} available", field="gpus")
     with console.status(f"placing {len(problem.adapters):,} adapters with {algorithm}"):
         placement = api.place(problem, algorithm, seed=seed, n_gpus=gpus,
+                              options=SearchOptions(itl_slo_ms=max_itl_ms,
+                                                    ttft_slo_ms=max_ttft_ms),
                               confirm_borderline=confirm)
-    if verify:
+    advice = None
+    if advise:
+        with console.status(f"batching advisor on {placement.gpus} GPU(s) (twin sweeps)"):
+            placement, advice = advise_placement(problem, placement, duration_s=duration,
+                                                 seed=seed, n_jobs=jobs)
+    if verify and advice is None:
         with console.status(f"verifying {placement.gpus} GPU(s) in the twin"):
             placement = verify_placement(problem, placement, duration_s=duration, seed=seed,
                                          n_jobs=jobs)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
-    if verify:
+    if advice is not None:
+        console.print(_advice_table(advice))
+    if verify or advice is not None:
         console.print(report.verified_table(placement))
     console.print(lb.describe())
     for note in placement.notes:
         console.print(f"note: {note}")
-    if verify:
+    if verify or advice is not None:
         bad = [k for k, g in enumerate(placement.servers)
                if g.verified and (g.verified["starvation"] or g.verified["memory_error"])]
         console.print("twin: every GPU keeps up" if not bad else
                       f"[red]twin: GPU(s) {', '.join(map(str, bad))} starve or fail to start[/red]")
     if json_out is not None:
-        write_json(json_out, report.placement_dict(placement, rates, lb.gpus))
+        doc = report.placement_dict(placement, rates, lb.gpus)
+        for server, adv in zip(doc["servers"], advice or [], strict=False):
+            server["advice"] = adv.to_dict()
+        write_json(json_out, doc)
         console.print(f"wrote {json_out}")
     if emit_vllm is not None:
         paths = report.write_vllm_scripts(placement, problem.profile, emit_vllm, lora_dir, rates)
         console.print(f"wrote {len(paths)} vllm serve script(s) to {emit_vllm}")
+
+
+def _advice_table(advice: list[GpuAdvice]) -> Table:
+    table = Table(title="batching advisor (Mind the Memory Gap), verified in the twin",
+                  header_style="bold")
+    for c in ("GPU", "B_opt", "freed\nGiB", "chosen", "max_num\n_seqs", "max_\nloras",
+              "e2e ms\ncurrent", "e2e ms\nchosen"):
+        table.add_column(c, justify="left" if c == "chosen" else "right", no_wrap=True)
+    for k, a in enumerate(advice):
+        flags = a.candidates[a.chosen][0]
+        table.add_row(str(k), str(a.b_opt), f"{a.freed_gib:.1f}", a.chosen,
+                      str(flags["max_num_seqs"]), str(flags["max_loras"]),
+                      f"{a.e2e_ms('current'):,.0f}", f"{a.e2e_ms(a.chosen):,.0f}")
+    return table
 
 
 @app.command("compare")

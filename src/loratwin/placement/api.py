@@ -44,15 +44,18 @@ def twin_confirm(problem: PlacementProblem, duration_s: float, seed: int
     return confirm
 
 
-def resize_loras(problem: PlacementProblem, gpu: GpuAssignment) -> GpuAssignment:
-    """The same adapters with the ``max_loras`` of lowest predicted starvation probability."""
+def resize_loras(problem: PlacementProblem, gpu: GpuAssignment, options: SearchOptions
+                 ) -> tuple[GpuAssignment, bool]:
+    """The same adapters with the best ``max_loras`` (safe under ``options``, then lowest
+    predicted starvation probability, then lowest ITL), and whether that choice is safe."""
     adapters = list(gpu.adapters)
     k = len(adapters)
     stats = PrefixStats(problem, adapters)
     cands = _lora_candidates(k, problem.max_loras_limit(stats.max_rank(k)))
     pred = problem.evaluate(stats.rows(np.full(len(cands), k), np.array(cands)))
-    i = int(np.argmin(pred.starvation_probability + 1e-9 * pred.mean_itl_ms))
-    return problem.assignment(adapters, cands[i], pred, i)
+    safe = options.safe(pred)
+    i = int(np.argmin(~safe + pred.starvation_probability + 1e-9 * pred.mean_itl_ms))
+    return problem.assignment(adapters, cands[i], pred, i), bool(safe[i])
 
 
 def place(
@@ -111,11 +114,11 @@ def _place_ours(problem: PlacementProblem, options: SearchOptions, seed: int,
     ours = place_loratwin(problem, options, confirm=confirm)
     greedy = place_paper_greedy(problem)
     if greedy.gpus < ours.gpus:
-        resized = [resize_loras(problem, g) for g in greedy.servers]
-        safe = all(
-            g.predicted["starvation_probability"] < options.p_max
-            and (confirm is None or g.predicted["starvation_probability"] < options.p_confirm
-                 or confirm(g))
+        checked = [resize_loras(problem, g, options) for g in greedy.servers]
+        resized = [g for g, _ in checked]
+        safe = all(ok for _, ok in checked) and all(
+            confirm is None or g.predicted["starvation_probability"] < options.p_confirm
+            or confirm(g)
             for g in resized
         )
         if safe:

@@ -18,8 +18,9 @@ step:
 3. A GPU whose probability is borderline (at least ``p_confirm``) is simulated in the twin
    when a ``confirm`` callback is given; if the twin sees starvation or a memory error, the
    prefix shrinks by 10% and the GPU is re-sized and re-checked.
-4. Several adapter orders are tried (zig-zag, descending rate); the placement with the fewest
-   GPUs wins (ties: largest minimum headroom).
+4. Several adapter orders are tried (zig-zag, descending rate) on the surrogate alone; the
+   one with the fewest GPUs wins (ties: largest minimum headroom) and only that order is
+   packed again with the twin confirmations of step 3.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ class SearchOptions:
     itl_slo_ms: float | None = None
     ttft_slo_ms: float | None = None
 
+    def safe(self, pred: Predictions) -> np.ndarray:
+        """(n,) bool: predicted starvation probability below ``p_max`` and the SLOs met."""
+        ok = np.asarray(pred.starvation_probability) < self.p_max
+        if self.itl_slo_ms is not None:
+            ok &= np.asarray(pred.mean_itl_ms) <= self.itl_slo_ms
+        if self.ttft_slo_ms is not None:
+            ok &= np.asarray(pred.mean_ttft_ms) <= self.ttft_slo_ms
+        return ok
+
 
 def _lora_candidates(k: int, limit: int) -> list[int]:
     top = max(1, min(k, limit))
@@ -83,11 +93,7 @@ def _size_gpu(
         rk, rm = np.array(rows_k), np.array(rows_m)
         pred = problem.evaluate(stats.rows(rk, rm))
         p = pred.starvation_probability
-        ok = p < opts.p_max
-        if opts.itl_slo_ms is not None:
-            ok &= pred.mean_itl_ms <= opts.itl_slo_ms
-        if opts.ttft_slo_ms is not None:
-            ok &= pred.mean_ttft_ms <= opts.ttft_slo_ms
+        ok = opts.safe(pred)
         best: dict[int, tuple[int, int]] = {}
         score = p + 1e-6 * pred.mean_itl_ms / 1e3
         for i in np.flatnonzero(ok):
@@ -173,13 +179,12 @@ def place_loratwin(
         "descending rate": [a for r in groups for a in sorted(
             (x for x in problem.adapters if x.rank == r), key=lambda x: -x.rate)],
     }
-    best: tuple[list[GpuAssignment], list[str], str] | None = None
-    for name, order in orders.items():
-        servers, notes = _pack(problem, order, opts, confirm)
-        if best is None or _better(servers, best[0]):
-            best = (servers, notes, name)
-    assert best is not None
-    servers, notes, name = best
+    # orders are compared on the surrogate alone; only the winner pays for twin confirmations
+    packed = {name: _pack(problem, order, opts, None)[0] for name, order in orders.items()}
+    name = min(packed, key=lambda n: (len(packed[n]), -_min_headroom(packed[n])))
+    servers, notes = packed[name], []
+    if confirm is not None:
+        servers, notes = _pack(problem, orders[name], opts, confirm)
     if n_gpus is not None and len(servers) > n_gpus:
         raise ConfigError(
             f"the workload needs {len(servers)} GPUs, only {n_gpus} available", field="gpus"
@@ -188,7 +193,5 @@ def place_loratwin(
                      (f"adapter order: {name}", *notes))
 
 
-def _better(a: list[GpuAssignment], b: list[GpuAssignment]) -> bool:
-    if len(a) != len(b):
-        return len(a) < len(b)
-    return min(g.predicted["headroom"] for g in a) > min(g.predicted["headroom"] for g in b)
+def _min_headroom(servers: list[GpuAssignment]) -> float:
+    return min(g.predicted["headroom"] for g in servers)

@@ -48,33 +48,32 @@ def adapter_shares(problem_rates: dict[str, float], gpu: GpuAssignment) -> list[
     return out
 
 
-def short_list(gpu: GpuAssignment, rates: dict[str, float] | None = None, limit: int = 4) -> str:
-    """First adapters of a GPU, split ones with their traffic share: ``a1, a7 (40%) +12``."""
-    shares = adapter_shares(rates or {}, gpu)
-    cells = [f"{i} ({s:.0%})" if s < 1 - 1e-9 else i for i, s in shares[:limit]]
-    more = f" +{len(shares) - limit}" if len(shares) > limit else ""
-    return ", ".join(cells) + more
-
-
 def placement_table(placement: Placement, rates: dict[str, float] | None = None) -> Table:
-    """One row per GPU: adapters, ranks, load, vLLM flags and the surrogate's predictions."""
+    """One row per GPU: adapter count, ranks, load, vLLM flags and the surrogate's predictions
+    (TTFT in s so that the table fits 80 columns; the ids are in ``--json``)."""
     table = Table(title=f"{placement.algorithm}: {placement.gpus} GPU(s), placed in "
-                        f"{placement.placement_s:.2f} s", header_style="bold")
-    for c in ("GPU", "adapters", "ranks", "req/s", "max_\nloras", "max_cpu\n_loras",
-              "max_lora\n_rank", "thr.\ntok/s", "ITL\nms", "TTFT\nms", "p(st-\narve)",
-              "head-\nroom"):
-        table.add_column(c, justify="left" if c in ("adapters", "ranks") else "right",
-                         no_wrap=c not in ("adapters", "ranks"))
+                        f"{placement.placement_s:.2f} s", header_style="bold",
+                  box=None, padding=(0, 1), pad_edge=False)
+    for c in ("GPU", "\nadap-\nters", "\n\nranks", "\n\nreq/s", "\nmax_\nloras",
+              "max_\ncpu_\nloras", "max_\nlora_\nrank", "\nthr.\ntok/s", "\nITL\nms",
+              "\nTTFT\ns", "\np(st-\narve)", "\nhead-\nroom"):
+        table.add_column(c, justify="left" if c.endswith("ranks") else "right", no_wrap=True)
+    split = {i for g in placement.servers for i, s in adapter_shares(rates or {}, g)
+             if s < 1 - 1e-9}
     for k, g in enumerate(placement.servers):
         ranks = sorted({a.rank for a in g.adapters})
         p = g.predicted
+        n_split = sum(a.id in split for a in g.adapters)
         table.add_row(
-            str(k), f"{len(g.adapters)}: {short_list(g, rates, 3)}", ",".join(map(str, ranks)),
-            _fmt(g.total_rate, 2), str(g.max_loras), str(g.max_cpu_loras), str(g.max_lora_rank),
+            str(k), f"{len(g.adapters)}" + ("*" if n_split else ""),
+            ",".join(map(str, ranks)), _fmt(g.total_rate, 2), str(g.max_loras),
+            str(g.max_cpu_loras), str(g.max_lora_rank),
             _fmt(p.get("total_throughput_tok_s"), 0), _fmt(p.get("mean_itl_ms")),
-            _fmt(p.get("mean_ttft_ms")), _fmt(p.get("starvation_probability"), 2),
-            _fmt(p.get("headroom"), 2),
+            _fmt(p.get("mean_ttft_ms", math.nan) / 1e3, 2),
+            _fmt(p.get("starvation_probability"), 2), _fmt(p.get("headroom"), 2),
         )
+    if split:
+        table.caption = f"* serves a share of {len(split)} split adapter(s) (see --json)"
     return table
 
 
