@@ -30,14 +30,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from loratwin.configfile import read_yaml_mapping, validate
 from loratwin.errors import ConfigError
 from loratwin.profile.model import GIB, Profile, kv_capacity
 from loratwin.profile.store import load_profile
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.engine import run_engine
-from loratwin.twin.runconfig import default_lengths, load_config
+from loratwin.twin.runconfig import default_lengths
 from loratwin.workload.spec import LengthSpec, build_lengths
 from loratwin.workload.types import Requests
 
@@ -130,12 +131,7 @@ def sweep_from_twin_config(path: str | Path) -> pd.DataFrame:
         Missing file, invalid YAML or values, a ``max_num_seqs`` whose server cannot start.
     """
     p = Path(path)
-    try:
-        cfg = TwinSweepConfig.model_validate(load_config(p))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err.get("loc", ()))
-        raise ConfigError(err.get("msg", "invalid value"), field=loc or None) from None
+    cfg = validate(TwinSweepConfig, read_yaml_mapping(p, "config"))
     profile = load_profile(cfg.model)
     base = build_lengths(cfg.lengths, p.parent) if cfg.lengths else default_lengths(profile)
     settings: list[int | None] = list(cfg.output_lens) if cfg.output_lens else [None]
@@ -149,15 +145,11 @@ def sweep_from_twin_config(path: str | Path) -> pd.DataFrame:
             req = Requests(req.arrival_s, req.adapter, req.input_tokens,
                            np.full(len(req), out_len, np.int32))
         for b in sorted(set(cfg.max_num_seqs)):
-            try:
-                server = ServerConfig(**{
-                    "max_num_batched_tokens": max(2048, b),
-                    **cfg.server, "max_num_seqs": b,
-                    "max_cpu_loras": max(cfg.server.get("max_loras", 1), cfg.adapters),
-                })
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                raise ConfigError(err.get("msg", "invalid"), field="server") from None
+            server = validate(ServerConfig, {
+                "max_num_batched_tokens": max(2048, b),
+                **cfg.server, "max_num_seqs": b,
+                "max_cpu_loras": max(cfg.server.get("max_loras", 1), cfg.adapters),
+            }, field="server")
             cap = kv_capacity(profile, server.max_loras, server.max_lora_rank,
                               enable_lora=server.enable_lora, max_num_seqs=b,
                               gpu_memory_utilization=server.gpu_memory_utilization,

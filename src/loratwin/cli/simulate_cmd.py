@@ -10,7 +10,8 @@ from rich.table import Table
 
 from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt, write_json
-from loratwin.twin.runconfig import load_config, parse_config, resolve_inputs
+from loratwin.configfile import read_yaml_mapping
+from loratwin.twin.runconfig import parse_config, resolve_inputs
 from loratwin.twin.simulate import simulate
 
 
@@ -35,7 +36,7 @@ def simulate_cmd(
     per_adapter_csv: Path | None = typer.Option(None, help="Per-adapter metrics (CSV)"),
 ) -> None:
     """Simulate one server over a benchmark window and print its metrics."""
-    data: dict[str, Any] = load_config(config) if config else {}
+    data: dict[str, Any] = read_yaml_mapping(config) if config else {}
     base = config.parent if config else Path.cwd()
     server = dict(data.get("server") or {})
     for key, val in (("max_loras", max_loras), ("max_cpu_loras", max_cpu_loras),

@@ -66,11 +66,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.stats import qmc
 
-from loratwin.errors import ConfigError, DataError
+from loratwin.configfile import read_yaml_mapping, validate
+from loratwin.errors import ConfigError
 from loratwin.profile.model import Profile, kv_capacity, max_loras_that_fit
 from loratwin.surrogate.point import GpuPoint
 from loratwin.twin.config import ServerConfig
@@ -198,29 +198,13 @@ def load_design_spec(path: Path) -> DesignSpec:
     ConfigError
         Unknown key or invalid value (the message names the field).
     """
-    if not path.is_file():
-        raise DataError(f"design file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping at the top level")
+    data = read_yaml_mapping(path, "design")
     return parse_design_spec(data)
 
 
 def parse_design_spec(data: dict[str, object]) -> DesignSpec:
     """Validate a design mapping; errors become one-line :class:`ConfigError`."""
-    try:
-        return DesignSpec.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", ())]
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        head, sep, rest = msg.partition(": ")
-        if sep and head.isidentifier():  # our validators name the field: "served: ..."
-            loc, msg = [*loc, head], rest
-        raise ConfigError(msg, field=".".join(loc) or None) from None
+    return validate(DesignSpec, data)
 
 
 # ----------------------------------------------------------------------------- capacity

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from loratwin.errors import ConfigError, DataError
+from loratwin.configfile import validate
+from loratwin.errors import ConfigError
 from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
 from loratwin.twin.config import ClientConfig, ServerConfig
@@ -72,33 +72,9 @@ class SimulationInputs:
     client: ClientConfig
 
 
-def load_config(path: Path) -> dict[str, Any]:
-    """Read a YAML configuration file as a plain dict.
-
-    Raises
-    ------
-    DataError
-        Missing file or invalid YAML.
-    """
-    if not path.is_file():
-        raise DataError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: the top level must be a mapping")
-    return data
-
-
 def parse_config(data: dict[str, Any]) -> SimulationConfig:
     """Validate a config dict; errors become one-line :class:`ConfigError` naming the field."""
-    try:
-        return SimulationConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        raise ConfigError(err.get("msg", "invalid value"), field=loc or None) from None
+    return validate(SimulationConfig, data)
 
 
 def default_lengths(profile: Profile) -> BoundedHeavyTailed:
