@@ -33,6 +33,7 @@ from rich.table import Table
 from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt, write_json
 from loratwin.errors import DataError
+from loratwin.profile.store import load_profile
 from loratwin.surrogate.dataset import ChunkDone, DatasetRun, generate_dataset, load_dataset
 from loratwin.surrogate.design import DesignSpec, load_design_spec
 from loratwin.surrogate.explain import format_rules
@@ -42,6 +43,7 @@ from loratwin.surrogate.model import (
     Surrogate,
     bundled_path,
 )
+from loratwin.surrogate.real import predict_real_runs, score_real_runs
 from loratwin.surrogate.train import TrainConfig, evaluate_surrogate, train_surrogate
 
 surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
@@ -267,6 +269,36 @@ def evaluate_cmd(
     console.print(table)
     if json_out:
         write_json(json_out, sc)
+        console.print(f"wrote {json_out}")
+
+
+@surrogate_app.command("evaluate-real")
+def evaluate_real_cmd(
+    runs: Path = typer.Argument(..., help="Real serving runs CSV (real_runs/<model>.csv)"),
+    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name"),
+    surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write rows + scores as JSON"),
+) -> None:
+    """Score a surrogate against real serving runs (throughput SMAPE, starvation accuracy)."""
+    profile = load_profile(model)
+    s = Surrogate.load(surrogate or profile.name)
+    if not runs.is_file():
+        raise DataError(f"real runs file not found: {runs}")
+    try:
+        df = pd.read_csv(runs)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{runs}: not a CSV ({str(exc).splitlines()[0]})") from None
+    pred = predict_real_runs(s, df, profile)
+    sc = score_real_runs(pred)
+    table = Table(title=f"surrogate {s.profile} vs {sc['runs']} real runs of {runs.name} "
+                        f"({sc['out_of_envelope']} outside the envelope)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in sc.items():
+        table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    if json_out:
+        write_json(json_out, {"summary": sc, "runs": pred.to_dict(orient="records")})
         console.print(f"wrote {json_out}")
 
 
