@@ -73,3 +73,16 @@ def test_ray_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = generate_dataset(spec, tmp_path, jobs=1, ray_address="local")
     assert run.computed_points == 4
     assert len(load_dataset(tmp_path).rows) == 4
+
+
+def test_first_chunks_is_a_reproducible_share_of_the_design(tmp_path: Path) -> None:
+    run = generate_dataset(TINY, tmp_path, first_chunks=2)
+    assert run.total_chunks == 2 and run.computed_points == 6 and run.remaining_chunks == 0
+    design = build_design(TINY, load_profile(TINY.model))
+    assert _ids(tmp_path) == sorted(p.point_id for p in design if p.chunk < 2)
+    generate_dataset(TINY, tmp_path)  # the rest of the design
+    assert len(load_dataset(tmp_path).rows) == 12
+    first = sorted(load_dataset(tmp_path, first_chunks=2).rows["point_id"])
+    assert first == sorted(p.point_id for p in design if p.chunk < 2)
+    with pytest.raises(ConfigError, match="chunks"):
+        load_dataset(tmp_path, first_chunks=0)

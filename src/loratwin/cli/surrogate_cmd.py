@@ -58,7 +58,7 @@ _SHORT = {"total_throughput_tok_s": "throughput", "mean_itl_ms": "ITL", "mean_tt
 
 
 def _run_dataset(spec: DesignSpec, out: Path, jobs: int, ray_address: str | None,
-                 max_chunks: int | None) -> DatasetRun:
+                 max_chunks: int | None, first_chunks: int | None = None) -> DatasetRun:
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("points"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
@@ -73,7 +73,8 @@ def _run_dataset(spec: DesignSpec, out: Path, jobs: int, ray_address: str | None
 
         try:
             run = generate_dataset(spec, out, jobs=jobs, ray_address=ray_address,
-                                   max_chunks=max_chunks, on_start=on_start, on_chunk=on_chunk)
+                                   max_chunks=max_chunks, first_chunks=first_chunks,
+                                   on_start=on_start, on_chunk=on_chunk)
         except KeyboardInterrupt:
             progress.stop()
             raise _interrupted(out) from None
@@ -97,12 +98,13 @@ def dataset_cmd(
         None, help="Run on a Ray cluster (address, 'auto', or 'local' to start one here)"
     ),
     max_chunks: int | None = typer.Option(None, help="Stop after this many new chunks"),
+    chunks: int | None = typer.Option(None, help="Only the design's first N chunks"),
 ) -> None:
     """Run the twin over a sampling design; resumable (rerun the same command)."""
     spec = load_design_spec(grid)
     if model:
         spec = spec.model_copy(update={"model": model})
-    _run_dataset(spec, out, jobs, ray_address, max_chunks)
+    _run_dataset(spec, out, jobs, ray_address, max_chunks, chunks)
 
 
 def _interrupted(out: Path) -> SystemExit:
@@ -153,11 +155,12 @@ def train_cmd(
     folds: int = typer.Option(5, help="Cross-validation folds"),
     holdout: float = typer.Option(0.2, help="Share of rows held out for the reported figures"),
     seed: int = typer.Option(0, help="Seed of the splits and estimators"),
+    chunks: int | None = typer.Option(None, help="Train on the design's first N chunks only"),
 ) -> None:
     """Train the surrogate models (chosen by cross-validation) and save them."""
     if out.suffix != ".npz":
         raise DataError("the surrogate file must end in .npz", field="out")
-    ds = load_dataset(data)
+    ds = load_dataset(data, chunks)
     cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
     with console.status("training") as status:
         res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
@@ -234,17 +237,19 @@ def rebuild_cmd(
                                                                "package's bundled one)"),
     jobs: int = typer.Option(-1, help="Worker processes for the twin runs and the fits"),
     ray_address: str | None = typer.Option(None, help="Run the twin on a Ray cluster"),
+    chunks: int | None = typer.Option(None, help="Only the design's first N chunks (the "
+                                                 "bundled surrogates: see the package docs)"),
 ) -> None:
     """Generate (or resume) the data set and retrain a bundled surrogate in one go."""
     spec = load_design_spec(grid) if grid else DesignSpec()
     spec = spec.model_copy(update={"model": model})
     data_dir = data or Path("surrogate-data") / model
-    run = _run_dataset(spec, data_dir, jobs, ray_address, None)
+    run = _run_dataset(spec, data_dir, jobs, ray_address, None, chunks)
     if run.remaining_chunks:
         raise DataError("the data set is incomplete")
     target = out or bundled_path(model)
     train_cmd(data_dir, model=model, out=target, explain=False, jobs=jobs, folds=5,
-              holdout=0.2, seed=0)
+              holdout=0.2, seed=0, chunks=chunks)
 
 
 @surrogate_app.command("evaluate")

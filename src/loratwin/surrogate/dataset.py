@@ -213,6 +213,7 @@ def generate_dataset(
     jobs: int = 1,
     ray_address: str | None = None,
     max_chunks: int | None = None,
+    first_chunks: int | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_chunk: Callable[[ChunkDone], None] | None = None,
 ) -> DatasetRun:
@@ -233,6 +234,9 @@ def generate_dataset(
         on the cluster's workers.
     max_chunks:
         Stop after this many new chunks (smoke runs; the rest is done by a later call).
+    first_chunks:
+        Only the design's chunks 0 .. first_chunks - 1 (a reproducible share of the
+        shuffled design; ``None``: all).
     on_start:
         Called once with (points to compute, chunks to compute).
     on_chunk:
@@ -257,6 +261,8 @@ def generate_dataset(
         raise ConfigError("must be >= 1 or -1 (all cores)", field="jobs")
     if max_chunks is not None and max_chunks < 0:
         raise ConfigError("must be >= 0", field="max-chunks")
+    if first_chunks is not None and first_chunks < 1:
+        raise ConfigError("must be >= 1", field="chunks")
     profile = load_profile(spec.model)
     design = build_design(spec, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +274,8 @@ def generate_dataset(
     done = _done_chunks(out_dir, design)
     by_chunk: dict[int, list[DesignPoint]] = {}
     for dp in design:
-        by_chunk.setdefault(dp.chunk, []).append(dp)
+        if first_chunks is None or dp.chunk < first_chunks:
+            by_chunk.setdefault(dp.chunk, []).append(dp)
     todo = [pts for c, pts in sorted(by_chunk.items()) if c not in done]
     remaining_after = 0
     if max_chunks is not None and len(todo) > max_chunks:
@@ -326,17 +333,24 @@ class Dataset:
         return df.loc[ok].reset_index(drop=True)
 
 
-def load_dataset(data_dir: Path) -> Dataset:
-    """Read all chunks of a data-set directory.
+def load_dataset(data_dir: Path, first_chunks: int | None = None) -> Dataset:
+    """Read the chunks of a data-set directory (all, or those numbered below ``first_chunks``).
 
     Raises
     ------
     DataError
         Missing directory, no chunk, or chunks without the feature/target columns.
+    ConfigError
+        ``first_chunks`` below 1.
     """
+    if first_chunks is not None and first_chunks < 1:
+        raise ConfigError("must be >= 1", field="chunks")
     if not data_dir.is_dir():
         raise DataError(f"data-set directory not found: {data_dir}")
     files = sorted(f for f in data_dir.iterdir() if CHUNK_RE.match(f.name))
+    if first_chunks is not None:
+        files = [f for f in files
+                 if int(CHUNK_RE.match(f.name).group(1)) < first_chunks]  # type: ignore[union-attr]
     if not files:
         raise DataError(f"{data_dir}: no chunk-*.parquet files (run `loratwin dataset` first)")
     try:
