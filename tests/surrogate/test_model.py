@@ -44,7 +44,7 @@ def test_predictions_equal_sklearn_exactly(trained, synthetic_dataset, tmp_path:
     trained.surrogate.save(path)
     s = Surrogate.load(path)
     x = _x(synthetic_dataset)
-    xa = augment(x)
+    xa = augment(x, trained.surrogate.capacity)
     assert np.array_equal(xa, trained.inputs)
     p = s.predict(x)
     for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms"):

@@ -3,11 +3,15 @@
 A tree splits on one feature at a time, so a quantity like the offered load (a product of
 three features) costs it many splits; giving it directly made the cross-validated SMAPE of
 the throughput ~20 % smaller on a development data set (800 twin runs). The surrogate's
-models see ``FEATURES`` followed by these six columns; the training envelope and the user
-only ever deal with the ten ``FEATURES``.
+models see ``FEATURES`` followed by these eight columns; the training envelope and the user
+only ever deal with the ten ``FEATURES``. The last two come from the profile's capacity
+table (:class:`~loratwin.surrogate.capacity.CapacityTable`, stored in the surrogate file):
+the offered load relative to the server's capacity is where starvation begins.
 
 Both implementations (numpy for batches, plain Python for one row) do the same float64
-operations in the same order, so they give identical values.
+operations in the same order; the capacity column goes through numpy in both, where SIMD and
+scalar loops may differ in the last bits (relative differences below 1e-10, measured). The
+trees compare float32 values, so the predictions are the same.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from loratwin.surrogate.capacity import CapacityTable
 from loratwin.surrogate.features import FEATURES
 
 DERIVED: tuple[str, ...] = (
@@ -25,6 +30,8 @@ DERIVED: tuple[str, ...] = (
     "mean_rate_req_s",  # sum_rate_req_s / served_adapters
     "tokens_per_request",  # mean_input_tokens + mean_output_tokens
     "rate_cv",  # std_rate_req_s / max(mean rate, 1e-12)
+    "capacity_tok_s",  # the profile's steady-state capacity estimate (surrogate/capacity.py)
+    "load_ratio",  # offered_tok_s / capacity_tok_s
 )
 MODEL_INPUTS: tuple[str, ...] = FEATURES + DERIVED
 """Column order of the matrix the tree models see."""
@@ -32,24 +39,30 @@ MODEL_INPUTS: tuple[str, ...] = FEATURES + DERIVED
 _RATE, _STD, _LORAS, _SERVED = (FEATURES.index(c) for c in (
     "sum_rate_req_s", "std_rate_req_s", "max_loras", "served_adapters"))
 _IN, _OUT = FEATURES.index("mean_input_tokens"), FEATURES.index("mean_output_tokens")
+_RANK = FEATURES.index("max_rank")
 _TINY = 1e-12
 
 
-def augment(x: np.ndarray) -> np.ndarray:
-    """(n, 10) features -> (n, 16) model inputs (``MODEL_INPUTS`` order)."""
+def augment(x: np.ndarray, capacity: CapacityTable) -> np.ndarray:
+    """(n, 10) features -> (n, 18) model inputs (``MODEL_INPUTS`` order)."""
     rate, loras, served = x[:, _RATE], x[:, _LORAS], x[:, _SERVED]
     tokens = x[:, _IN] + x[:, _OUT]
+    cap = capacity(loras, x[:, _RANK], x[:, _IN], x[:, _OUT])
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_rate = rate / served
-        cols = (rate * tokens, rate / loras, loras / served, mean_rate, tokens,
-                x[:, _STD] / np.maximum(mean_rate, _TINY))
+        offered = rate * tokens
+        cols = (offered, rate / loras, loras / served, mean_rate, tokens,
+                x[:, _STD] / np.maximum(mean_rate, _TINY), cap, offered / cap)
     return np.column_stack((x, *cols))
 
 
-def augment_row(x: Sequence[float]) -> list[float]:
-    """One row of 10 features -> the 16 model inputs (plain Python)."""
+def augment_row(x: Sequence[float], capacity: CapacityTable) -> list[float]:
+    """One row of 10 features -> the 18 model inputs (plain Python but for the capacity)."""
     rate, loras, served = x[_RATE], x[_LORAS], x[_SERVED]
     tokens = x[_IN] + x[_OUT]
+    cap = float(capacity(np.array([loras]), np.array([x[_RANK]]), np.array([x[_IN]]),
+                         np.array([x[_OUT]]))[0])
     mean_rate = rate / served
-    return [*x, rate * tokens, rate / loras, loras / served, mean_rate, tokens,
-            x[_STD] / max(mean_rate, _TINY)]
+    offered = rate * tokens
+    return [*x, offered, rate / loras, loras / served, mean_rate, tokens,
+            x[_STD] / max(mean_rate, _TINY), cap, offered / cap]

@@ -38,13 +38,14 @@ import numpy as np
 import pandas as pd
 
 from loratwin.errors import DataError
+from loratwin.surrogate.capacity import CapacityTable
 from loratwin.surrogate.derived import MODEL_INPUTS, augment, augment_row
 from loratwin.surrogate.features import FEATURES, feature_frame, gpu_features
 from loratwin.surrogate.trees import CompiledEnsemble, TreeEnsemble, compile_ensemble
 from loratwin.workload.types import Adapter
 
 FORMAT = "loratwin-surrogate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Regression targets, in output order.
 REGRESSION_TARGETS: tuple[str, ...] = ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms")
 #: The classification target.
@@ -202,6 +203,8 @@ class Surrogate:
         Per target the small interpretable tree (at most 40 leaves).
     envelope_min, envelope_max:
         (10,) per-feature range of the training rows.
+    capacity:
+        The profile's capacity table behind the ``capacity_tok_s`` / ``load_ratio`` inputs.
     """
 
     meta: dict[str, Any]
@@ -209,6 +212,7 @@ class Surrogate:
     explain: dict[str, TargetModel]
     envelope_min: np.ndarray
     envelope_max: np.ndarray
+    capacity: CapacityTable
     _env_lo: tuple[float, ...] = field(repr=False, default=())
     _env_hi: tuple[float, ...] = field(repr=False, default=())
 
@@ -216,7 +220,8 @@ class Surrogate:
 
     @staticmethod
     def from_parts(meta: dict[str, Any], models: dict[str, tuple[TreeEnsemble, str]],
-                   explain: dict[str, tuple[TreeEnsemble, str]]) -> Surrogate:
+                   explain: dict[str, tuple[TreeEnsemble, str]],
+                   capacity: CapacityTable) -> Surrogate:
         """Assemble (and compile) a surrogate; ``meta`` must hold ``envelope``.
 
         Raises
@@ -241,7 +246,7 @@ class Surrogate:
             meta=meta,
             models={k: TargetModel.build(k, e, tr) for k, (e, tr) in models.items()},
             explain={k: TargetModel.build(k, e, tr) for k, (e, tr) in explain.items()},
-            envelope_min=lo, envelope_max=hi,
+            envelope_min=lo, envelope_max=hi, capacity=capacity,
             _env_lo=tuple(lo.tolist()), _env_hi=tuple(hi.tolist()),
         )
 
@@ -259,6 +264,7 @@ class Surrogate:
             arrays.update(m.ensemble.arrays(f"{k}__"))
         for k, m in self.explain.items():
             arrays.update(m.ensemble.arrays(f"explain_{k}__"))
+        arrays.update(self.capacity.arrays("capacity__"))
         text = json.dumps(meta, indent=1, sort_keys=True)
         arrays["meta_json"] = np.frombuffer(text.encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +340,7 @@ class Surrogate:
             Not an (n, 10) array of finite numbers.
         """
         x = _check_matrix(features)
-        xa = augment(x)
+        xa = augment(x, self.capacity)
         out = {}
         for t in REGRESSION_TARGETS:
             m = self.models[t]
@@ -380,7 +386,7 @@ class Surrogate:
             raise DataError("features must be finite numbers")
         if x[_I_LORAS] < 1 or x[_I_SERVED] < 1:
             raise DataError("served_adapters and max_loras must be >= 1")
-        xa = augment_row(x)
+        xa = augment_row(x, self.capacity)
         m = self.models
         thr = m["total_throughput_tok_s"]
         itl = m["mean_itl_ms"]
@@ -458,6 +464,10 @@ def _read(data: bytes, label: str) -> Surrogate:
         raise DataError(f"{label}: corrupt metadata") from None
     if meta.get("format") != FORMAT:
         raise DataError(f"{label}: not a loratwin surrogate")
+    if int(meta.get("format_version", 0)) < FORMAT_VERSION:
+        raise DataError(f"{label}: made by an older loratwin (format version "
+                        f"{meta.get('format_version')}, this one reads {FORMAT_VERSION}); "
+                        "retrain it with `loratwin train`")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise DataError(f"{label}: format version {meta.get('format_version')} is newer "
                         f"than this loratwin reads ({FORMAT_VERSION})")
@@ -466,6 +476,7 @@ def _read(data: bytes, label: str) -> Surrogate:
                   for k, v in meta["models"].items()}
         explain = {k: (TreeEnsemble.from_arrays(v["ensemble"], arrays, f"explain_{k}__"),
                        v["transform"]) for k, v in meta.get("explain", {}).items()}
-    except (KeyError, TypeError, AttributeError):
+        capacity = CapacityTable.from_arrays(arrays, "capacity__")
+    except (KeyError, TypeError, AttributeError, ValueError):
         raise DataError(f"{label}: incomplete model metadata") from None
-    return Surrogate.from_parts(meta, models, explain)
+    return Surrogate.from_parts(meta, models, explain, capacity)

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loratwin import __version__
 from loratwin.errors import ConfigError, DataError
 from loratwin.profile.store import load_profile
+from loratwin.surrogate.capacity import CapacityTable
 from loratwin.surrogate.dataset import Dataset
 from loratwin.surrogate.derived import DERIVED, MODEL_INPUTS, augment
 from loratwin.surrogate.design import profile_hash
@@ -292,7 +293,8 @@ def train_surrogate(
         raise DataError(f"only {n} usable rows (need at least {3 * cfg.folds}); "
                         "generate a bigger data set")
     x = rows[list(FEATURES)].to_numpy(float)
-    xa = augment(x)
+    capacity = CapacityTable.build(profile)
+    xa = augment(x, capacity)
     ys = {t: rows[t].to_numpy(float) for t in REGRESSION_TARGETS}
     y_starved = rows[CLASS_TARGET].to_numpy(bool)
     ys[CLASS_TARGET] = y_starved.astype(float)
@@ -423,7 +425,8 @@ def train_surrogate(
                      "numpy": np.__version__, "scipy": scipy.__version__,
                      "python": platform.python_version()},
     }
-    return TrainResult(Surrogate.from_parts(meta, models, explain), fitted, fitted_explain, xa)
+    return TrainResult(Surrogate.from_parts(meta, models, explain, capacity), fitted,
+                       fitted_explain, xa)
 
 
 def evaluate_surrogate(surrogate: Surrogate, dataset: Dataset) -> dict[str, Any]:
