@@ -69,7 +69,7 @@ def placement_table(placement: Placement, rates: dict[str, float] | None = None)
             ",".join(map(str, ranks)), _fmt(g.total_rate, 2), str(g.max_loras),
             str(g.max_cpu_loras), str(g.max_lora_rank),
             _fmt(p.get("total_throughput_tok_s"), 0), _fmt(p.get("mean_itl_ms")),
-            _fmt(p.get("mean_ttft_ms", math.nan) / 1e3, 2),
+            _fmt(p.get("mean_ttft_ms", math.nan) / 1e3, 1),
             _fmt(p.get("starvation_probability"), 2), _fmt(p.get("headroom"), 2),
         )
     if split:

@@ -17,8 +17,10 @@ surrogate file, so a surrogate does not need its profile at prediction time.
 
 from __future__ import annotations
 
+import bisect
 import itertools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +35,7 @@ INPUT_AXIS: tuple[float, ...] = tuple(float(v) for v in np.geomspace(16, 4096, 1
 OUTPUT_AXIS: tuple[float, ...] = tuple(float(v) for v in np.geomspace(8, 2048, 13))
 #: The 16 corners of a 4-d grid cell, (16, 4) of 0/1.
 _CORNERS = np.array(list(itertools.product((0, 1), repeat=4)), dtype=np.int64)
+_CORNERS_PY: tuple[tuple[int, ...], ...] = tuple(itertools.product((0, 1), repeat=4))
 #: Capacity floor (tok/s) of servers that do not start, so that logs stay finite.
 FLOOR_TOK_S = 1.0
 
@@ -54,6 +57,13 @@ class CapacityTable:
 
     axes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     log_capacity: np.ndarray
+    _axes_py: tuple[list[float], ...] = field(init=False, repr=False, compare=False)
+    _table_py: list = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # plain-Python copies for :meth:`at` (one configuration without numpy overhead)
+        object.__setattr__(self, "_axes_py", tuple(a.tolist() for a in self.axes))
+        object.__setattr__(self, "_table_py", self.log_capacity.tolist())
 
     @staticmethod
     def build(profile: Profile, max_num_seqs: int = 2048) -> CapacityTable:
@@ -97,6 +107,27 @@ class CapacityTable:
         f = np.stack(frac)[:, None, :]  # (4, 1, n)
         w = np.where(_CORNERS.T[:, :, None] == 1, f, 1.0 - f).prod(axis=0)  # (16, n)
         return np.exp((w * self.log_capacity[idx[0], idx[1], idx[2], idx[3]]).sum(axis=0))
+
+    def at(self, max_loras: float, max_rank: float, mean_input: float,
+           mean_output: float) -> float:
+        """Capacity in tok/s of one configuration: :meth:`__call__` in plain Python (~20 us
+        instead of ~150 us), with the same operations in the same order; only ``math.log`` /
+        ``math.exp`` may differ from numpy's in the last bit."""
+        lo: list[int] = []
+        fr: list[float] = []
+        for ax, v in zip(self._axes_py, (max_loras, max_rank, mean_input, mean_output),
+                         strict=True):
+            p = min(max(math.log(max(float(v), 1e-9)), ax[0]), ax[-1])
+            i = min(max(bisect.bisect_right(ax, p) - 1, 0), len(ax) - 2)
+            lo.append(i)
+            fr.append((p - ax[i]) / (ax[i + 1] - ax[i]))
+        total = 0.0
+        t = self._table_py
+        for c0, c1, c2, c3 in _CORNERS_PY:
+            w = ((fr[0] if c0 else 1.0 - fr[0]) * (fr[1] if c1 else 1.0 - fr[1])
+                 * (fr[2] if c2 else 1.0 - fr[2]) * (fr[3] if c3 else 1.0 - fr[3]))
+            total += w * t[lo[0] + c0][lo[1] + c1][lo[2] + c2][lo[3] + c3]
+        return math.exp(total)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """The table as named arrays (for the surrogate ``.npz``)."""

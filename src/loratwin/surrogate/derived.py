@@ -9,9 +9,8 @@ table (:class:`~loratwin.surrogate.capacity.CapacityTable`, stored in the surrog
 the offered load relative to the server's capacity is where starvation begins.
 
 Both implementations (numpy for batches, plain Python for one row) do the same float64
-operations in the same order; the capacity column goes through numpy in both, where SIMD and
-scalar loops may differ in the last bits (relative differences below 1e-10, measured). The
-trees compare float32 values, so the predictions are the same.
+operations in the same order; only numpy's and ``math``'s log/exp in the capacity column may
+differ in the last bit. The trees compare float32 values, so the predictions are the same.
 """
 
 from __future__ import annotations
@@ -57,11 +56,10 @@ def augment(x: np.ndarray, capacity: CapacityTable) -> np.ndarray:
 
 
 def augment_row(x: Sequence[float], capacity: CapacityTable) -> list[float]:
-    """One row of 10 features -> the 18 model inputs (plain Python but for the capacity)."""
+    """One row of 10 features -> the 18 model inputs (plain Python)."""
     rate, loras, served = x[_RATE], x[_LORAS], x[_SERVED]
     tokens = x[_IN] + x[_OUT]
-    cap = float(capacity(np.array([loras]), np.array([x[_RANK]]), np.array([x[_IN]]),
-                         np.array([x[_OUT]]))[0])
+    cap = capacity.at(loras, x[_RANK], x[_IN], x[_OUT])
     mean_rate = rate / served
     offered = rate * tokens
     return [*x, offered, rate / loras, loras / served, mean_rate, tokens,
