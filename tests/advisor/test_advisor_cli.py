@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from tests.cli_run import run_cli
 from typer.testing import CliRunner
 
 import loratwin.cli.app as cli_app
@@ -29,10 +30,7 @@ def _main(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
     """Run ``loratwin.cli.app.main`` with the test app; return the exit code."""
     monkeypatch.setattr(cli_app, "app", _app())
     monkeypatch.setattr(cli_app, "_register_commands", lambda: None)
-    with pytest.raises(SystemExit) as info:
-        cli_app.main(argv)
-        raise SystemExit(0)
-    return int(info.value.code or 0)
+    return run_cli(argv)
 
 
 def test_command_is_registered_on_the_shared_app() -> None:

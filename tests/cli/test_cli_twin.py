@@ -7,23 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from loratwin.cli.app import main
+from tests.cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_RUNS = ROOT.parent / "shared" / "data" / "real_runs" / "llama-3.1-8b-instruct.csv"
 
 
-def _main(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_simulate_bundled_example(tmp_path: Path, capsys) -> None:
     out = tmp_path / "m.json"
-    rc = _main(["simulate", str(ROOT / "examples" / "llama-128-adapters.yaml"),
+    rc = run_cli(["simulate", str(ROOT / "examples" / "llama-128-adapters.yaml"),
                 "--duration", "300", "--json", str(out),
                 "--requests-parquet", str(tmp_path / "r.parquet")])
     assert rc == 0
@@ -41,7 +33,7 @@ def test_simulate_bundled_example(tmp_path: Path, capsys) -> None:
 def test_simulate_with_flags_only(tmp_path: Path) -> None:
     csv = tmp_path / "a.csv"
     csv.write_text("id,rank,rate\nx,8,0.5\ny,16,0.5\n")
-    rc = _main(["simulate", "--adapters", str(csv), "--max-loras", "2", "--max-lora-rank", "16",
+    rc = run_cli(["simulate", "--adapters", str(csv), "--max-loras", "2", "--max-lora-rank", "16",
                 "--duration", "120", "--seed", "3", "--json", str(tmp_path / "o.json")])
     assert rc == 0
     assert json.loads((tmp_path / "o.json").read_text())["completed"] > 10
@@ -51,7 +43,7 @@ def test_simulate_trace_replay(tmp_path: Path) -> None:
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n"
                      "0.5,a,100,20\n1.0,b,50,10\n1.5,a,10,5\n")
-    rc = _main(["simulate", "--trace", str(trace), "--max-loras", "2", "--duration", "60",
+    rc = run_cli(["simulate", "--trace", str(trace), "--max-loras", "2", "--duration", "60",
                 "--json", str(tmp_path / "o.json")])
     assert rc == 0
     assert json.loads((tmp_path / "o.json").read_text())["completed"] == 3
@@ -69,18 +61,18 @@ def test_simulate_trace_replay(tmp_path: Path) -> None:
 def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, capsys, content, flags, needle):
     csv = tmp_path / "a.csv"
     csv.write_text(content)
-    rc = _main(["simulate", "--adapters", str(csv), "--duration", "10", *flags])
+    rc = run_cli(["simulate", "--adapters", str(csv), "--duration", "10", *flags])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.startswith("error:") and needle in err and "\n" not in err
 
 
 def test_missing_file_and_malformed_trace(tmp_path: Path, capsys) -> None:
-    assert _main(["simulate", str(tmp_path / "nope.yaml")]) == 2
+    assert run_cli(["simulate", str(tmp_path / "nope.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,abc,20\n")
-    assert _main(["simulate", "--trace", str(trace), "--duration", "10"]) == 2
+    assert run_cli(["simulate", "--trace", str(trace), "--duration", "10"]) == 2
     err = capsys.readouterr().err
     assert "row" in err and "input_tokens" in err
 
@@ -94,7 +86,7 @@ def test_validate_on_a_few_real_runs(tmp_path: Path) -> None:
     path = tmp_path / "runs.csv"
     sub.to_csv(path, index=False)
     out = tmp_path / "v.json"
-    rc = _main(["validate", str(path), "--model", "llama-3.1-8b-instruct", "--json", str(out),
+    rc = run_cli(["validate", str(path), "--model", "llama-3.1-8b-instruct", "--json", str(out),
                 "--jobs", "1", "--quiet"])
     assert rc == 0
     summary = json.loads(out.read_text())["summary"]
@@ -107,5 +99,5 @@ def test_validate_on_a_few_real_runs(tmp_path: Path) -> None:
 def test_validate_missing_column(tmp_path: Path, capsys) -> None:
     path = tmp_path / "runs.csv"
     path.write_text("a,b\n1,2\n")
-    assert _main(["validate", str(path), "--model", "llama-3.1-8b-instruct"]) == 2
+    assert run_cli(["validate", str(path), "--model", "llama-3.1-8b-instruct"]) == 2
     assert "missing column" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from loratwin.cli import place_cmd  # noqa: F401  (registers the commands)
 from loratwin.placement import api
 from loratwin.workload.adapters import save_adapters_csv
 from loratwin.workload.types import Adapter
+from tests.cli_run import run_cli
 
 from .conftest import AnalyticPredictor, make_adapters
 
@@ -29,13 +30,6 @@ def workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return save_adapters_csv(ads, tmp_path / "adapters.csv")
 
 
-def _run(argv: list[str]) -> int:
-    with pytest.raises(SystemExit) as info:
-        cli_app.main(argv)
-        raise SystemExit(0)
-    return int(info.value.code or 0)
-
-
 def test_commands_are_registered() -> None:
     names = {c.name for c in cli_app.app.registered_commands}
     assert {"place", "compare"} <= names
@@ -44,7 +38,7 @@ def test_commands_are_registered() -> None:
 def test_place_json_schema_and_vllm_scripts(workload: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out, scripts = tmp_path / "p.json", tmp_path / "serve"
-    code = _run(["place", str(workload), "--algorithm", "least-loaded", "--json", str(out),
+    code = run_cli(["place", str(workload), "--algorithm", "least-loaded", "--json", str(out),
                  "--emit-vllm", str(scripts), "--lora-dir", "/models/my loras/"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads(out.read_text())
@@ -89,7 +83,7 @@ def test_place_json_schema_and_vllm_scripts(workload: Path, tmp_path: Path,
 
 def test_place_verify_fills_the_verified_block(workload: Path, tmp_path: Path) -> None:
     out = tmp_path / "v.json"
-    assert _run(["place", str(workload), "--verify", "--duration", "120", "--no-confirm",
+    assert run_cli(["place", str(workload), "--verify", "--duration", "120", "--no-confirm",
                  "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["algorithm"] == "loratwin"
@@ -103,7 +97,7 @@ def test_place_verify_fills_the_verified_block(workload: Path, tmp_path: Path) -
 def test_place_advise_applies_the_chosen_flags(workload: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "a.json"
-    assert _run(["place", str(workload), "--advise", "--duration", "120", "--no-confirm",
+    assert run_cli(["place", str(workload), "--advise", "--duration", "120", "--no-confirm",
                  "--json", str(out)]) == 0
     assert "batching advisor" in capsys.readouterr().out
     doc = json.loads(out.read_text())
@@ -122,8 +116,8 @@ def test_place_advise_applies_the_chosen_flags(workload: Path, tmp_path: Path,
 
 def test_place_ttft_slo_spreads_the_load(workload: Path, tmp_path: Path) -> None:
     loose, tight = tmp_path / "loose.json", tmp_path / "tight.json"
-    assert _run(["place", str(workload), "--no-confirm", "--json", str(loose)]) == 0
-    assert _run(["place", str(workload), "--no-confirm", "--max-ttft-ms", "110",
+    assert run_cli(["place", str(workload), "--no-confirm", "--json", str(loose)]) == 0
+    assert run_cli(["place", str(workload), "--no-confirm", "--max-ttft-ms", "110",
                  "--json", str(tight)]) == 0
     a, b = json.loads(loose.read_text()), json.loads(tight.read_text())
     assert max(s["predicted"]["mean_ttft_ms"] for s in a["servers"]) > 150
@@ -140,7 +134,7 @@ def test_place_ttft_slo_spreads_the_load(workload: Path, tmp_path: Path) -> None
 ])
 def test_place_user_errors_exit_2(workload: Path, capsys: pytest.CaptureFixture[str],
                                   argv: list[str], message: str) -> None:
-    assert _run(["place", str(workload), *argv]) == 2
+    assert run_cli(["place", str(workload), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
 
@@ -149,24 +143,24 @@ def test_place_more_gpus_needed_than_available_exits_2(
     workload: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "p.json"
-    assert _run(["place", str(workload), "--algorithm", "random", "--json", str(out)]) == 0
+    assert run_cli(["place", str(workload), "--algorithm", "random", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["gpus"] > doc["lower_bound"]  # so a budget in between passes the bound check
     capsys.readouterr()
-    assert _run(["place", str(workload), "--algorithm", "random",
+    assert run_cli(["place", str(workload), "--algorithm", "random",
                  "--gpus", str(doc["gpus"] - 1)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: gpus:") and "available" in err
 
 
 def test_missing_workload_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["place", str(tmp_path / "none.csv")]) == 2
+    assert run_cli(["place", str(tmp_path / "none.csv")]) == 2
     assert capsys.readouterr().err.startswith("error:")
 
 
 def test_compare_json_and_plot(workload: Path, tmp_path: Path) -> None:
     out, png = tmp_path / "c.json", tmp_path / "c.png"
-    assert _run(["compare", str(workload), "--json", str(out), "--plot", str(png),
+    assert run_cli(["compare", str(workload), "--json", str(out), "--plot", str(png),
                  "--duration", "120", "--no-confirm", "--jobs", "2"]) == 0
     doc = json.loads(out.read_text())
     assert isinstance(doc["lower_bound"], int) and isinstance(doc["optimum"], int)
@@ -186,11 +180,11 @@ def test_compare_json_and_plot(workload: Path, tmp_path: Path) -> None:
 def test_compare_subset_and_errors(workload: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "c.json"
-    assert _run(["compare", str(workload), "--algorithms", "paper-greedy,max-backbone",
+    assert run_cli(["compare", str(workload), "--algorithms", "paper-greedy,max-backbone",
                  "--no-optimum", "--duration", "60", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["optimum"] is None
     assert [r["algorithm"] for r in doc["results"]] == ["paper-greedy", "max-backbone"]
     capsys.readouterr()
-    assert _run(["compare", str(workload), "--algorithms", "paper-greedy,bogus"]) == 2
+    assert run_cli(["compare", str(workload), "--algorithms", "paper-greedy,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err

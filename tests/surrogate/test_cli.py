@@ -9,17 +9,9 @@ import pytest
 import yaml
 
 import loratwin.cli.surrogate_cmd  # noqa: F401  (registers the commands)
-from loratwin.cli.app import main
+from tests.cli_run import run_cli
 
 HEADER = "sum_rate_req_s,std_rate_req_s,max_rank,mean_rank,std_rank,max_loras,served_adapters"
-
-
-def _main(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def test_predict_csv_and_json(tmp_path: Path, model_file: Path, capsys) -> None:
     csv.write_text(f"{HEADER},arrival_cv\n6.4,0.04,16,16,4,32,128,\n0.5,0.005,16,16,4,8,64,1.5\n"
                    f"900,0,64,64,0,1,5000,1\n")
     out = tmp_path / "p.json"
-    assert _main(["predict", str(csv), "--model", str(model_file), "--json", str(out)]) == 0
+    assert run_cli(["predict", str(csv), "--model", str(model_file), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 3
     assert set(rows[0]) == {"total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms",
@@ -56,7 +48,7 @@ def test_predict_errors(tmp_path: Path, model_file: Path, capsys, content, model
     csv = tmp_path / "f.csv"
     if content is not None:
         csv.write_text(content)
-    rc = _main(["predict", str(csv), "--model", model or str(model_file)])
+    rc = run_cli(["predict", str(csv), "--model", model or str(model_file)])
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith(message) and err.count("\n") == 1
@@ -69,27 +61,27 @@ def test_dataset_train_show_evaluate(tmp_path: Path, capsys) -> None:
         "grid": {"points": 12}, "qmc": {"points": 12, "served": [8, 40]},
     }))
     data = tmp_path / "ds"
-    assert _main(["dataset", str(grid), "--out", str(data), "--max-chunks", "1"]) == 0
+    assert run_cli(["dataset", str(grid), "--out", str(data), "--max-chunks", "1"]) == 0
     assert "2 chunks still to run" in capsys.readouterr().out
-    assert _main(["dataset", str(grid), "--out", str(data)]) == 0
+    assert run_cli(["dataset", str(grid), "--out", str(data)]) == 0
     assert "computed 16, already there 8" in capsys.readouterr().out
     model = tmp_path / "s.npz"
-    assert _main(["train", str(data), "--model", "llama-3.1-8b-instruct", "-o", str(model),
+    assert run_cli(["train", str(data), "--model", "llama-3.1-8b-instruct", "-o", str(model),
                   "--explain", "--folds", "2", "--holdout", "0"]) == 0
     out = capsys.readouterr().out
     assert "cross-validation" in out and "chosen" in out and "IF " in out
     assert model.stat().st_size > 0
-    assert _main(["surrogate", "show", "--model", str(model)]) == 0
+    assert run_cli(["surrogate", "show", "--model", str(model)]) == 0
     assert "envelope served_adapters" in capsys.readouterr().out
     ev = tmp_path / "ev.json"
-    assert _main(["surrogate", "evaluate", str(data), "--model", str(model),
+    assert run_cli(["surrogate", "evaluate", str(data), "--model", str(model),
                   "--json", str(ev)]) == 0
     assert json.loads(ev.read_text())["rows"] == 24
     # errors: wrong profile, bad output name, missing data set
-    assert _main(["train", str(data), "--model", "qwen-2.5-7b-instruct", "-o",
+    assert run_cli(["train", str(data), "--model", "qwen-2.5-7b-instruct", "-o",
                   str(model)]) == 2
-    assert _main(["train", str(data), "-o", str(tmp_path / "s.bin")]) == 2
-    assert _main(["train", str(tmp_path / "none"), "-o", str(model)]) == 2
-    assert _main(["dataset", str(tmp_path / "none.yaml"), "--out", str(data)]) == 2
+    assert run_cli(["train", str(data), "-o", str(tmp_path / "s.bin")]) == 2
+    assert run_cli(["train", str(tmp_path / "none"), "-o", str(model)]) == 2
+    assert run_cli(["dataset", str(tmp_path / "none.yaml"), "--out", str(data)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and all(e.startswith("error: ") for e in err)

@@ -9,19 +9,11 @@ import pandas as pd
 import pytest
 
 import loratwin.cli.surrogate_cmd  # noqa: F401  (registers the commands)
-from loratwin.cli.app import main
 from loratwin.surrogate.real import score_real_runs
+from tests.cli_run import run_cli
 
 REAL_RUNS = Path(__file__).parents[2] / ".." / "shared" / "data" / "real_runs" / \
     "llama-3.1-8b-instruct.csv"
-
-
-def _main(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_scores_by_hand() -> None:
@@ -47,7 +39,7 @@ def test_evaluate_real_cli(tmp_path: Path) -> None:
     df = pd.read_csv(REAL_RUNS).head(40)
     df.to_csv(runs, index=False)
     out = tmp_path / "r.json"
-    assert _main(["surrogate", "evaluate-real", str(runs), "--json", str(out)]) == 0
+    assert run_cli(["surrogate", "evaluate-real", str(runs), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["summary"]["runs"] == int((df["status"] == "ok").sum()) == len(doc["runs"])
     assert 0 <= doc["summary"]["throughput_smape_pct"] < 20
@@ -57,7 +49,7 @@ def test_evaluate_real_cli(tmp_path: Path) -> None:
 def test_evaluate_real_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    assert _main(["surrogate", "evaluate-real", str(bad)]) == 2
-    assert _main(["surrogate", "evaluate-real", str(tmp_path / "none.csv")]) == 2
+    assert run_cli(["surrogate", "evaluate-real", str(bad)]) == 2
+    assert run_cli(["surrogate", "evaluate-real", str(tmp_path / "none.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error:") for line in err)
