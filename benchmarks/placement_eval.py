@@ -15,7 +15,8 @@ Setups
 For each setup every algorithm places the adapters as ``loratwin place`` does (``loratwin``
 with its twin confirmations of borderline GPUs, so its placement time includes those runs;
 the baselines' includes the lower bound's twin run); every GPU is then simulated in the twin
-(:func:`loratwin.placement.verify.verify_placement`, window ``--duration``, default 1,200 s)
+(:func:`loratwin.placement.verify.verify_placement`, window ``--duration``, default 3,600 s
+  as in the measured runs)
 and a GPU counts as starved when the twin's throughput is below 0.9 x its offered load, or
 failed when it cannot start. The lower bound (:mod:`loratwin.placement.bounds`) is given for
 every setup and the exact optimum (:mod:`loratwin.placement.exact`) for <= 40 adapters.
@@ -151,7 +152,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="llama-3.1-8b-instruct")
     ap.add_argument("--surrogate", default=None, help="surrogate .npz (default: bundled)")
-    ap.add_argument("--duration", type=float, default=1200.0, help="twin window per GPU, s")
+    ap.add_argument("--duration", type=float, default=3600.0, help="twin window per GPU, s")
     ap.add_argument("--jobs", type=int, default=1, help="parallel twin runs")
     ap.add_argument("--only", default=None, help="comma list of setup names")
     ap.add_argument("--cache", type=Path, default=Path("placement_eval.jsonl"))

@@ -91,12 +91,21 @@ def test_splitting_baselines_serve_an_adapter_too_hot_for_one_gpu(profile: Profi
     whole = api.place(problem, "least-loaded")
     assert any(g.predicted["starvation_probability"] >= P_STARVING for g in whole.servers)
     assert any("starve" in n for n in whole.notes)
-    for name in SPLITTING:
-        p = api.place(problem, name)
+    for name in (*SPLITTING, "loratwin"):
+        p = api.place(problem, name, confirm_borderline=False)
         check_valid(problem, p, may_split=True)
         holders = [g for g in p.servers if any(a.id == "hot" for a in g.adapters)]
         assert len(holders) >= 2, name
         assert all(g.predicted["starvation_probability"] < P_STARVING for g in p.servers)
+    ours = api.place(problem, "loratwin", confirm_borderline=False)
+    pieces = [a.rate for g in ours.servers for a in g.adapters if a.id == "hot"]
+    assert len(set(pieces)) == 1  # equal replicas, the fewest that are safe alone
+    assert any("hot" in n and f"{len(pieces)} replicas" in n for n in ours.notes)
+    k = len(pieces)
+    def alone(rate: float) -> float:
+        return problem.assignment([Adapter("hot", 16, rate)], 1).predicted[
+            "starvation_probability"]
+    assert alone(45.0 / k) < 0.2 <= alone(45.0 / (k - 1))
 
 
 def test_max_backbone_fills_to_the_backbone_capacity(

@@ -36,11 +36,15 @@ _BASELINES: dict[str, str] = {
 ALGORITHMS: tuple[str, ...] = ("loratwin", "paper-greedy", *_BASELINES)
 
 
-def twin_confirm(problem: PlacementProblem, duration_s: float, seed: int
+def twin_confirm(problem: PlacementProblem, duration_s: float, seed: int, margin: float = 0.0
                  ) -> Callable[[GpuAssignment], bool]:
-    """A ``confirm`` callback: simulate the GPU in the twin, healthy = no starvation/OOM."""
+    """A ``confirm`` callback: simulate the GPU in the twin; healthy = it starts and its
+    throughput is at least (0.9 + margin) x the offered load (the papers' rule, plus a
+    margin)."""
     def confirm(gpu: GpuAssignment) -> bool:
-        return is_healthy(verify_gpu(problem, gpu, duration_s=duration_s, seed=seed))
+        v = verify_gpu(problem, gpu, duration_s=duration_s, seed=seed)
+        return is_healthy(v) and v["total_throughput_tok_s"] >= (
+            (0.9 + margin) * v["offered_throughput_tok_s"])
     return confirm
 
 
@@ -110,7 +114,8 @@ def place(
 def _place_ours(problem: PlacementProblem, options: SearchOptions, seed: int,
                 confirm_borderline: bool, confirm_duration_s: float) -> Placement:
     t0 = time.perf_counter()
-    confirm = twin_confirm(problem, confirm_duration_s, seed) if confirm_borderline else None
+    confirm = (twin_confirm(problem, confirm_duration_s, seed, options.twin_margin)
+               if confirm_borderline else None)
     ours = place_loratwin(problem, options, confirm=confirm)
     greedy = place_paper_greedy(problem)
     if greedy.gpus < ours.gpus:

@@ -18,13 +18,17 @@ step:
 3. A GPU whose probability is borderline (at least ``p_confirm``) is simulated in the twin
    when a ``confirm`` callback is given; if the twin sees starvation or a memory error, the
    prefix shrinks by 10% and the GPU is re-sized and re-checked.
-4. Several adapter orders are tried (zig-zag, descending rate) on the surrogate alone; the
+4. An adapter too hot for a GPU of its own is split into the fewest equal replicas that are
+   safe alone (:func:`split_hot`); the router spreads its requests over them.
+5. Several adapter orders are tried (zig-zag, descending rate) on the surrogate alone; the
    one with the fewest GPUs wins (ties: largest minimum headroom) and only that order is
-   packed again with the twin confirmations of step 3.
+   packed again with the twin confirmations of step 3. A confirmation asks for a margin over
+   the starvation rule (``twin_margin``) so that the GPU also passes with other seeds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from loratwin.errors import ConfigError
 from loratwin.placement.paper_greedy import zigzag
 from loratwin.placement.problem import PlacementProblem, PrefixStats
 from loratwin.placement.types import PAPER_GRID, GpuAssignment, Placement, Predictions
+from loratwin.surrogate.features import FEATURES
 from loratwin.workload.types import Adapter
 
 #: Largest number of adapters one GPU may serve (beyond the surrogate's training range).
@@ -53,12 +58,21 @@ class SearchOptions:
         From this probability on, a GPU is checked in the twin (if ``confirm`` is given).
     itl_slo_ms, ttft_slo_ms:
         Optional limits on the predicted mean ITL / TTFT of every GPU, in ms.
+    twin_margin:
+        A twin confirmation passes when the simulated throughput is at least
+        (0.9 + twin_margin) x the offered load: the papers' starvation rule plus a margin
+        for the seed-to-seed noise of one run, so that a confirmed GPU also passes
+        ``--verify`` with other seeds.
+    max_pieces:
+        Most replicas an adapter too hot for one GPU is split into.
     """
 
     p_max: float = 0.2
     p_confirm: float = 0.02
     itl_slo_ms: float | None = None
     ttft_slo_ms: float | None = None
+    twin_margin: float = 0.03
+    max_pieces: int = 64
 
     def safe(self, pred: Predictions) -> np.ndarray:
         """(n,) bool: predicted starvation probability below ``p_max`` and the SLOs met."""
@@ -121,6 +135,49 @@ def _size_gpu(
     return k1, best[k1][0], pred, best[k1][1]
 
 
+def split_hot(problem: PlacementProblem, opts: SearchOptions
+              ) -> tuple[list[Adapter], list[str]]:
+    """The adapters, with each one too hot for a GPU of its own split into replicas.
+
+    An adapter whose predicted starvation alone (one slot) is not safe is replaced by ``k``
+    pieces of ``rate / k`` (same id, rank and lengths), ``k`` the smallest count whose piece is
+    safe alone (at most ``max_pieces``). The pieces go to different GPUs (two pieces together
+    carry at least the rate of ``k - 1`` pieces, unsafe alone), and the requests of the
+    adapter are spread over its replicas by the router, as in the LoRAServe and dLoRA
+    baselines. One batch surrogate call for all adapters, one for the hot ones.
+    """
+    from loratwin.placement.baselines import group_rows
+
+    ads = list(problem.adapters)
+    rows = group_rows(problem, [[a] for a in ads])
+    hot = np.flatnonzero(~opts.safe(problem.evaluate(rows)))
+    if hot.size == 0:
+        return ads, []
+    ks = np.arange(2, opts.max_pieces + 1)
+    trial = np.repeat(rows[hot], len(ks), axis=0)
+    trial[:, FEATURES.index("sum_rate_req_s")] /= np.tile(ks, len(hot))
+    ok = opts.safe(problem.evaluate(trial)).reshape(len(hot), len(ks))
+    pieces = {int(i): int(ks[r.argmax()]) if r.any() else opts.max_pieces
+              for i, r in zip(hot, ok, strict=True)}
+    out: list[Adapter] = []
+    for i, a in enumerate(ads):
+        k = pieces.get(i, 1)
+        out += [dataclasses.replace(a, rate=a.rate / k)] * k
+    notes = [f"{ads[i].id} ({ads[i].rate:.3g} req/s) is too hot for one GPU: split into "
+             f"{k} replicas" + ("" if ok[j].any() else ", still predicted to starve")
+             for j, (i, k) in enumerate(pieces.items())]
+    return out, notes
+
+
+def _merge_pieces(adapters: list[Adapter]) -> list[Adapter]:
+    """One entry per adapter id (pieces of a split adapter on one GPU add their rates)."""
+    merged: dict[str, Adapter] = {}
+    for a in adapters:
+        b = merged.get(a.id)
+        merged[a.id] = a if b is None else dataclasses.replace(b, rate=b.rate + a.rate)
+    return list(merged.values())
+
+
 def _pack(
     problem: PlacementProblem,
     order: list[Adapter],
@@ -134,7 +191,9 @@ def _pack(
         k_cap = min(len(remaining), MAX_SERVED)
         while True:
             k, m, pred, row = _size_gpu(problem, remaining, opts, k_cap)
-            gpu = problem.assignment(remaining[:k], m, pred, row)
+            members = _merge_pieces(remaining[:k])
+            gpu = (problem.assignment(remaining[:k], m, pred, row) if len(members) == k
+                   else problem.assignment(members, min(m, len(members))))
             p = gpu.predicted["starvation_probability"]
             if confirm is None or p < opts.p_confirm or k == 1 or confirm(gpu):
                 break
@@ -172,12 +231,12 @@ def place_loratwin(
     """
     t0 = time.perf_counter()
     opts = options or SearchOptions()
-    groups = sorted({a.rank for a in problem.adapters}, reverse=True)
+    adapters, split_notes = split_hot(problem, opts)
+    groups = sorted({a.rank for a in adapters}, reverse=True)
     orders = {
-        "zig-zag": [a for r in groups
-                    for a in zigzag([x for x in problem.adapters if x.rank == r])],
+        "zig-zag": [a for r in groups for a in zigzag([x for x in adapters if x.rank == r])],
         "descending rate": [a for r in groups for a in sorted(
-            (x for x in problem.adapters if x.rank == r), key=lambda x: -x.rate)],
+            (x for x in adapters if x.rank == r), key=lambda x: -x.rate)],
     }
     # orders are compared on the surrogate alone; only the winner pays for twin confirmations
     packed = {name: _pack(problem, order, opts, None)[0] for name, order in orders.items()}
@@ -190,7 +249,7 @@ def place_loratwin(
             f"the workload needs {len(servers)} GPUs, only {n_gpus} available", field="gpus"
         )
     return Placement("loratwin", tuple(servers), time.perf_counter() - t0,
-                     (f"adapter order: {name}", *notes))
+                     (f"adapter order: {name}", *split_notes, *notes))
 
 
 def _min_headroom(servers: list[GpuAssignment]) -> float:
