@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from importlib import import_module
 
-import numpy as np
-
 from loratwin.errors import ConfigError
+from loratwin.placement.baselines import best_loras
 from loratwin.placement.paper_greedy import place_paper_greedy
-from loratwin.placement.prefix_search import SearchOptions, _lora_candidates, place_loratwin
-from loratwin.placement.problem import PlacementProblem, PrefixStats
+from loratwin.placement.prefix_search import SearchOptions, place_loratwin
+from loratwin.placement.problem import PlacementProblem, group_rows
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.placement.verify import is_healthy, verify_gpu
 
@@ -53,13 +52,9 @@ def resize_loras(problem: PlacementProblem, gpu: GpuAssignment, options: SearchO
     """The same adapters with the best ``max_loras`` (safe under ``options``, then lowest
     predicted starvation probability, then lowest ITL), and whether that choice is safe."""
     adapters = list(gpu.adapters)
-    k = len(adapters)
-    stats = PrefixStats(problem, adapters)
-    cands = _lora_candidates(k, problem.max_loras_limit(stats.max_rank(k)))
-    pred = problem.evaluate(stats.rows(np.full(len(cands), k), np.array(cands)))
-    safe = options.safe(pred)
-    i = int(np.argmin(~safe + pred.starvation_probability + 1e-9 * pred.mean_itl_ms))
-    return problem.assignment(adapters, cands[i], pred, i), bool(safe[i])
+    ev = best_loras(problem, group_rows(problem, [adapters]), safe=options.safe)
+    return (problem.assignment(adapters, int(ev.loras[0]), ev.pred, 0),
+            bool(options.safe(ev.pred)[0]))
 
 
 def place(

@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 
 from loratwin.placement.prefix_search import _lora_candidates
-from loratwin.placement.problem import HEADROOM_STEPS, PlacementProblem
+from loratwin.placement.problem import HEADROOM_STEPS, PlacementProblem, group_rows
 from loratwin.placement.types import Placement, Predictions
 from loratwin.surrogate.features import FEATURES
 from loratwin.workload.types import Adapter
@@ -43,45 +43,6 @@ T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- features
-
-
-def group_rows(problem: PlacementProblem, groups: Sequence[Sequence[Adapter]]) -> np.ndarray:
-    """Surrogate feature rows (G, len(FEATURES)) of G GPUs, ``max_loras`` column set to 1.
-
-    Same definitions as :class:`~loratwin.placement.problem.PrefixStats` (population standard
-    deviations, rate-weighted mean lengths or plain means when every rate is 0), computed for
-    all groups at once with ``np.add.reduceat``. ``groups`` may hold rate pieces (adapters
-    with a fraction of their rate).
-    """
-    sizes = np.array([len(g) for g in groups], dtype=np.int64)
-    if sizes.size == 0:
-        return np.zeros((0, len(FEATURES)))
-    if (sizes < 1).any():
-        raise ValueError("every GPU needs at least one adapter")
-    flat = [a for g in groups for a in g]
-    rate = np.fromiter((a.rate for a in flat), float, len(flat))
-    rank = np.fromiter((a.rank for a in flat), float, len(flat))
-    lengths = np.array([problem.mean_lengths(a) for a in flat], float).reshape(-1, 2)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    n = sizes.astype(float)
-
-    def red(x: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(x, starts)
-
-    s = red(rate)
-    mean_r = s / n
-    std_r = np.sqrt(np.maximum(red(rate * rate) / n - mean_r * mean_r, 0.0))
-    kmax = np.maximum.reduceat(rank, starts)
-    mean_k = red(rank) / n
-    std_k = np.sqrt(np.maximum(red(rank * rank) / n - mean_k * mean_k, 0.0))
-    pos = s > 0
-    safe_s = np.where(pos, s, 1.0)
-    mi = np.where(pos, red(rate * lengths[:, 0]) / safe_s, red(lengths[:, 0]) / n)
-    mo = np.where(pos, red(rate * lengths[:, 1]) / safe_s, red(lengths[:, 1]) / n)
-    return np.column_stack([
-        s, std_r, kmax, mean_k, std_k, np.ones_like(s), n, mi, mo,
-        np.full(s.shape, problem.arrival_cv),
-    ])
 
 
 def _take(pred: Predictions, idx: np.ndarray) -> Predictions:
@@ -136,13 +97,17 @@ def evaluate_rows(problem: PlacementProblem, rows: np.ndarray, loras: np.ndarray
     return GroupEval(np.asarray(loras, np.int64), rows, problem.evaluate(rows))
 
 
-def best_loras(problem: PlacementProblem, rows: np.ndarray) -> GroupEval:
-    """Choose every GPU's ``max_loras`` like :func:`~loratwin.placement.api.resize_loras`.
+def best_loras(problem: PlacementProblem, rows: np.ndarray,
+               safe: Callable[[Predictions], np.ndarray] | None = None) -> GroupEval:
+    """Choose every GPU's ``max_loras`` (as :func:`~loratwin.placement.api.resize_loras`).
 
     Parameters
     ----------
     rows:
         (G, len(FEATURES)) rows from :func:`group_rows` (the ``max_loras`` column is ignored).
+    safe:
+        Optional ``predictions -> (n,) bool``; when given, safe candidates come first
+        (e.g. :meth:`~loratwin.placement.prefix_search.SearchOptions.safe` with SLOs).
 
     Returns
     -------
@@ -173,6 +138,8 @@ def best_loras(problem: PlacementProblem, rows: np.ndarray) -> GroupEval:
     big[:, _I_LORAS] = m
     pred = problem.evaluate(big)
     score = np.asarray(pred.starvation_probability, float) + 1e-9 * np.asarray(pred.mean_itl_ms)
+    if safe is not None:
+        score = score + ~safe(pred)
     order = np.lexsort((score, own))  # by GPU, then by score
     first = order[np.concatenate([[0], np.flatnonzero(np.diff(own[order])) + 1])]
     return GroupEval(m[first], big[first], _take(pred, first))

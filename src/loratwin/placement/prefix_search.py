@@ -37,7 +37,7 @@ import numpy as np
 
 from loratwin.errors import ConfigError
 from loratwin.placement.paper_greedy import zigzag
-from loratwin.placement.problem import PlacementProblem, PrefixStats
+from loratwin.placement.problem import PlacementProblem, PrefixStats, group_rows
 from loratwin.placement.types import PAPER_GRID, GpuAssignment, Placement, Predictions
 from loratwin.surrogate.features import FEATURES
 from loratwin.workload.types import Adapter
@@ -146,8 +146,6 @@ def split_hot(problem: PlacementProblem, opts: SearchOptions
     adapter are spread over its replicas by the router, as in the LoRAServe and dLoRA
     baselines. One batch surrogate call for all adapters, one for the hot ones.
     """
-    from loratwin.placement.baselines import group_rows
-
     ads = list(problem.adapters)
     rows = group_rows(problem, [[a] for a in ads])
     hot = np.flatnonzero(~opts.safe(problem.evaluate(rows)))

@@ -195,3 +195,42 @@ class PrefixStats:
     def row(self, k: int, loras: int) -> np.ndarray:
         """One feature row (len(FEATURES),)."""
         return self.rows(np.array([k]), np.array([loras]))[0]
+
+
+def group_rows(problem: PlacementProblem, groups: Sequence[Sequence[Adapter]]) -> np.ndarray:
+    """Surrogate feature rows (G, len(FEATURES)) of G GPUs, ``max_loras`` column set to 1.
+
+    Same definitions as :class:`~loratwin.placement.problem.PrefixStats` (population standard
+    deviations, rate-weighted mean lengths or plain means when every rate is 0), computed for
+    all groups at once with ``np.add.reduceat``. ``groups`` may hold rate pieces (adapters
+    with a fraction of their rate).
+    """
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    if sizes.size == 0:
+        return np.zeros((0, len(FEATURES)))
+    if (sizes < 1).any():
+        raise ValueError("every GPU needs at least one adapter")
+    flat = [a for g in groups for a in g]
+    rate = np.fromiter((a.rate for a in flat), float, len(flat))
+    rank = np.fromiter((a.rank for a in flat), float, len(flat))
+    lengths = np.array([problem.mean_lengths(a) for a in flat], float).reshape(-1, 2)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n = sizes.astype(float)
+
+    def red(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, starts)
+
+    s = red(rate)
+    mean_r = s / n
+    std_r = np.sqrt(np.maximum(red(rate * rate) / n - mean_r * mean_r, 0.0))
+    kmax = np.maximum.reduceat(rank, starts)
+    mean_k = red(rank) / n
+    std_k = np.sqrt(np.maximum(red(rank * rank) / n - mean_k * mean_k, 0.0))
+    pos = s > 0
+    safe_s = np.where(pos, s, 1.0)
+    mi = np.where(pos, red(rate * lengths[:, 0]) / safe_s, red(lengths[:, 0]) / n)
+    mo = np.where(pos, red(rate * lengths[:, 1]) / safe_s, red(lengths[:, 1]) / n)
+    return np.column_stack([
+        s, std_r, kmax, mean_k, std_k, np.ones_like(s), n, mi, mo,
+        np.full(s.shape, problem.arrival_cv),
+    ])

@@ -347,10 +347,9 @@ def load_dataset(data_dir: Path, first_chunks: int | None = None) -> Dataset:
         raise ConfigError("must be >= 1", field="chunks")
     if not data_dir.is_dir():
         raise DataError(f"data-set directory not found: {data_dir}")
-    files = sorted(f for f in data_dir.iterdir() if CHUNK_RE.match(f.name))
-    if first_chunks is not None:
-        files = [f for f in files
-                 if int(CHUNK_RE.match(f.name).group(1)) < first_chunks]  # type: ignore[union-attr]
+    numbered = ((f, CHUNK_RE.match(f.name)) for f in sorted(data_dir.iterdir()))
+    files = [f for f, m in numbered
+             if m and (first_chunks is None or int(m.group(1)) < first_chunks)]
     if not files:
         raise DataError(f"{data_dir}: no chunk-*.parquet files (run `loratwin dataset` first)")
     try:

@@ -22,7 +22,7 @@ from loratwin.errors import DataError
 from loratwin.profile.model import Profile
 from loratwin.surrogate.features import gpu_features
 from loratwin.surrogate.model import Surrogate
-from loratwin.twin.validate import check_columns, run_inputs, smape
+from loratwin.twin.validate import check_columns, real_starvation, run_inputs, smape
 
 
 def predict_real_runs(surrogate: Surrogate, df: pd.DataFrame, profile: Profile,
@@ -43,11 +43,9 @@ def predict_real_runs(surrogate: Surrogate, df: pd.DataFrame, profile: Profile,
     feats, meta = [], []
     for i, r in rows:
         inp = run_inputs(r, i, profile, seed)
-        mi = float(r.get("pool_mean_input_tokens") or profile.sharegpt_mean_input_tokens)
-        mo = float(r.get("pool_mean_output_tokens") or profile.sharegpt_mean_output_tokens)
         feats.append(gpu_features(inp.adapters, inp.server.max_loras,
-                                  default_input_tokens=mi, default_output_tokens=mo))
-        st = r.get("starvation_est")
+                                  default_input_tokens=inp.mean_input_tokens,
+                                  default_output_tokens=inp.mean_output_tokens))
         meta.append({
             "row": i, "served_adapters": int(r["served_adapters"]),
             "max_loras": int(r["max_loras"]), "max_lora_rank": int(r["max_lora_rank"]),
@@ -55,8 +53,7 @@ def predict_real_runs(surrogate: Surrogate, df: pd.DataFrame, profile: Profile,
             "real_total_throughput_tok_s": float(r["total_throughput"]),
             "real_mean_itl_ms": float(r["mean_itl_ms"]),
             "real_mean_ttft_ms": float(r["mean_ttft_ms"]),
-            "real_starvation": None if st is None or (isinstance(st, float) and math.isnan(st))
-            else str(st).lower() == "true",
+            "real_starvation": real_starvation(r),
         })
     p = surrogate.predict(np.array(feats))
     out = pd.DataFrame(meta)

@@ -79,6 +79,8 @@ class RunInputs:
     adapters: list[Adapter]
     requests: Requests
     client: ClientConfig
+    mean_input_tokens: float
+    mean_output_tokens: float
 
 
 def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunInputs:
@@ -115,7 +117,8 @@ def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunI
         max_lora_rank=int(row["max_lora_rank"]), max_num_seqs=int(row["max_num_seqs"]),
         max_num_batched_tokens=max(2048, int(row["max_num_seqs"])),
     )
-    return RunInputs(server, adapters, requests, ClientConfig(duration_s=duration))
+    return RunInputs(server, adapters, requests, ClientConfig(duration_s=duration),
+                     mean_in, mean_out)
 
 
 def _pick(row: pd.Series, col: str, default: float) -> float:
@@ -151,12 +154,16 @@ def _one(row: pd.Series, row_no: int, profile: Profile, seed: int) -> dict[str, 
     }
     for col in ("total_throughput", "mean_itl_ms", "mean_ttft_ms", "mean_num_running"):
         out[f"real_{col}"] = _pick(row, col, float("nan")) if col in row else float("nan")
-    st = row.get("starvation_est")
-    out["real_starvation"] = (
-        None if st is None or (isinstance(st, float) and math.isnan(st))
-        else str(st).lower() == "true"
-    )
+    out["real_starvation"] = real_starvation(row)
     return out
+
+
+def real_starvation(row: pd.Series) -> bool | None:
+    """The run's measured starvation label (``starvation_est``), None when absent."""
+    st = row.get("starvation_est")
+    if st is None or (isinstance(st, float) and math.isnan(st)):
+        return None
+    return str(st).lower() == "true"
 
 
 def validate_runs(
