@@ -14,9 +14,11 @@ _BUNDLED = "loratwin.profile.bundled"
 
 
 def bundled_profiles() -> list[str]:
-    """Names of the profiles shipped with the package (``<name>.json`` in ``bundled/``)."""
+    """Names of the profiles shipped with the package (``<name>.json`` in ``bundled/``; the
+    serving constants stored next to them are not a profile)."""
     files = resources.files(_BUNDLED)
-    return sorted(p.name.removesuffix(".json") for p in files.iterdir() if p.name.endswith(".json"))
+    return sorted(p.name.removesuffix(".json") for p in files.iterdir()
+                  if p.name.endswith(".json") and p.name != "serving_constants.json")
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
