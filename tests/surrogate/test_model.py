@@ -156,3 +156,71 @@ def test_bundled_surrogates_load_and_predict(name: str) -> None:
     x = (s.envelope_min + s.envelope_max) / 2
     p = s.predict(x[None, :])
     assert p.total_throughput_tok_s[0] > 0 and 0 <= p.starvation_probability[0] <= 1
+
+
+def _with_blend(s: Surrogate, blend: dict) -> Surrogate:
+    """The surrogate with a served-fraction model (here: its ITL ensemble) and a blend."""
+    models = {k: (m.ensemble, m.transform) for k, m in s.models.items()}
+    models["served_fraction"] = (s.models["mean_itl_ms"].ensemble, "identity")
+    explain = {k: (m.ensemble, m.transform) for k, m in s.explain.items()}
+    return Surrogate.from_parts({**s.meta, "starvation_blend": blend}, models, explain,
+                                s.capacity)
+
+
+def test_blended_starvation_probability(trained, synthetic_dataset, tmp_path: Path) -> None:
+    base = trained.surrogate
+    blend = {"weight": 0.3, "scale": 5.0, "threshold": 40.0}
+    s = _with_blend(base, blend)
+    path = tmp_path / "b.npz"
+    s.save(path)
+    s = Surrogate.load(path)
+    x = _x(synthetic_dataset)
+    xa = augment(x, s.capacity)
+    p_clf = s.models["starvation"].compiled.predict(xa)
+    f = s.models["served_fraction"].compiled.predict(xa)
+    want = 0.3 * p_clf + 0.7 / (1.0 + np.exp((f - 40.0) / 5.0))
+    p = s.predict(x)
+    assert np.allclose(p.starvation_probability, want, rtol=0, atol=1e-12)
+    assert np.array_equal(p.starvation, p.starvation_probability >= 0.5)
+    # the blend changes some verdicts of the classifier alone on these rows
+    assert (p.starvation != base.predict(x).starvation).any()
+    for i in range(0, len(x), 13):
+        one = s.predict_one(x[i].tolist())
+        assert one.starvation == p.starvation[i]
+        assert one.starvation_probability == pytest.approx(p.starvation_probability[i],
+                                                           abs=1e-12)
+
+
+@pytest.mark.parametrize("blend", [{"weight": 1.5, "scale": 0.02, "threshold": 0.9},
+                                   {"weight": 0.5, "scale": 0.0, "threshold": 0.9},
+                                   {"weight": 0.5}])
+def test_malformed_blend_is_refused(trained, blend: dict) -> None:
+    with pytest.raises(DataError, match="starvation_blend"):
+        _with_blend(trained.surrogate, blend)
+    s = trained.surrogate
+    models = {k: (m.ensemble, m.transform) for k, m in s.models.items()}
+    with pytest.raises(DataError, match="served_fraction"):
+        Surrogate.from_parts({**s.meta, "starvation_blend": {"weight": 0.5, "scale": 0.02,
+                                                             "threshold": 0.9}},
+                             models, {}, s.capacity)
+
+
+def test_training_with_offered_load_scores_the_blend(synthetic_dataset) -> None:
+    rows = synthetic_dataset.rows.copy()
+    rng = np.random.default_rng(3)
+    rows["offered_throughput_tok_s"] = (rows["sum_rate_req_s"] * (
+        rows["mean_input_tokens"] + rows["mean_output_tokens"])) * rng.normal(1, 0.01, len(rows))
+    rows["starvation"] = rows["total_throughput_tok_s"] < 0.9 * rows["offered_throughput_tok_s"]
+    ds = Dataset(rows=rows, profile=synthetic_dataset.profile, profile_sha256="", spec={})
+    res = train_surrogate(ds, FAST)
+    meta = res.surrogate.meta
+    assert len(meta["cv"]["served_fraction"]["candidates"]) == 2
+    modes = [c["transform"] for c in meta["cv"]["starvation"]["candidates"]]
+    assert modes.count("blend") == 2 and modes.count("identity") == 2
+    blended = meta["cv"]["starvation"]["chosen"]["transform"] == "blend"
+    assert blended == ("starvation_blend" in meta) == ("served_fraction" in res.surrogate.models)
+    if blended:
+        f = res.surrogate.models["served_fraction"].compiled.predict(res.inputs)
+        assert np.array_equal(f, res.estimators["served_fraction"].predict(res.inputs))
+    assert meta["holdout"]["starvation"]["f1"] > 0.8
+

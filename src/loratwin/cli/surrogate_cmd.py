@@ -40,6 +40,7 @@ from loratwin.surrogate.explain import format_rules
 from loratwin.surrogate.model import (
     CLASS_TARGET,
     REGRESSION_TARGETS,
+    SERVED_FRACTION,
     Surrogate,
     bundled_path,
 )
@@ -51,7 +52,7 @@ surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
 app.add_typer(surrogate_app, name="surrogate")
 
 _SHORT = {"total_throughput_tok_s": "throughput", "mean_itl_ms": "ITL", "mean_ttft_ms": "TTFT",
-          "starvation": "starvation"}
+          "starvation": "starvation", "served_fraction": "served fraction"}
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -125,7 +126,7 @@ def _print_scores(s: Surrogate) -> None:
                         "folds; SMAPE % lower is better, F1 higher is better)")
     for col in ("target", "estimator", "transform", "score", "std", ""):
         table.add_column(col, justify="right" if col in ("score", "std") else "left")
-    for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+    for t in (*REGRESSION_TARGETS, SERVED_FRACTION, CLASS_TARGET):
         block = cv.get(t, {})
         ch = block.get("chosen", {})
         for c in block.get("candidates", []):
@@ -322,12 +323,19 @@ def show_cmd(
     table.add_row("data set", ", ".join(f"{k} {fmt(v, 3)}" for k, v in
                                         m.get("dataset", {}).items() if k != "design"))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
-    for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+    for t in (*REGRESSION_TARGETS, SERVED_FRACTION, CLASS_TARGET):
+        if t not in s.models:
+            continue
         info = m.get("models", {}).get(t, {})
         mm = s.models[t]
         table.add_row(_SHORT.get(t, t), f"{info.get('estimator')} ({info.get('sklearn_class')}), "
                       f"{mm.ensemble.n_trees} trees, {mm.ensemble.n_nodes:,} nodes, "
                       f"transform {mm.transform}")
+    if m.get("starvation_blend"):
+        b = m["starvation_blend"]
+        table.add_row("starvation probability",
+                      f"{b['weight']:g} x classifier + {1 - b['weight']:g} x "
+                      f"expit(({b['threshold']:g} - served fraction) / {b['scale']:g})")
     for f, lo, hi in zip(m["features"], s.envelope_min, s.envelope_max, strict=True):
         table.add_row(f"envelope {f}", f"{lo:.4g} ... {hi:.4g}")
     console.print(table)
