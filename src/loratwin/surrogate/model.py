@@ -241,6 +241,7 @@ class Surrogate:
     capacity: CapacityTable
     _env_lo: tuple[float, ...] = field(repr=False, default=())
     _env_hi: tuple[float, ...] = field(repr=False, default=())
+    _blend: tuple[float, float, float] | None = field(repr=False, default=None)
 
     # -------------------------------------------------------------- construction and files
 
@@ -258,18 +259,7 @@ class Surrogate:
         for t in (*REGRESSION_TARGETS, CLASS_TARGET):
             if t not in models:
                 raise DataError(f"surrogate file: no model for {t}")
-        blend = meta.get("starvation_blend")
-        if blend is not None:
-            if SERVED_FRACTION not in models:
-                raise DataError(f"surrogate file: starvation blend without a {SERVED_FRACTION} "
-                                "model")
-            try:
-                ok = 0.0 <= float(blend["weight"]) <= 1.0 and float(blend["scale"]) > 0.0
-                float(blend["threshold"])
-            except (KeyError, TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise DataError("surrogate file: malformed starvation_blend")
+        blend = _parse_blend(meta.get("starvation_blend"), SERVED_FRACTION in models)
         env = meta.get("envelope", {})
         lo = np.asarray(env.get("min", []), float)
         hi = np.asarray(env.get("max", []), float)
@@ -285,7 +275,7 @@ class Surrogate:
             models={k: TargetModel.build(k, e, tr) for k, (e, tr) in models.items()},
             explain={k: TargetModel.build(k, e, tr) for k, (e, tr) in explain.items()},
             envelope_min=lo, envelope_max=hi, capacity=capacity,
-            _env_lo=tuple(lo.tolist()), _env_hi=tuple(hi.tolist()),
+            _env_lo=tuple(lo.tolist()), _env_hi=tuple(hi.tolist()), _blend=blend,
         )
 
     def save(self, path: Path) -> None:
@@ -385,10 +375,9 @@ class Surrogate:
             out[t] = inverse_transform(m.transform, m.compiled.predict(xa), x)
         cm = self.models[CLASS_TARGET]
         p = cm.compiled.predict(xa)
-        blend = self.meta.get("starvation_blend")
-        if blend:
+        if self._blend:
             f = self.models[SERVED_FRACTION].compiled.predict(xa)
-            p = blend_probability(p, f, blend["weight"], blend["scale"], blend["threshold"])
+            p = blend_probability(p, f, *self._blend)
             starved = p >= 0.5
         else:
             starved = np.asarray(_starved(cm.ensemble.kind, p), bool)
@@ -443,10 +432,9 @@ class Surrogate:
             if v < lo or v > hi:
                 out = True
                 break
-        blend = self.meta.get("starvation_blend")
-        if blend:
+        if self._blend:
             f = m[SERVED_FRACTION].compiled.predict_row(xa)
-            w, sc, th = blend["weight"], blend["scale"], blend["threshold"]
+            w, sc, th = self._blend
             p = w * p + (1.0 - w) / (1.0 + math.exp(min(max((f - th) / sc, -700.0), 700.0)))
             starved = p >= 0.5
         else:
@@ -472,6 +460,28 @@ class Surrogate:
         from loratwin.surrogate.explain import format_rules
 
         return format_rules(self)
+
+
+def _parse_blend(blend: Any, has_fraction_model: bool) -> tuple[float, float, float] | None:
+    """``meta["starvation_blend"]`` as (weight, scale, threshold), None when absent.
+
+    Raises
+    ------
+    DataError
+        No ``served_fraction`` model, or a weight outside [0, 1] / a scale <= 0 / a missing
+        or non-numeric field.
+    """
+    if blend is None:
+        return None
+    if not has_fraction_model:
+        raise DataError(f"surrogate file: starvation blend without a {SERVED_FRACTION} model")
+    try:
+        w, sc, th = (float(blend[k]) for k in ("weight", "scale", "threshold"))
+    except (KeyError, TypeError, ValueError):
+        raise DataError("surrogate file: malformed starvation_blend") from None
+    if not (0.0 <= w <= 1.0 and sc > 0.0):
+        raise DataError("surrogate file: malformed starvation_blend")
+    return w, sc, th
 
 
 def _check_matrix(features: np.ndarray) -> np.ndarray:

@@ -434,7 +434,7 @@ def train_surrogate(
         say(f"measuring on {int(test.sum())} hold-out rows")
         f_test = None
         if blended:
-            c, tr = chosen[SERVED_FRACTION]
+            c, _ = chosen[SERVED_FRACTION]
             f_test = _fit(c, False, cfg.seed, xa_tr, ys[SERVED_FRACTION][train]).predict(
                 xa[test])
         for t, (c, tr) in chosen.items():
