@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from loratwin.calibrate.fit import fit_profile
 from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt
-from loratwin.profile.fit import fit_profile
 from loratwin.profile.store import bundled_profiles, load_profile, save_profile
 
 profile_app = typer.Typer(help="Fit and inspect performance profiles.", no_args_is_help=True)
@@ -95,8 +95,8 @@ def calibrate_serving_cmd(
     import pandas as pd
     from rich.progress import Progress
 
+    from loratwin.calibrate.fit import finish_fit, prepare_fit
     from loratwin.errors import DataError
-    from loratwin.profile.fit import finish_fit, prepare_fit
     from loratwin.profile.serving import (
         ServingConstants,
         calibrate_serving,

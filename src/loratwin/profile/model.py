@@ -2,12 +2,13 @@
 
 A :class:`Profile` is plain data (pydantic, stored as JSON inside the package); the
 functions here only read it. The twin's step-cost model that uses the coefficients lives in
-:mod:`loratwin.twin.cost`; the fitting code in :mod:`loratwin.profile.fit`.
+:mod:`loratwin.twin.cost`; the fitting code in :mod:`loratwin.calibrate.fit`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -153,6 +154,17 @@ class Profile(BaseModel):
     sharegpt_std_output_tokens: float
     source: str
     fit_report: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
+    vllm_version: str = Field(
+        default="0.8.5", description="vLLM release the profile was measured on (or models)"
+    )
+    profile_kind: Literal["measured", "collected", "prior"] = Field(
+        default="measured",
+        description=(
+            "measured: fitted on published measurements; collected: fitted on a campaign "
+            "that `loratwin profile collect` ran on the user's server; prior: estimated from "
+            "a model config and a GPU datasheet (every output from it says 'estimated')"
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- queries

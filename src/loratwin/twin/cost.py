@@ -1,7 +1,7 @@
 """Engine step cost: how long one vLLM V1 engine step takes, from the step's composition.
 
 The model has three additive parts, each fitted on real measurements (see
-:mod:`loratwin.profile.fit`):
+:mod:`loratwin.calibrate.fit`):
 
 1. **Execution** of the batch without LoRA (``GPUModelRunner.execute_model``):
    ``base + per_token*M + per_decode_seq*n_decode + per_context_token*ctx

@@ -39,13 +39,13 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy.optimize import nnls
 
-from loratwin.errors import DataError
-from loratwin.profile.calibration import (
+from loratwin.calibrate.calibration import (
     CalibrationRun,
     load_calibration_runs,
     read_csv,
     read_meta,
 )
+from loratwin.errors import DataError
 from loratwin.profile.model import (
     Architecture,
     KVModel,
