@@ -212,6 +212,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"file not found: {path}" if not path.exists()
                         else f"{path}: not a file")
+    from loratwin.workload._csvio import check_fields
+
+    check_fields(path)
     try:
         df = pd.read_csv(path, skip_blank_lines=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
