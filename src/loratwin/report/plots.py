@@ -45,7 +45,13 @@ def _vals(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 
 
 def _width(n: int) -> float:
-    return min(max(4.0, 0.45 * n + 2.0), 14.0)
+    return min(max(7.0, 0.45 * n + 2.0), 14.0)
+
+
+def _headroom(ax: Any, top: float) -> None:
+    """Room above the bars for a legend on one row."""
+    if math.isfinite(top) and top > 0:
+        ax.set_ylim(0, top * 1.3)
 
 
 def throughput(rows: Sequence[dict[str, Any]], estimated: bool) -> str:
@@ -68,7 +74,9 @@ def throughput(rows: Sequence[dict[str, Any]], estimated: bool) -> str:
     ax.set_xlabel("GPU")
     ax.set_ylabel("tok/s")
     ax.set_title("Throughput per GPU: offered vs served")
-    ax.legend(fontsize=8, ncols=3, loc="lower right")
+    _headroom(ax, max((v for k in ("offered", "predicted_thr", "verified_thr")
+                       for v in _vals(rows, k) if math.isfinite(v)), default=math.nan))
+    ax.legend(fontsize=8, ncols=3, loc="upper center", frameon=False)
     return _svg(fig)
 
 
@@ -123,7 +131,9 @@ def ranks(rows: Sequence[dict[str, Any]]) -> str:
     ax.set_xlabel("GPU")
     ax.set_ylabel("adapters")
     ax.set_title("Adapters per GPU by rank")
-    ax.legend(fontsize=8, ncols=min(len(all_ranks) + 1, 5))
+    _headroom(ax, max(max(bottom, default=0.0),
+                      max((float(r["max_loras"] or 0) for r in rows), default=0.0)))
+    ax.legend(fontsize=8, ncols=min(len(all_ranks) + 1, 6), loc="upper center", frameon=False)
     return _svg(fig)
 
 
