@@ -76,7 +76,7 @@ def test_report_bad_plan_is_one_error_line(tmp_path: Path, content: str, message
 def test_report_output_checked_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = _write(tmp_path, plan_doc(1))
     assert run_cli(["report", str(plan), "-o", str(tmp_path)]) == 2
-    assert "is a directory" in capsys.readouterr().err
+    assert "is a folder" in capsys.readouterr().err
     assert run_cli(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "r.html")]) == 2
 
 

@@ -14,24 +14,11 @@ from pathlib import Path
 import typer
 
 from loratwin.cli.app import app
-
-
-def check_html_out(path: Path) -> None:
-    """Raise ``ConfigError`` unless ``path`` can be written as an HTML file (checked before
-    long work)."""
-    from loratwin.errors import ConfigError
-
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory", field="html")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ConfigError(f"{parent} is not a directory", field="html")
+from loratwin.errors import DataError
 
 
 def read_plan(path: Path) -> dict[str, object]:
-    """The JSON document in ``path`` (``DataError`` if missing or not JSON)."""
-    from loratwin.errors import DataError
-
+    """The JSON document in ``path`` (``DataError`` if missing or not a JSON object)."""
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     try:
@@ -51,11 +38,12 @@ def report_cmd(
     title: str | None = typer.Option(None, help="Page title"),
 ) -> None:
     """Write a placement plan as one self-contained HTML report (tables and figures inline)."""
-    from loratwin.cli.common import console
+    from loratwin.cli.common import atomic_output, check_output_file, console
+
+    check_output_file(out, "--out", suffixes=(".html", ".htm"))
     from loratwin.report.html import placement_report
 
-    check_html_out(out)
     html = placement_report(read_plan(plan), title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html)
+    with atomic_output(out) as tmp:
+        tmp.write_text(html)
     console.print(f"wrote {out} ({len(html) / 1e3:,.0f} kB)")

@@ -61,16 +61,6 @@ def render(name: str, fleet: Fleet, options: EmitOptions | None = None) -> dict[
     return emitter(name)(fleet, options or EmitOptions())
 
 
-def check_out_dir(path: Path) -> None:
-    """Raise :class:`ConfigError` if ``path`` cannot be an output folder (it is a file, or a
-    parent is); called before the placement runs."""
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ConfigError(f"{p} exists and is not a directory", field="emit")
-            return
-
-
 def write(files: dict[str, str], out_dir: Path) -> list[Path]:
     """Write ``files`` into ``out_dir`` (created); ``*.sh`` files are made executable."""
     out_dir.mkdir(parents=True, exist_ok=True)
