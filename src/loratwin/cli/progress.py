@@ -11,10 +11,11 @@ from typing import Any
 
 
 @contextmanager
-def progress_bar(description: str, total: float, unit: str = "") -> Iterator[
+def progress_bar(description: str, total: float | None, unit: str = "") -> Iterator[
         Callable[..., None]]:
-    """A bar over ``total`` units on the command's console; yields ``advance(n=1)``, which
-    also takes ``total=`` to change the total as it becomes known."""
+    """A bar over ``total`` units (``None``: not known yet) on the command's console; yields
+    ``advance(n=1, **update)``, where ``update`` takes the keywords of Rich's
+    ``Progress.update`` (``total=``, ``completed=``, ``description=``)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
