@@ -25,7 +25,7 @@ FORMATS = ("vllm", "kubernetes", "kserve", "litellm", "router")
 
 @pytest.fixture(scope="session")
 def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """{"plan": the --json document, "out": OUT folder, "workload": the CSV}."""
+    """{"plan": the --json document, "out": OUT folder, "claim": the adapters' PVC}."""
     tmp = tmp_path_factory.mktemp("emit")
     ads = make_adapters(19, 60.0, ranks=(8, 16, 64), seed=3)
     ads.append(Adapter("hot-one", 16, 55.0, 300.0, 100.0))  # ~22,000 tok/s: two GPUs at least
@@ -40,7 +40,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         for f in FORMATS:
             argv += ["--emit", f]
         assert run_cli(argv) == 0
-    yield {"plan": json.loads(plan.read_text()), "out": out, "workload": workload}
+    yield {"plan": json.loads(plan.read_text()), "out": out, "claim": "team-loras"}
 
 
 def placed_on(plan: dict[str, Any]) -> dict[str, dict[str, float]]:

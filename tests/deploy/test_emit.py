@@ -64,12 +64,13 @@ def test_kubernetes_objects_match_schema_and_plan(emitted: dict[str, Any]) -> No
         assert args[0] == plan["profile"]["hf_model_name"] and "--enable-lora" in args
         assert plan_flags(server).items() <= flag_values(args).items()
         mods = args[args.index("--lora-modules") + 1:]
-        assert mods == [f"{a}=/mnt/adapters/team-loras/{a}" for a in server["adapters"]]
+        claim = emitted["claim"]
+        assert mods == [f"{a}=/mnt/adapters/{claim}/{a}" for a in server["adapters"]]
         claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
                   if "persistentVolumeClaim" in v]
-        assert claims == ["team-loras"]
+        assert claims == [claim]
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
-        assert "/mnt/adapters/team-loras" in mounts
+        assert f"/mnt/adapters/{claim}" in mounts
         for a in server["adapters"]:
             seen.setdefault(a, set()).add(name)
     assert seen == {a: set(s) for a, s in placed_on(plan).items()}
@@ -99,7 +100,7 @@ def test_kserve_objects_match_fields_and_plan(emitted: dict[str, Any]) -> None:
         adapters = spec["model"]["lora"]["adapters"]
         for a in adapters:
             assert set(a) <= LLM_MODEL_SPEC and {"name", "uri"} <= set(a)
-            assert a["uri"] == f"pvc://team-loras/{a['name']}"
+            assert a["uri"] == f"pvc://{emitted['claim']}/{a['name']}"
         assert [a["name"] for a in adapters] == server["adapters"]
         assert spec["replicas"] == 1
         kv.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
