@@ -48,6 +48,8 @@ def test_kubernetes_objects_match_schema_and_plan(emitted: dict[str, Any]) -> No
     seen: dict[str, set[str]] = {}
     for k, server in enumerate(plan["servers"]):
         name = f"loratwin-gpu-{k:02d}"
+        text = (out / "kubernetes" / f"{name}.yaml").read_text()
+        assert "&id" not in text and "*id" not in text  # no YAML aliases
         dep, svc = _docs(out / "kubernetes" / f"{name}.yaml")
         for obj in (dep, svc):
             kv.validate(obj, K8S_VERSION, strict=True)

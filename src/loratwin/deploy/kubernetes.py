@@ -148,9 +148,17 @@ def service(fleet: Fleet, server: ServerSpec) -> dict[str, Any]:
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Safe YAML without anchors and aliases (a shared dict is written out each time)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(objects: list[dict[str, Any]]) -> str:
-    """Objects as one multi-document YAML stream (keys in the order written)."""
-    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=100)
+    """Objects as one multi-document YAML stream (keys in the order written, no aliases)."""
+    return yaml.dump_all(objects, Dumper=_PlainDumper, sort_keys=False,
+                         default_flow_style=False, width=100)
 
 
 def render(fleet: Fleet, options: EmitOptions) -> dict[str, str]:
