@@ -275,7 +275,7 @@ def fleet_from_plan(doc: Mapping[str, Any], options: FleetOptions | None = None)
     prof = doc.get("profile") if isinstance(doc.get("profile"), Mapping) else {}
     hf_model = opts.hf_model or prof.get("hf_model_name")
     if not isinstance(hf_model, str) or not hf_model:
-        raise DataError("the plan names no base model (profile.hf_model_name); pass --hf-model")
+        raise DataError("the plan names no base model (profile.hf_model_name)")
     specs = tuple(_server(s, k, opts) for k, s in enumerate(servers))
     return Fleet(hf_model=hf_model, profile=str(prof.get("name", "")),
                  profile_kind=str(prof.get("profile_kind", "")),
