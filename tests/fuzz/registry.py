@@ -240,6 +240,45 @@ _PLACE_FLAGS = {"--gpus": ("0", "-1", "abc"), "--algorithm": ("nope", ""),
                 "--max-itl-ms": ("0", "nan")}
 
 
+_EMIT_CASES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("out", "--emit", "nope"), "--emit unknown format"),
+    (("--emit", "kubernetes"), "--emit without OUT"),
+    (("out",), "OUT without --emit"),
+    (("afile", "--emit", "router"), "OUT is a file"),
+    (("afile/out", "--emit", "litellm"), "OUT under a file"),
+    (("out", "--emit", "kserve", "--name-prefix", "Bad_Name"), "--name-prefix not a DNS label"),
+    (("out", "--emit", "kserve", "--adapter-uri-template", "s3://b/{nope}"),
+     "--adapter-uri-template unknown field"),
+    (("out", "--emit", "router", "--api-base-template", "http://{server"),
+     "--api-base-template unclosed field"),
+    (("out", "--emit", "kubernetes", "--adapter-uri-template", "s3://bucket/{adapter_id}"),
+     "kubernetes cannot mount s3://"),
+    (("out", "--emit", "kubernetes", "--adapter-uri-template", "pvc://claim-only"),
+     "pvc:// without a path"),
+)
+
+# A small valid plan (``loratwin place --json``) and what breaks it for ``loratwin report``.
+PLAN = MappingSpec(
+    base={"gpus": 1, "algorithm": "loratwin", "placement_s": 0.1, "lower_bound": 1,
+          "servers": [{"adapters": ["a", "b"], "ranks": [8, 16], "total_rate_req_s": 0.7,
+                       "max_loras": 2, "max_cpu_loras": 2, "max_lora_rank": 16,
+                       "max_num_seqs": 256, "predicted": {"total_throughput_tok_s": 100.0},
+                       "verified": None, "rates_req_s": [0.5, 0.2],
+                       "traffic_share": [1.0, 1.0]}],
+          "profile": {"name": MODEL, "hf_model_name": "meta-llama/Llama-3.1-8B-Instruct",
+                      "profile_kind": "measured"}},
+    bad_values={"servers": ("x", [], 5, [1], [{"adapters": "ab", "ranks": [8]}],
+                            [{"adapters": ["a"], "ranks": [8, 16]}],
+                            [{"adapters": ["a"], "ranks": ["x"]}],
+                            [{"adapters": ["a"], "ranks": [8], "predicted": 3}],
+                            [{"adapters": ["a"], "ranks": [8], "verified": [1]}],
+                            [{"adapters": ["a"], "ranks": [8], "verified": {
+                                "timeseries": {"t_s": [1.0], "running": []}}}]),
+                "profile": ("x", 3, [1]), "slo": ("x", [1])},
+    unknown_key_bad=False,
+)
+PLAN_JSON = json.dumps(PLAN.base).encode()
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -253,6 +292,8 @@ def _place() -> st.SearchStrategy[Case]:
         bad_flag(_PLACE_FLAGS).map(_flag_case("place", base, files)),
         bad_output("--json", "p.json").map(_output_case("place", base, files)),
         st.just(Case("place", (*base, "--emit-vllm", "ad.csv"), files, (), "--emit-vllm a file")),
+        st.sampled_from(_EMIT_CASES).map(lambda aw: Case(
+            "place", (*base, *aw[0]), (*files, ("afile", b"x\n")), ("out",), aw[1])),
         st.just(Case("place", (*base, "--surrogate", "s.npz"), (*files, ("s.npz", b"junk")), (),
                      "--surrogate not a surrogate file")),
         _paths("place", lambda p: ("place", p)),
@@ -516,3 +557,18 @@ def _top_level() -> st.SearchStrategy[Case]:
             (("profile", "nope"), "unknown subcommand"),
             (("workload", "from-trace", "--bogus"), "unknown flag in a group"),
         )))
+
+
+@command("report")
+def _report() -> st.SearchStrategy[Case]:
+    files = (("plan.json", PLAN_JSON),)
+    base = ("report", "plan.json", "-o", "r.html")
+    return st.one_of(
+        bad_mapping(PLAN, "json").map(_file_case("report", base, "plan.json",
+                                                 outputs=("r.html",))),
+        bad_flag({"--out": ("r.txt", "r")}).map(_flag_case("report", ("report", "plan.json"),
+                                                           files)),
+        bad_output("-o", "r.html").map(_output_case("report", ("report", "plan.json"), files)),
+        _paths("report", lambda p: ("report", p, "-o", "r.html")),
+    )
+

@@ -188,8 +188,13 @@ def train_cmd(
     check_number(seed, "--seed", ge=0)
     ds = load_dataset(data, chunks)
     cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
-    with console.status("training") as status:
-        res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
+    from loratwin.cli.progress import progress_bar
+
+    with progress_bar("training", None, "fits") as advance:
+        res = train_surrogate(ds, cfg, model=model,
+                              on_progress=lambda m: advance(0, description=f"training: {m}"),
+                              on_fit=lambda done, total: advance(0, completed=done,
+                                                                 total=total))
     s = res.surrogate
     with atomic_output(out) as tmp:
         s.save(tmp)
