@@ -178,6 +178,19 @@ def _build(records: list[tuple[str, dict[str, Any]]], error: type[ConfigError | 
 def _read_csv_fast(path: Path) -> list[Adapter] | None:
     """Whole-column read and checks (pyarrow); ``None`` if anything is off, so that
     :func:`_read_csv` reads the file again row by row to name the first bad row."""
+    cols = _csv_columns(path)
+    if cols is None:
+        return None
+    ids, rank, rate, mi, mo = cols
+    return [Adapter(i, r, x, a if a == a else None, b if b == b else None)
+            for i, r, x, a, b in zip(ids, rank, rate, mi, mo, strict=True)]
+
+
+_Columns = tuple[list[str], list[int], list[float], list[float | None], list[float | None]]
+
+
+def _csv_columns(path: Path) -> _Columns | None:
+    """The checked columns of an adapters CSV as lists (NaN = empty mean cell), or ``None``."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -220,9 +233,7 @@ def _read_csv_fast(path: Path) -> list[Adapter] | None:
             return None
     mi, mo = (means[c].tolist() if means[c] is not None else [None] * len(rank)
               for c in OPTIONAL_COLUMNS)
-    return [Adapter(i, r, x, a if a == a else None, b if b == b else None)
-            for i, r, x, a, b in zip(ids.to_pylist(), rank.tolist(), rate.tolist(), mi, mo,
-                                     strict=True)]
+    return ids.to_pylist(), rank.tolist(), rate.tolist(), mi, mo
 
 
 def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
