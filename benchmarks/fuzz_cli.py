@@ -55,7 +55,17 @@ def main() -> None:
         sys.exit("the loratwin console script is not installed (pip install -e .)")
     names = sorted(REGISTRY) if not args.only else [n.strip() for n in args.only.split(",")]
     per = -(-args.cases // len(names))
-    cases = [c for k, n in enumerate(names) for c in draw_cases(n, per, args.seed + k)]
+    drawn = {n: draw_cases(n, per, args.seed + k) for k, n in enumerate(names)}
+    # commands with few distinct bad inputs run out; top up from the others (new seeds)
+    for rnd in range(1, 20):
+        total = sum(map(len, drawn.values()))
+        open_ = [n for n in names if len(drawn[n]) >= per * rnd]
+        if total >= args.cases or not open_:
+            break
+        extra = -(-(args.cases - total) // len(open_))
+        for k, n in enumerate(open_):
+            drawn[n] += draw_cases(n, extra, args.seed + 1000 * rnd + k)
+    cases = [c for n in names for c in drawn[n]]
     random.Random(args.seed).shuffle(cases)
     cases = cases[: args.cases]
     start = time.perf_counter()
