@@ -4,6 +4,7 @@ from loratwin.cli import (  # noqa: F401
     advise_cmd,
     place_cmd,
     profile_cmd,
+    replan_cmd,
     simulate_cmd,
     surrogate_cmd,
     validate_cmd,

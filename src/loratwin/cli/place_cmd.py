@@ -80,9 +80,26 @@ def place_cmd(
     advise: bool = typer.Option(False, "--advise", help="Batching advisor on every GPU: "
                                 "max_num_seqs where throughput plateaus, freed memory as "
                                 "KV or adapter slots (twin-verified)"),
+    gpu_types: list[str] | None = typer.Option(
+        None, help="TYPE=COST_PER_HOUR[:MAX_COUNT], repeated: the fleet of least cost over "
+        "these GPU types (see loratwin.cli.fleet_cmd)"),
+    gpu_profile: list[str] | None = typer.Option(None, help="TYPE=PROFILE of a --gpu-types "
+                                                 "type (name or JSON path)"),
+    gpu_surrogate: list[str] | None = typer.Option(None, help="TYPE=S.npz of a --gpu-types "
+                                                   "type"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
     _check_jobs(jobs)
+    if gpu_types:
+        from loratwin.cli.fleet_cmd import check_fleet_flags, run_fleet
+
+        check_fleet_flags(algorithm, gpus, emit_vllm, advise)
+        run_fleet(workload=workload, model=model, gpu_types=gpu_types, gpu_profile=gpu_profile,
+                  gpu_surrogate=gpu_surrogate, json_out=json_out, seed=seed,
+                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, confirm=confirm,
+                  options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms),
+                  verify=verify, duration=duration, jobs=jobs)
+        return
     for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
         if slo is not None and not slo > 0:
             raise ConfigError(f"must be > 0 (got {slo})", field=name)
@@ -128,7 +145,8 @@ def place_cmd(
         console.print("twin: every GPU keeps up" if not bad else
                       f"[red]twin: GPU(s) {', '.join(map(str, bad))} starve or fail to start[/red]")
     if json_out is not None:
-        doc = report.placement_dict(placement, rates, lb.gpus)
+        doc = {"model": problem.profile.name,
+               **report.placement_dict(placement, rates, lb.gpus)}
         for server, adv in zip(doc["servers"], advice or [], strict=False):
             server["advice"] = adv.to_dict()
         write_json(json_out, doc)
