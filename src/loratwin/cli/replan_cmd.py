@@ -94,6 +94,14 @@ def replan_cmd(
     check_output(output)
     if jobs < 1:
         raise ConfigError(f"must be >= 1 (got {jobs})", field="jobs")
+    if max_moves is not None and move_cost is not None:
+        raise ConfigError("give --max-moves or --move-cost, not both", field="move_cost")
+    for name, value, ok in (("extra_gpus", extra_gpus, extra_gpus >= 0),
+                            ("max_moves", max_moves, max_moves is None or max_moves >= 0),
+                            ("move_cost", move_cost, move_cost is None or move_cost > 0)):
+        if not ok:
+            raise ConfigError(f"must be {'> 0' if name == 'move_cost' else '>= 0'} "
+                              f"(got {value})", field=name)
     deployed = load_deployed(current)
     if any(s.gpu_type for s in deployed.servers):
         raise ConfigError(f"{current} is a mixed-type fleet (place --gpu-types): replan "
