@@ -261,7 +261,7 @@ def test_replan_cli(tmp_path, monkeypatch, capsys) -> None:
                       ([str(nxt), str(w1), "--rates-from-metrics", str(badlog)],
                        "not in the workload: nope"),
                       ([str(w1), str(w1)], "not valid JSON"),
-                      ([str(nxt), str(w1), "-o", str(tmp_path)], "is a directory"),
+                      ([str(nxt), str(w1), "-o", str(tmp_path)], "is a folder"),
                       ([str(nxt), str(w1), "--max-moves", "2", "--move-cost", "1"],
                        "not both")):
         assert run_cli(["replan", *args, "--no-confirm"]) == 2

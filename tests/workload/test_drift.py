@@ -76,3 +76,10 @@ def test_workload_drift_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert len(doc["added"]) == len(doc["removed"]) == 1
     assert run_cli(["workload", "drift", str(po), str(tmp_path / "nope.csv")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_help_constant_matches_the_library() -> None:
+    from loratwin.cli import replan_cmd
+    from loratwin.workload import drift
+
+    assert replan_cmd.RATE_TOLERANCE == drift.RATE_TOLERANCE

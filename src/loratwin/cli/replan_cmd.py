@@ -15,47 +15,17 @@ Examples
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import numpy as np
 import typer
-from rich.table import Table
 
+from loratwin.cli import names
 from loratwin.cli.app import app
-from loratwin.cli.common import console, fmt, write_json
-from loratwin.cli.place_cmd import DEFAULT_MODEL
 from loratwin.cli.workload_cmd import workload_app
 from loratwin.errors import ConfigError
-from loratwin.placement import api, predictor
-from loratwin.placement.deployed import check_model, load_deployed
-from loratwin.placement.prefix_search import SearchOptions
-from loratwin.placement.replan import ReplanResult, replan
-from loratwin.placement.report import placement_dict
-from loratwin.placement.verify import verify_placement
-from loratwin.profile.store import load_profile
-from loratwin.workload.adapters import load_adapters
-from loratwin.workload.drift import RATE_TOLERANCE, WorkloadDrift, workload_drift
-from loratwin.workload.observed import apply_observed, observe_rates
 
-
-def check_output(path: Path | None) -> None:
-    """Fail before any long work when ``path`` cannot be written.
-
-    Raises
-    ------
-    ConfigError
-        ``path`` is a directory or its parent is a file.
-    """
-    if path is None:
-        return
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory", field="output")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"cannot create {path}: {parent} is not a directory", field="output")
+#: = :data:`loratwin.workload.drift.RATE_TOLERANCE` (help texts must not import the library)
+RATE_TOLERANCE = 0.01
 
 
 @app.command("replan")
@@ -66,7 +36,7 @@ def replan_cmd(
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write the new placement as JSON"),
     model: str | None = typer.Option(None, help="Profile name or JSON path (default: the "
-                                                "placement's model, else " + DEFAULT_MODEL),
+                                                "placement's model, else " + names.DEFAULT_MODEL),
     surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
     extra_gpus: int = typer.Option(0, help="GPUs allowed above a fresh placement's count"),
     max_moves: int | None = typer.Option(None, help="Most adapter moves allowed"),
@@ -91,7 +61,9 @@ def replan_cmd(
 ) -> None:
     """Re-plan a deployed placement for a changed workload with as few adapter moves as
     possible, on no more GPUs than a fresh placement needs plus --extra-gpus."""
-    check_output(output)
+    from loratwin.cli.common import check_number, check_output_file
+
+    check_output_file(output, "--output")
     if jobs < 1:
         raise ConfigError(f"must be >= 1 (got {jobs})", field="jobs")
     if max_moves is not None and move_cost is not None:
@@ -102,11 +74,31 @@ def replan_cmd(
         if not ok:
             raise ConfigError(f"must be {'> 0' if name == 'move_cost' else '>= 0'} "
                               f"(got {value})", field=name)
+    check_number(seed, "--seed", ge=0)
+    check_number(duration, "--duration", gt=0)
+    check_number(max_num_seqs, "--max-num-seqs", ge=1)
+    check_number(arrival_cv, "--arrival-cv", gt=0)
+    check_number(scrapes, "--scrapes", ge=2)
+    check_number(scrape_interval, "--scrape-interval", gt=0)
+    for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
+        if slo is not None and not slo > 0:
+            raise ConfigError(f"must be > 0 (got {slo})", field=name)
+    from loratwin.cli.common import console, write_json
+    from loratwin.cli.replan_render import replan_doc, replan_table, summary_line
+    from loratwin.placement import api, predictor
+    from loratwin.placement.deployed import check_model, load_deployed
+    from loratwin.placement.prefix_search import SearchOptions
+    from loratwin.placement.replan import replan
+    from loratwin.placement.verify import verify_placement
+    from loratwin.profile.store import load_profile
+    from loratwin.workload.adapters import load_adapters
+    from loratwin.workload.observed import apply_observed, observe_rates
+
     deployed = load_deployed(current)
     if any(s.gpu_type for s in deployed.servers):
         raise ConfigError(f"{current} is a mixed-type fleet (place --gpu-types): replan "
                           "handles single-type fleets", field="current")
-    profile = load_profile(model or deployed.model or DEFAULT_MODEL)
+    profile = load_profile(model or deployed.model or names.DEFAULT_MODEL)
     check_model(deployed, profile)
     adapters = load_adapters(workload)
     if rates_from_metrics:
@@ -145,69 +137,6 @@ def replan_cmd(
         console.print(f"wrote {output}")
 
 
-def summary_line(r: ReplanResult, deployed_gpus: int) -> str:
-    """One line: strategy, moves, adds, removals, GPUs before/after and the cap."""
-    return (f"replan ({r.strategy}): {len(r.moves)} move(s), {len(r.added)} added, "
-            f"{len(r.removed)} removed; {deployed_gpus} -> {r.placement.gpus} GPU(s) "
-            f"({len(r.new_gpus)} new, {len(r.freed_gpus)} freed, {len(r.restarted_gpus)} "
-            f"restarted with new flags); a fresh placement needs {r.fresh_gpus}, cap {r.cap}")
-
-
-def replan_table(r: ReplanResult) -> Table:
-    """Per GPU: status, adapters, moves in/out, predicted starvation/ITL/TTFT before (the
-    deployed GPU at the new rates) and after."""
-    table = Table(title="replan: per GPU, before (deployed, new rates) -> after",
-                  header_style="bold", box=None, padding=(0, 1), pad_edge=False)
-    for c in ("GPU", "status", "adapters", "in", "out", "max_loras", "p(starve)", "ITL ms",
-              "TTFT s"):
-        table.add_column(c, justify="left" if c in ("GPU", "status") else "right",
-                         no_wrap=True)
-    moved_in: dict[str, int] = {}
-    moved_out: dict[str, int] = {}
-    for m in r.moves:
-        moved_in[m.target] = moved_in.get(m.target, 0) + 1
-        for s in m.source:
-            moved_out[s] = moved_out.get(s, 0) + 1
-    after = dict(zip(r.names, r.placement.servers, strict=True))
-    for name in [*r.before, *(n for n in r.names if n not in r.before)]:
-        b = r.before.get(name, {})
-        g = after.get(name)
-        a = g.predicted if g is not None else {}
-        status = ("new" if name in r.new_gpus else "freed" if g is None else
-                  "restarted" if name in r.restarted_gpus else "kept")
-
-        def pair(key: str, digits: int, scale: float = 1.0, bb: dict = b, aa: dict = a) -> str:
-            x, y = bb.get(key), aa.get(key)
-            return (f"{fmt(None if x is None else x / scale, digits)} -> "
-                    f"{fmt(None if y is None else y / scale, digits)}")
-
-        table.add_row(
-            name, status,
-            f"{fmt(int(b['adapters']) if b else None)} -> "
-            f"{fmt(len(g.adapters) if g is not None else None)}",
-            str(moved_in.get(name, 0)), str(moved_out.get(name, 0)),
-            fmt(g.max_loras if g is not None else None),
-            pair("starvation_probability", 2), pair("mean_itl_ms", 1),
-            pair("mean_ttft_ms", 1, 1e3))
-    return table
-
-
-def replan_doc(r: ReplanResult, placement, model: str, rates: dict[str, float]) -> dict:
-    """The ``-o`` document: the ``place --json`` schema with GPU names, plus ``replan``."""
-    doc = {"model": model, **placement_dict(placement, rates)}
-    for s, name in zip(doc["servers"], r.names, strict=True):
-        s["name"] = name
-    doc["replan"] = {
-        "strategy": r.strategy, "fresh_gpus": r.fresh_gpus, "cap": r.cap,
-        "moves": [{"adapter": m.adapter, "from": list(m.source), "to": m.target}
-                  for m in r.moves],
-        "added": list(r.added), "removed": list(r.removed), "new_gpus": list(r.new_gpus),
-        "freed_gpus": list(r.freed_gpus), "restarted_gpus": list(r.restarted_gpus),
-        "before": r.before,
-    }
-    return doc
-
-
 # ----------------------------------------------------------------------------- drift
 
 
@@ -222,57 +151,14 @@ def drift_cmd(
 ) -> None:
     """Summarise what changed between two workloads: adapters added, removed, re-rated,
     re-ranked, and the total load."""
-    check_output(json_out)
+    from loratwin.cli.common import check_output_file, console, write_json
+    from loratwin.cli.replan_render import drift_doc, drift_table
+    from loratwin.workload.adapters import load_adapters
+    from loratwin.workload.drift import workload_drift
+
+    check_output_file(json_out, "--json")
     d = workload_drift(load_adapters(old), load_adapters(new), rate_tolerance=tolerance)
     console.print(drift_table(d, top))
     if json_out is not None:
         write_json(json_out, drift_doc(d))
         console.print(f"wrote {json_out}")
-
-
-def _pct(new: float, old: float) -> str:
-    return "-" if not old > 0 else f"{(new / old - 1):+.1%}"
-
-
-def drift_table(d: WorkloadDrift, top: int) -> Table:
-    """The drift summary as a two-column table, then the largest rate changes."""
-    table = Table(title="workload drift", show_header=False, box=None, padding=(0, 1))
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    f = d.rate_factors()
-    table.add_row("adapters old -> new", f"{d.old_count:,} -> {d.new_count:,}")
-    table.add_row("added / removed", f"{len(d.added):,} / {len(d.removed):,}")
-    table.add_row("re-rated (up / down)", f"{len(d.rerated):,} ({int((f > 1).sum()):,} / "
-                                          f"{int((f < 1).sum()):,})")
-    if f.size:
-        q = np.quantile(f, [0.1, 0.5, 0.9])
-        table.add_row("rate factor p10 / median / p90", " / ".join(f"{v:.3g}" for v in q))
-    table.add_row("re-ranked / new mean lengths", f"{len(d.reranked):,} / "
-                                                  f"{len(d.relengthened):,}")
-    table.add_row("unchanged", f"{d.unchanged:,}")
-    table.add_row("total rate req/s", f"{d.old_rate_req_s:.4g} -> {d.new_rate_req_s:.4g} "
-                                      f"({_pct(d.new_rate_req_s, d.old_rate_req_s)})")
-    if d.old_offered_tok_s > 0:
-        table.add_row("offered tok/s (given lengths)",
-                      f"{d.old_offered_tok_s:,.0f} -> {d.new_offered_tok_s:,.0f} "
-                      f"({_pct(d.new_offered_tok_s, d.old_offered_tok_s)})")
-    changes = sorted(d.rerated, key=lambda p: -abs(p[1].rate - p[0].rate))[:max(top, 0)]
-    for a, b in changes:
-        table.add_row(f"  {a.id}", f"{a.rate:.4g} -> {b.rate:.4g} req/s")
-    return table
-
-
-def drift_doc(d: WorkloadDrift) -> dict:
-    """JSON form of the drift summary."""
-    return {
-        "added": [a.id for a in d.added], "removed": [a.id for a in d.removed],
-        "rerated": [{"id": a.id, "old_rate_req_s": a.rate, "new_rate_req_s": b.rate}
-                    for a, b in d.rerated],
-        "reranked": [{"id": a.id, "old_rank": a.rank, "new_rank": b.rank}
-                     for a, b in d.reranked],
-        "relengthened": [a.id for a, _ in d.relengthened], "unchanged": d.unchanged,
-        "old_rate_req_s": d.old_rate_req_s, "new_rate_req_s": d.new_rate_req_s,
-        "old_offered_tok_s": d.old_offered_tok_s if math.isfinite(d.old_offered_tok_s)
-        else None,
-        "new_offered_tok_s": d.new_offered_tok_s,
-    }
