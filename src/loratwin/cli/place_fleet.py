@@ -9,7 +9,9 @@ Examples
 
 Every type needs a profile: ``--gpu-profile TYPE=PROFILE`` (a name or a JSON path), or the
 ``--model`` profile when the type's name is a word of that profile's ``gpu`` field (``H100``
-for the bundled profiles). Every type's profile must serve the same model. A type's
+for the bundled profiles). Every type's profile must serve the same model (the same layer
+shapes, ``Profile.arch``: a prior made from the base model's ``config.json`` serves its
+fine-tunes too). A type's
 surrogate is ``--gpu-surrogate TYPE=S.npz``, else the profile's bundled one; a profile with
 neither borrows the surrogate of another type by the capacity ratio
 (:class:`~loratwin.placement.transfer.CapacityTransferPredictor`, an estimate) and every GPU
@@ -74,10 +76,11 @@ def type_profiles(names: Sequence[str], given: dict[str, str], model: str) -> di
             raise ConfigError(f"GPU type {t!r} has no profile (give --gpu-profile "
                               f"{t}=PROFILE.json, e.g. from `loratwin profile prior`)",
                               field="gpu_profile")
-    models = {p.hf_model_name for p in out.values()}
-    if len(models) > 1:
+    archs = {p.arch for p in out.values()}
+    if len(archs) > 1:
+        models = sorted({p.hf_model_name for p in out.values()})
         raise ConfigError("the GPU types' profiles serve different models "
-                          f"({', '.join(sorted(models))})", field="gpu_profile")
+                          f"({', '.join(models)}: other layer shapes)", field="gpu_profile")
     return out
 
 
