@@ -69,7 +69,7 @@ def _memoise_length_solve() -> None:
     """Memoise BoundedHeavyTailed.solve in this process (a pure function of the frozen
     dataclass's fields; results unchanged)."""
     solve = BoundedHeavyTailed.solve
-    BoundedHeavyTailed.solve = functools.lru_cache(maxsize=600)(solve)  # type: ignore
+    BoundedHeavyTailed.solve = functools.lru_cache(maxsize=1500)(solve)  # type: ignore
 
 
 def day_workloads(name: str, n: int, days: int, spec: DriftSpec, seed: int) -> list[list[Adapter]]:

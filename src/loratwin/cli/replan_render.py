@@ -25,12 +25,14 @@ def summary_line(r: ReplanResult, deployed_gpus: int) -> str:
 
 
 def replan_table(r: ReplanResult) -> Table:
-    """Per GPU: status, adapters, moves in/out, predicted starvation/ITL/TTFT before (the
-    deployed GPU at the new rates) and after."""
-    table = Table(title="replan: per GPU, before (deployed, new rates) -> after",
+    """Per GPU: status, adapters, moves in/out, and the surrogate's starvation probability,
+    mean ITL and mean TTFT before (the deployed GPU at the new rates) and after (80 columns;
+    flags and the full predictions are in ``-o``)."""
+    table = Table(title="replan: per GPU, before (deployed, new rates) and after; ITL ms, "
+                        "TTFT s",
                   header_style="bold", box=None, padding=(0, 1), pad_edge=False)
-    for c in ("GPU", "status", "adapters", "in", "out", "max_loras", "p(starve)", "ITL ms",
-              "TTFT s"):
+    for c in ("GPU", "status", "adap.\nbef.", "adap.\naft.", "moves\nin/out", "p(st)\nbef.",
+              "p(st)\naft.", "ITL\nbef.", "ITL\naft.", "TTFT\nbef.", "TTFT\naft."):
         table.add_column(c, justify="left" if c in ("GPU", "status") else "right",
                          no_wrap=True)
     moved_in: dict[str, int] = {}
@@ -45,21 +47,19 @@ def replan_table(r: ReplanResult) -> Table:
         g = after.get(name)
         a = g.predicted if g is not None else {}
         status = ("new" if name in r.new_gpus else "freed" if g is None else
-                  "restarted" if name in r.restarted_gpus else "kept")
+                  "restart" if name in r.restarted_gpus else "kept")
 
-        def pair(key: str, digits: int, scale: float = 1.0, bb: dict = b, aa: dict = a) -> str:
-            x, y = bb.get(key), aa.get(key)
-            return (f"{fmt(None if x is None else x / scale, digits)} -> "
-                    f"{fmt(None if y is None else y / scale, digits)}")
+        def cell(d: dict, key: str, digits: int, scale: float = 1.0) -> str:
+            v = d.get(key)
+            return fmt(None if v is None else v / scale, digits)
 
         table.add_row(
-            name, status,
-            f"{fmt(int(b['adapters']) if b else None)} -> "
-            f"{fmt(len(g.adapters) if g is not None else None)}",
-            str(moved_in.get(name, 0)), str(moved_out.get(name, 0)),
-            fmt(g.max_loras if g is not None else None),
-            pair("starvation_probability", 2), pair("mean_itl_ms", 1),
-            pair("mean_ttft_ms", 1, 1e3))
+            name, status, fmt(int(b["adapters"]) if b else None),
+            fmt(len(g.adapters) if g is not None else None),
+            f"{moved_in.get(name, 0)}/{moved_out.get(name, 0)}",
+            cell(b, "starvation_probability", 2), cell(a, "starvation_probability", 2),
+            cell(b, "mean_itl_ms", 1), cell(a, "mean_itl_ms", 1),
+            cell(b, "mean_ttft_ms", 1, 1e3), cell(a, "mean_ttft_ms", 1, 1e3))
     return table
 
 

@@ -19,12 +19,14 @@ in the twin with ``twin_margin``):
    fewest moves that remove the excess load) until the rest is safe.
 4. **Insert.** New adapters, new replicas and shed adapters are inserted, hottest first,
    into the GPU that stays safe with the most room (lowest predicted starvation
-   probability, then least offered load), GPUs that keep their flags first; what fits
-   nowhere opens new GPUs.
+   probability, then least offered load), GPUs that need no restart first (a server that
+   is restarted anyway gets ``max_cpu_loras`` = :data:`CPU_SLACK` x its adapters, room for
+   later additions); what fits nowhere opens new GPUs.
 5. **Cap.** While the fleet has more GPUs than a fresh placement needs plus the allowance
    (``extra_gpus``), the GPU with the fewest adapters whose adapters all fit elsewhere is
-   drained. With a move cost (``move_cost`` x GPUs per move), further GPUs are drained while
-   a drain's moves cost less than the GPU it frees.
+   drained (before step 4, so that nothing new lands on it, and again after it). With a
+   move cost (``move_cost`` GPUs per move), further GPUs are drained while a drain's moves
+   cost less than the GPU it frees.
 6. **Fallback.** The fresh placement with its GPUs matched to the deployed ones (most
    adapters in common, :func:`match_gpus`) is also a candidate; the plan with fewer moves
    wins (it is the only one when the repair cannot meet the cap).
@@ -37,6 +39,7 @@ did not serve it before (one per GPU for a split adapter); adding a new adapter 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +58,8 @@ from loratwin.workload.types import Adapter
 Confirm = Callable[[GpuAssignment], bool]
 
 _I_RANK = FEATURES.index("max_rank")
+#: ``max_cpu_loras`` of a server re-planning (re)starts, as a multiple of its adapters.
+CPU_SLACK = 1.25
 #: Relative tie of two starvation probabilities when choosing where to insert an adapter.
 _P_TIE = 0.005
 
@@ -223,10 +228,19 @@ def assign(problem: PlacementProblem, gpu: Gpu) -> GpuAssignment:
 
 
 def _with_flags(gpu: Gpu, v: _Verdict) -> Gpu:
-    kept = gpu.deployed is not None and (v.max_loras, v.max_lora_rank) == gpu.deployed[:2]
-    cpu = gpu.deployed[2] if kept and gpu.deployed else v.max_loras
+    """The GPU at the verdict's flags. ``max_cpu_loras`` stays as deployed while the server
+    keeps its flags and its adapters fit; a server that is (re)started gets
+    :data:`CPU_SLACK` x its adapters, room for later additions without a restart."""
+    n = len(gpu.pieces)
+    if gpu.deployed is not None and (v.max_loras, v.max_lora_rank) == gpu.deployed[:2] \
+            and n <= gpu.deployed[2]:
+        cpu = gpu.deployed[2]
+    elif (gpu.deployed is None or gpu.flags_changed) and gpu.max_cpu_loras >= n:
+        cpu = gpu.max_cpu_loras
+    else:
+        cpu = math.ceil(CPU_SLACK * n)
     return dataclasses.replace(gpu, max_loras=v.max_loras, max_lora_rank=v.max_lora_rank,
-                               max_cpu_loras=max(cpu, v.max_loras, len(gpu.pieces)))
+                               max_cpu_loras=max(cpu, v.max_loras, n))
 
 
 # ----------------------------------------------------------------------------- steps
@@ -299,23 +313,27 @@ def _shed(judge: _Judge, gpu: Gpu) -> tuple[Gpu, list[Adapter]]:
 
 
 def _insert(judge: _Judge, gpus: list[Gpu], piece: Adapter, exclude: set[str]) -> int | None:
-    """Index of the GPU ``piece`` joined (``gpus`` updated in place), or ``None``."""
+    """Index of the GPU ``piece`` joined (``gpus`` updated in place), or ``None``.
+
+    Candidates: every GPU not serving the adapter yet, at its flags and with re-sized flags.
+    Preferred: no new restart, then the lowest predicted starvation probability (within
+    :data:`_P_TIE`, the least offered load)."""
     cands = [i for i, g in enumerate(gpus) if g.name not in exclude and piece.id not in g.ids]
+    trial = [((*gpus[i].pieces, piece), gpus[i].max_loras, gpus[i].max_lora_rank)
+             for i in cands]
+    options = []
     for resize in (False, True):
-        trial = [((*gpus[i].pieces, piece), gpus[i].max_loras, gpus[i].max_lora_rank)
-                 for i in cands]
-        verdicts = judge.surrogate(trial, resize)
-        ranked = sorted((v.p, v.offered, j) for j, v in enumerate(verdicts) if v.safe)
-        # the lowest probability; among near-ties the least loaded GPU
-        if ranked:
-            floor = ranked[0][0]
-            ranked = sorted(ranked, key=lambda t: (t[0] > floor + _P_TIE, t[1], t[0]))
-        for _, _, j in ranked:
-            if judge.twin_ok(trial[j][0], verdicts[j]):
-                i = cands[j]
-                gpus[i] = _with_flags(dataclasses.replace(gpus[i], pieces=trial[j][0]),
-                                      verdicts[j])
-                return i
+        for j, v in enumerate(judge.surrogate(trial, resize)):
+            if v.safe:
+                g = _with_flags(dataclasses.replace(gpus[cands[j]], pieces=trial[j][0]), v)
+                restart = g.flags_changed and not gpus[cands[j]].flags_changed
+                options.append((restart, v.p, v.offered, j, g, v))
+    floor = {r: min(o[1] for o in options if o[0] == r) for r in {o[0] for o in options}}
+    options.sort(key=lambda o: (o[0], o[1] > floor[o[0]] + _P_TIE, o[2], o[1]))
+    for _, _, _, j, g, v in options:
+        if judge.twin_ok(trial[j][0], v):
+            gpus[cands[j]] = g
+            return cands[j]
     return None
 
 
@@ -364,8 +382,8 @@ def _consolidate(judge: _Judge, gpus: list[Gpu], cap: int, move_cost: float | No
                 break
             drained = _drain(judge, gpus, i)
             if drained is not None:
-                notes.append(f"{gpus[i].name}: drained ({len(gpus[i].pieces)} adapters "
-                             "moved), freed")
+                notes.append(f"{gpus[i].name}: drained (its {len(gpus[i].pieces)} "
+                             "adapter(s) placed elsewhere), freed")
                 break
         if drained is None:
             return gpus, notes, not over
@@ -511,6 +529,9 @@ def replan(
         notes.append(f"{g.name}: unsafe at the new rates, {len(shed)} adapter(s) shed")
         checked.append(kept)
         homeless += shed
+    # drain before inserting, so that nothing new lands on a GPU that is then emptied
+    checked, drain_notes, _ = _consolidate(judge, checked, cap, None)
+    notes += drain_notes
     notes += _place_homeless(judge, checked, homeless, new_name)
     repaired, drain_notes, within = _consolidate(judge, checked, cap, move_cost)
     notes += drain_notes
