@@ -122,6 +122,12 @@ def test_new_adapters_are_added_without_moves(profile, day0) -> None:
     _check_safe(problem, r)
     assert r.moves == ()
     assert r.added == tuple(f"n{i}" for i in range(5))
+    # place sizes max_cpu_loras to the adapters: the first addition restarts one server, which
+    # gets room (25%) for the others, so they need no second restart
+    assert len(r.restarted_gpus) == 1
+    g = dict(zip(r.names, r.placement.servers, strict=True))[r.restarted_gpus[0]]
+    assert g.max_cpu_loras >= len(g.adapters)
+    assert {"n0", "n4"} <= {a.id for a in g.adapters}
 
 
 def test_a_gpu_whose_adapters_all_left_is_freed(profile, day0) -> None:
