@@ -225,8 +225,22 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=3600.0)
     ap.add_argument("--verify-fresh", action="store_true")
     ap.add_argument("--only", default="conv,code")
-    ap.add_argument("--cache", type=Path, default=Path("replan-drift.jsonl"))
+    ap.add_argument("--cache", type=Path, action="append",
+                    help="JSON-lines cache (default replan-drift.jsonl); with --report-only, "
+                         "repeatable")
+    ap.add_argument("--report-only", action="store_true",
+                    help="print the tables of the days in the cache(s), compute nothing")
     args = ap.parse_args()
+    caches = args.cache or [Path("replan-drift.jsonl")]
+    if args.report_only:
+        recs = [json.loads(line) for c in caches for line in c.read_text().splitlines()]
+        for n in args.only.split(","):
+            days = sorted((r for r in recs if r["workload"] == n and r["sigma"] == args.sigma),
+                          key=lambda r: r["day"])
+            if days:
+                report(n, days)
+        return
+    args.cache = caches[0]
     _memoise_length_solve()
     t0 = time.perf_counter()
     results = {n: run_workload(n, args, args.cache) for n in args.only.split(",")}
