@@ -240,6 +240,45 @@ _PLACE_FLAGS = {"--gpus": ("0", "-1", "abc"), "--algorithm": ("nope", ""),
                 "--max-itl-ms": ("0", "nan")}
 
 
+_EMIT_CASES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("out", "--emit", "nope"), "--emit unknown format"),
+    (("--emit", "kubernetes"), "--emit without OUT"),
+    (("out",), "OUT without --emit"),
+    (("afile", "--emit", "router"), "OUT is a file"),
+    (("afile/out", "--emit", "litellm"), "OUT under a file"),
+    (("out", "--emit", "kserve", "--name-prefix", "Bad_Name"), "--name-prefix not a DNS label"),
+    (("out", "--emit", "kserve", "--adapter-uri-template", "s3://b/{nope}"),
+     "--adapter-uri-template unknown field"),
+    (("out", "--emit", "router", "--api-base-template", "http://{server"),
+     "--api-base-template unclosed field"),
+    (("out", "--emit", "kubernetes", "--adapter-uri-template", "s3://bucket/{adapter_id}"),
+     "kubernetes cannot mount s3://"),
+    (("out", "--emit", "kubernetes", "--adapter-uri-template", "pvc://claim-only"),
+     "pvc:// without a path"),
+)
+
+# A small valid plan (``loratwin place --json``) and what breaks it for ``loratwin report``.
+PLAN = MappingSpec(
+    base={"gpus": 1, "algorithm": "loratwin", "placement_s": 0.1, "lower_bound": 1,
+          "servers": [{"adapters": ["a", "b"], "ranks": [8, 16], "total_rate_req_s": 0.7,
+                       "max_loras": 2, "max_cpu_loras": 2, "max_lora_rank": 16,
+                       "max_num_seqs": 256, "predicted": {"total_throughput_tok_s": 100.0},
+                       "verified": None, "rates_req_s": [0.5, 0.2],
+                       "traffic_share": [1.0, 1.0]}],
+          "profile": {"name": MODEL, "hf_model_name": "meta-llama/Llama-3.1-8B-Instruct",
+                      "profile_kind": "measured"}},
+    bad_values={"servers": ("x", [], 5, [1], [{"adapters": "ab", "ranks": [8]}],
+                            [{"adapters": ["a"], "ranks": [8, 16]}],
+                            [{"adapters": ["a"], "ranks": ["x"]}],
+                            [{"adapters": ["a"], "ranks": [8], "predicted": 3}],
+                            [{"adapters": ["a"], "ranks": [8], "verified": [1]}],
+                            [{"adapters": ["a"], "ranks": [8], "verified": {
+                                "timeseries": {"t_s": [1.0], "running": []}}}]),
+                "profile": ("x", 3, [1]), "slo": ("x", [1])},
+    unknown_key_bad=False,
+)
+PLAN_JSON = json.dumps(PLAN.base).encode()
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -253,6 +292,8 @@ def _place() -> st.SearchStrategy[Case]:
         bad_flag(_PLACE_FLAGS).map(_flag_case("place", base, files)),
         bad_output("--json", "p.json").map(_output_case("place", base, files)),
         st.just(Case("place", (*base, "--emit-vllm", "ad.csv"), files, (), "--emit-vllm a file")),
+        st.sampled_from(_EMIT_CASES).map(lambda aw: Case(
+            "place", (*base, *aw[0]), (*files, ("afile", b"x\n")), ("out",), aw[1])),
         st.just(Case("place", (*base, "--surrogate", "s.npz"), (*files, ("s.npz", b"junk")), (),
                      "--surrogate not a surrogate file")),
         _paths("place", lambda p: ("place", p)),
@@ -518,9 +559,23 @@ def _top_level() -> st.SearchStrategy[Case]:
         )))
 
 
+@command("report")
+def _report() -> st.SearchStrategy[Case]:
+    files = (("plan.json", PLAN_JSON),)
+    base = ("report", "plan.json", "-o", "r.html")
+    return st.one_of(
+        bad_mapping(PLAN, "json").map(_file_case("report", base, "plan.json",
+                                                 outputs=("r.html",))),
+        bad_flag({"--out": ("r.txt", "r")}).map(_flag_case("report", ("report", "plan.json"),
+                                                           files)),
+        bad_output("-o", "r.html").map(_output_case("report", ("report", "plan.json"), files)),
+        _paths("report", lambda p: ("report", p, "-o", "r.html")),
+    )
+
+
 # ----------------------------------------------------------------------------- replan (issue 15)
 
-PLAN = MappingSpec(
+REPLAN = MappingSpec(
     base={"model": MODEL, "gpus": 1, "servers": [
         {"name": "gpu-0", "adapters": ["a", "b", "c"], "ranks": [8, 16, 8],
          "traffic_share": [1.0, 1.0, 1.0], "rates_req_s": [0.5, 0.2, 0.1], "max_loras": 3,
@@ -537,14 +592,14 @@ PLAN = MappingSpec(
                             [{"adapters": ["z1", "z2"], "ranks": [8, 8], "max_loras": 2}])},
     unknown_key_bad=False,
 )
-PLAN_JSON = json.dumps(PLAN.base).encode()
+REPLAN_JSON = json.dumps(REPLAN.base).encode()
 PROM = (b"# scrape_time_s 100\n# TYPE vllm:request_success_total counter\n"
         b"vllm:request_success_total 5\n")
 
 
 @command("replan")
 def _replan() -> st.SearchStrategy[Case]:
-    files = (("cur.json", PLAN_JSON), ("ad.csv", ADAPTERS_CSV))
+    files = (("cur.json", REPLAN_JSON), ("ad.csv", ADAPTERS_CSV))
     base = ("replan", "cur.json", "ad.csv", "--no-confirm", "--model", MODEL)
     flags = {"--extra-gpus": ("-1", "x"), "--max-moves": ("-1", "x"), "--move-cost": ("0", "-1",
                                                                                        "nan"),
@@ -554,10 +609,10 @@ def _replan() -> st.SearchStrategy[Case]:
              "--model": ("no-such-model", "qwen-2.5-7b-instruct"),
              "--rates-from-metrics": ("missing.csv",)}
     return st.one_of(
-        bad_mapping(PLAN, "json").map(_file_case("replan", (*base, "-o", "n.json"), "cur.json",
+        bad_mapping(REPLAN, "json").map(_file_case("replan", (*base, "-o", "n.json"), "cur.json",
                                                  (("ad.csv", ADAPTERS_CSV),), ("n.json",))),
         bad_table(ADAPTERS).map(_file_case("replan", (*base, "-o", "n.json"), "ad.csv",
-                                           (("cur.json", PLAN_JSON),), ("n.json",))),
+                                           (("cur.json", REPLAN_JSON),), ("n.json",))),
         bad_table(TRACE).map(_file_case("replan", (*base, "--rates-from-metrics", "log.csv"),
                                         "log.csv", files)),
         bad_flag(flags).map(_flag_case("replan", base, files)),

@@ -232,7 +232,7 @@ def test_replan_cli(tmp_path, monkeypatch, capsys) -> None:
     w0 = save_adapters_csv(ads, tmp_path / "day0.csv")
     cur, nxt = tmp_path / "current.json", tmp_path / "next.json"
     assert run_cli(["place", str(w0), "--no-confirm", "--json", str(cur)]) == 0
-    assert json.loads(cur.read_text())["model"] == "llama-3.1-8b-instruct"
+    assert json.loads(cur.read_text())["profile"]["name"] == "llama-3.1-8b-instruct"
     capsys.readouterr()
     # the same workload: unchanged
     assert run_cli(["replan", str(cur), str(w0), "--no-confirm", "-o", str(nxt)]) == 0
@@ -256,7 +256,8 @@ def test_replan_cli(tmp_path, monkeypatch, capsys) -> None:
     assert "keep the workload's rates" in capsys.readouterr().out
     # bad inputs: one line each, exit 2
     qwen = tmp_path / "qwen.json"
-    qwen.write_text(nxt.read_text().replace('"llama-3.1-8b-instruct"', '"qwen-2.5-7b-instruct"'))
+    qwen.write_text(nxt.read_text().replace('"name": "llama-3.1-8b-instruct"',
+                                            '"name": "qwen-2.5-7b-instruct"'))
     other = save_adapters_csv([Adapter("zz", 8, 1.0)], tmp_path / "other.csv")
     badlog = tmp_path / "bad.csv"
     badlog.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0,nope,1,1\n"

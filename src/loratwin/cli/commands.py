@@ -40,6 +40,7 @@ from loratwin.cli import (  # noqa: F401
     place_cmd,
     profile_cmd,
     replan_cmd,
+    report_cmd,
     simulate_cmd,
     surrogate_cmd,
     validate_cmd,

@@ -132,7 +132,12 @@ def replan_cmd(
         console.print("twin: every GPU keeps up" if not bad else
                       f"[red]twin: {', '.join(bad)} starve or fail to start[/red]")
     if output is not None:
-        write_json(output, replan_doc(result, placement, profile.name,
+        from loratwin.deploy.fleet import plan_context
+
+        context = plan_context(profile.name, profile.hf_model_name, profile.profile_kind,
+                               profile.vllm_version, workload.name,
+                               {"max_ttft_ms": max_ttft_ms, "max_itl_ms": max_itl_ms})
+        write_json(output, replan_doc(result, placement, context,
                                       {a.id: a.rate for a in adapters}))
         console.print(f"wrote {output}")
 

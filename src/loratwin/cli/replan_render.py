@@ -63,10 +63,11 @@ def replan_table(r: ReplanResult) -> Table:
     return table
 
 
-def replan_doc(r: ReplanResult, placement: Placement, model: str,
+def replan_doc(r: ReplanResult, placement: Placement, context: dict[str, Any],
                rates: dict[str, float]) -> dict[str, Any]:
-    """The ``-o`` document: the ``place --json`` schema with GPU names, plus ``replan``."""
-    doc = {"model": model, **placement_dict(placement, rates)}
+    """The ``-o`` document: the ``place --json`` schema (with ``context``, the keys of
+    :func:`loratwin.deploy.fleet.plan_context`) and GPU names, plus a ``replan`` block."""
+    doc = {**placement_dict(placement, rates), **context}
     for s, name in zip(doc["servers"], r.names, strict=True):
         s["name"] = name
     doc["replan"] = {

@@ -188,8 +188,13 @@ def train_cmd(
     check_number(seed, "--seed", ge=0)
     ds = load_dataset(data, chunks)
     cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
-    with console.status("training") as status:
-        res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
+    from loratwin.cli.progress import progress_bar
+
+    with progress_bar("training", None, "fits") as advance:
+        res = train_surrogate(ds, cfg, model=model,
+                              on_progress=lambda m: advance(0, description=f"training: {m}"),
+                              on_fit=lambda done, total: advance(0, completed=done,
+                                                                 total=total))
     s = res.surrogate
     with atomic_output(out) as tmp:
         s.save(tmp)
@@ -212,6 +217,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"file not found: {path}" if not path.exists()
                         else f"{path}: not a file")
+    from loratwin.workload._csvio import check_fields
+
+    check_fields(path)
     try:
         df = pd.read_csv(path, skip_blank_lines=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

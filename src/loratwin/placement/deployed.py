@@ -7,8 +7,9 @@ the vLLM flags it was started with (``max_loras``, ``max_cpu_loras``, ``max_lora
 the rates of the new one.
 
 Document fields read (the ``--json`` schema of ``loratwin place``,
-:func:`loratwin.placement.report.placement_dict`): ``model`` (profile name; older documents
-lack it), ``servers[].adapters``, ``servers[].traffic_share`` (default 1 per adapter),
+:func:`loratwin.placement.report.placement_dict` plus
+:func:`loratwin.deploy.fleet.plan_context`): ``profile.name`` (or ``model``; older documents
+lack both), ``servers[].adapters``, ``servers[].traffic_share`` (default 1 per adapter),
 ``servers[].rates_req_s``, ``servers[].ranks``, the flags, and the optional ``name`` and
 ``gpu_type`` that ``replan`` and ``place --gpu-types`` write. GPUs without a ``name`` are
 called ``gpu-<index>``.
@@ -166,9 +167,10 @@ def parse_deployed(doc: Any, source: str = "CURRENT.json") -> DeployedPlacement:
                         "--json` with a 'servers' list)")
     if not doc["servers"]:
         raise DataError(f"{source}: the placement has no servers")
-    model = doc.get("model")
+    prof = doc.get("profile")
+    model = prof.get("name") if isinstance(prof, dict) else doc.get("model")
     if model is not None and not isinstance(model, str):
-        raise DataError(f"{source}: model: must be a profile name")
+        raise DataError(f"{source}: profile name: must be a string")
     servers = tuple(_server(s, i, source) for i, s in enumerate(doc["servers"]))
     names = [s.name for s in servers]
     if len(set(names)) != len(names):
