@@ -113,6 +113,13 @@ def place_cmd(
     advise: bool = typer.Option(False, "--advise", help="Batching advisor on every GPU: "
                                 "max_num_seqs where throughput plateaus, freed memory as "
                                 "KV or adapter slots (twin-verified)"),
+    gpu_types: list[str] | None = typer.Option(
+        None, help="TYPE=COST_PER_HOUR[:MAX_COUNT], repeated: the fleet of least cost over "
+        "these GPU types (see docs/replan.md)"),
+    gpu_profile: list[str] | None = typer.Option(None, help="TYPE=PROFILE of a --gpu-types "
+                                                 "type (name or JSON path)"),
+    gpu_surrogate: list[str] | None = typer.Option(None, help="TYPE=S.npz of a --gpu-types "
+                                                   "type"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
     from loratwin.cli.common import atomic_files, check_output_dir, check_output_file
@@ -121,6 +128,16 @@ def place_cmd(
     check_output_file(json_out, "--json")
     check_output_dir(emit_vllm, "--emit-vllm")
 
+    if gpu_types:
+        from loratwin.cli.place_fleet import check_fleet_flags, run_fleet
+
+        check_fleet_flags(algorithm, gpus, emit_vllm, advise)
+        run_fleet(workload=workload, model=model, gpu_types=gpu_types, gpu_profile=gpu_profile,
+                  gpu_surrogate=gpu_surrogate, json_out=json_out, seed=seed,
+                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, confirm=confirm,
+                  options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms),
+                  verify=verify, duration=duration, jobs=jobs)
+        return
     for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
         if slo is not None and not slo > 0:
             raise ConfigError(f"must be > 0 (got {slo})", field=name)
