@@ -67,7 +67,9 @@ def main() -> None:
                 print(f"[{o.verdict}] rc={o.returncode} {o.case.describe()}\n"
                       f"    {o.stderr.strip()[-300:]!r}", flush=True)
             if (k + 1) % 100 == 0:
-                print(f"... {k + 1} cases, {time.perf_counter() - start:.0f} s", flush=True)
+                tally = collections.Counter(x.verdict for x in outcomes)
+                print(f"... {k + 1} cases, {time.perf_counter() - start:.0f} s: "
+                      + ", ".join(f"{v} {tally.get(v, 0)}" for v in VERDICTS), flush=True)
     wall = time.perf_counter() - start
     counts = collections.Counter(o.verdict for o in outcomes)
     by_cmd = collections.Counter(o.case.command for o in outcomes)

@@ -40,10 +40,16 @@ TIMESERIES_BINS = 120
 
 def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: int,
              arrival_cv: float) -> PlacementProblem:
+    """The placement problem; the workload file is read and checked first."""
+    from loratwin.workload.adapters import load_adapters
+
+    # the workload is checked before the placement library (scipy, scikit-learn) is imported
+    adapters = load_adapters(workload) if workload.suffix.lower() in (".csv", ".yaml",
+                                                                      ".yml") else workload
     from loratwin.placement import predictor
 
     # through the module attribute, so that tests can swap the surrogate for a stand-in
-    return predictor.make_problem(workload, model, surrogate=surrogate,
+    return predictor.make_problem(adapters, model, surrogate=surrogate,
                                   max_num_seqs=max_num_seqs, arrival_cv=arrival_cv)
 
 
@@ -121,12 +127,6 @@ def place_cmd(
     _check_common(jobs, duration, seed, max_num_seqs, arrival_cv)
     check_output_file(json_out, "--json")
     check_output_dir(emit_vllm, "--emit-vllm")
-    from loratwin.advisor.gpu import advise_placement
-    from loratwin.cli.common import console, write_json
-    from loratwin.placement import api, report
-    from loratwin.placement.bounds import lower_bound
-    from loratwin.placement.prefix_search import SearchOptions
-    from loratwin.placement.verify import verify_placement
 
     if gpu_types:
         from loratwin.cli.place_fleet import check_fleet_flags, run_fleet
@@ -156,6 +156,13 @@ def place_cmd(
     formats = check_emit(emit, out, emit_vllm, fleet_opts)
     check_output_dir(out, "out")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    from loratwin.advisor.gpu import advise_placement
+    from loratwin.cli.common import console, write_json
+    from loratwin.placement import api, report
+    from loratwin.placement.bounds import lower_bound
+    from loratwin.placement.prefix_search import SearchOptions
+    from loratwin.placement.verify import verify_placement
+
     lb = lower_bound(problem, seed=seed)
     if gpus is not None and lb.gpus > gpus:
         raise ConfigError(f"the workload needs at least {lb.gpus} GPUs (lower bound), only "
@@ -263,12 +270,6 @@ def compare_cmd(
     _check_common(jobs, duration, seed, max_num_seqs, arrival_cv)
     check_output_file(json_out, "--json")
     check_output_file(plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
-    from loratwin.cli.common import console, err_console, write_json
-    from loratwin.placement import api, report
-    from loratwin.placement.bounds import lower_bound
-    from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
-    from loratwin.placement.types import Placement
-    from loratwin.placement.verify import verify_placement
 
     names = list(ALGORITHMS)
     if algorithms:
@@ -281,6 +282,13 @@ def compare_cmd(
     from loratwin.cli.progress import progress_bar
 
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    from loratwin.cli.common import console, err_console, write_json
+    from loratwin.placement import api, report
+    from loratwin.placement.bounds import lower_bound
+    from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+    from loratwin.placement.types import Placement
+    from loratwin.placement.verify import verify_placement
+
     lb = lower_bound(problem, seed=seed)
     placements: list[Placement] = []
     with progress_bar("placing", len(names), "algorithms") as advance:

@@ -244,12 +244,13 @@ def predict_cmd(
     from rich.table import Table
 
     from loratwin.cli.common import check_output_file, console, fmt, write_json
-    from loratwin.surrogate.model import Surrogate
 
     check_output_file(json_out, "--json")
     if max_rows < 0:
         raise DataError(f"must be >= 0 (got {max_rows})", field="--max-rows")
     df = _read_csv(features)
+    from loratwin.surrogate.model import Surrogate
+
     s = Surrogate.load(model)
     pred = s.predict_frame(df, source=str(features))
     table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations")

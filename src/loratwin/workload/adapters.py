@@ -178,6 +178,21 @@ def _build(records: list[tuple[str, dict[str, Any]]], error: type[ConfigError | 
 def _read_csv_fast(path: Path) -> list[Adapter] | None:
     """Whole-column read and checks (pyarrow); ``None`` if anything is off, so that
     :func:`_read_csv` reads the file again row by row to name the first bad row."""
+    cols = _csv_columns(path)
+    if cols is None:
+        return None
+    ids, rank, rate, mi, mo = cols
+    n = len(rank)
+    mi_l, mo_l = (m.tolist() if m is not None else [None] * n for m in (mi, mo))
+    return [Adapter(i, r, x, a if a == a else None, b if b == b else None)
+            for i, r, x, a, b in zip(ids.to_pylist(), rank.tolist(), rate.tolist(), mi_l, mo_l,
+                                     strict=True)]
+
+
+def _csv_columns(path: Path) -> tuple[Any, ...] | None:
+    """The checked columns of an adapters CSV: ids (pyarrow strings), rank (int64), rate
+    (float64) and the two mean-token columns (float64, NaN = empty cell; ``None`` if the
+    column is absent); ``None`` if any check fails."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -218,11 +233,7 @@ def _read_csv_fast(path: Path) -> list[Adapter] | None:
     for c, m in means.items():
         if m is not None and int(np.isnan(m).sum()) != table.column(c).null_count:
             return None
-    mi, mo = (means[c].tolist() if means[c] is not None else [None] * len(rank)
-              for c in OPTIONAL_COLUMNS)
-    return [Adapter(i, r, x, a if a == a else None, b if b == b else None)
-            for i, r, x, a, b in zip(ids.to_pylist(), rank.tolist(), rate.tolist(), mi, mo,
-                                     strict=True)]
+    return (ids, rank, rate, *(means[c] for c in OPTIONAL_COLUMNS))
 
 
 def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
