@@ -130,6 +130,7 @@ def place_cmd(
 
     if gpu_types:
         from loratwin.cli.place_fleet import check_fleet_flags, run_fleet
+        from loratwin.placement.prefix_search import SearchOptions
 
         check_fleet_flags(algorithm, gpus, emit_vllm, advise)
         run_fleet(workload=workload, model=model, gpu_types=gpu_types, gpu_profile=gpu_profile,
