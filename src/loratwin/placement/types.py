@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,14 +17,27 @@ PAPER_GRID: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160, 192, 256, 320, 384, 
 class Predictions:
     """Surrogate answers for n candidate GPU configurations (arrays of shape (n,)).
 
-    Units: tok/s for throughput, ms for latencies; ``starvation_probability`` in [0, 1].
+    Units: tok/s for throughput, ms for latencies (``p99_ttft_ms``: the 99th percentile of
+    TTFT, NaN when the surrogate has no model for it); ``starvation_probability`` in [0, 1].
     """
 
     total_throughput_tok_s: np.ndarray
     mean_itl_ms: np.ndarray
     mean_ttft_ms: np.ndarray
+    p99_ttft_ms: np.ndarray
     starvation_probability: np.ndarray
     out_of_envelope: np.ndarray
+
+    def take(self, idx: np.ndarray) -> Predictions:
+        """The predictions of the rows ``idx`` (an index or boolean array)."""
+        return Predictions(**{f.name: np.asarray(getattr(self, f.name))[idx]
+                              for f in fields(self)})
+
+    @staticmethod
+    def empty() -> Predictions:
+        """Predictions of no configuration."""
+        z = np.zeros(0)
+        return Predictions(z, z, z, z, z, np.zeros(0, bool))
 
 
 class GpuPredictor(Protocol):
