@@ -26,6 +26,7 @@ from loratwin.cli.app import app
 from loratwin.cli.common import console, err_console, write_json
 from loratwin.errors import ConfigError
 from loratwin.placement import api, predictor, report
+from loratwin.placement.balance import LatencyTarget
 from loratwin.placement.bounds import lower_bound
 from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
 from loratwin.placement.prefix_search import SearchOptions
@@ -45,6 +46,11 @@ def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: in
 
 def _rates(problem: PlacementProblem) -> dict[str, float]:
     return {a.id: a.rate for a in problem.adapters}
+
+
+def _predicts_p99(problem: PlacementProblem) -> bool:
+    sur = getattr(problem.predictor, "surrogate", None)
+    return sur is None or sur.has_target("p99_ttft_ms")
 
 
 def _check_jobs(jobs: int) -> None:
@@ -77,16 +83,32 @@ def place_cmd(
                                                         "GPU at most this, ms (loratwin)"),
     max_itl_ms: float | None = typer.Option(None, help="SLO: predicted mean ITL of every GPU "
                                                        "at most this, ms (loratwin)"),
+    max_p99_ttft_ms: float | None = typer.Option(None, help="SLO: predicted p99 TTFT of every "
+                                                            "GPU at most this, ms (loratwin)"),
+    objective: str = typer.Option("latency", help="loratwin: 'latency' (fewest GPUs, balanced, "
+                                  "with the GPUs the latency target needs) or 'throughput' "
+                                  "(the papers' starvation rule alone)"),
+    target_ttft_ms: float = typer.Option(2000.0, help="Latency target: mean TTFT per GPU, ms"),
+    target_p99_ttft_ms: float = typer.Option(10000.0, help="Latency target: p99 TTFT per GPU, "
+                                                           "ms"),
+    ray_address: str | None = typer.Option(None, help="Run twin confirmations and --verify on "
+                                                      "a Ray cluster ('auto', 'local', ...)"),
     advise: bool = typer.Option(False, "--advise", help="Batching advisor on every GPU: "
                                 "max_num_seqs where throughput plateaus, freed memory as "
                                 "KV or adapter slots (twin-verified)"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
     _check_jobs(jobs)
-    for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
+    for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms),
+                      ("max_p99_ttft_ms", max_p99_ttft_ms), ("target_ttft_ms", target_ttft_ms),
+                      ("target_p99_ttft_ms", target_p99_ttft_ms)):
         if slo is not None and not slo > 0:
             raise ConfigError(f"must be > 0 (got {slo})", field=name)
-    if (max_ttft_ms is not None or max_itl_ms is not None) and algorithm != "loratwin":
+    if objective not in api.OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r} (one of "
+                          f"{', '.join(api.OBJECTIVES)})", field="objective")
+    if (max_ttft_ms is not None or max_itl_ms is not None or max_p99_ttft_ms is not None
+            ) and algorithm != "loratwin":
         raise ConfigError("latency SLOs are honoured by the loratwin algorithm only",
                           field="algorithm")
     if gpus is not None and gpus < 1:
@@ -95,15 +117,21 @@ def place_cmd(
         raise ConfigError(f"unknown algorithm {algorithm!r} (one of "
                           f"{', '.join(api.ALGORITHMS)})", field="algorithm")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    if max_p99_ttft_ms is not None and not _predicts_p99(problem):
+        raise ConfigError("the surrogate has no p99 TTFT model (retrain it)",
+                          field="max_p99_ttft_ms")
     lb = lower_bound(problem, seed=seed)
     if gpus is not None and lb.gpus > gpus:
         raise ConfigError(f"the workload needs at least {lb.gpus} GPUs (lower bound), only "
                           f"{gpus} available", field="gpus")
     with console.status(f"placing {len(problem.adapters):,} adapters with {algorithm}"):
-        placement = api.place(problem, algorithm, seed=seed, n_gpus=gpus,
-                              options=SearchOptions(itl_slo_ms=max_itl_ms,
-                                                    ttft_slo_ms=max_ttft_ms),
-                              confirm_borderline=confirm)
+        placement = api.place(
+            problem, algorithm, seed=seed, n_gpus=gpus,
+            options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms,
+                                  p99_ttft_slo_ms=max_p99_ttft_ms),
+            target=LatencyTarget(target_ttft_ms, target_p99_ttft_ms),
+            objective=objective,  # type: ignore[arg-type]
+            confirm_borderline=confirm, jobs=jobs, ray_address=ray_address)
     advice = None
     if advise:
         with console.status(f"batching advisor on {placement.gpus} GPU(s) (twin sweeps)"):
@@ -112,7 +140,7 @@ def place_cmd(
     if verify and advice is None:
         with console.status(f"verifying {placement.gpus} GPU(s) in the twin"):
             placement = verify_placement(problem, placement, duration_s=duration, seed=seed,
-                                         n_jobs=jobs)
+                                         n_jobs=jobs, ray_address=ray_address)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
     if advice is not None:
@@ -120,6 +148,9 @@ def place_cmd(
     if verify or advice is not None:
         console.print(report.verified_table(placement))
     console.print(lb.describe())
+    if placement.tradeoff is not None:
+        console.print(placement.tradeoff.describe()
+                      + ("" if _predicts_p99(problem) else " (this surrogate has no p99 model)"))
     for note in placement.notes:
         console.print(f"note: {note}")
     if verify or advice is not None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from joblib import Parallel, delayed
-
+from loratwin.placement.parallel import run_tasks
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.surrogate.point import lengths_for
@@ -69,22 +68,29 @@ def verify_gpus(
     duration_s: float = 3600.0,
     seed: int = 0,
     n_jobs: int = 1,
+    ray_address: str | None = None,
 ) -> list[GpuAssignment]:
-    """The GPUs with their ``verified`` block filled (in parallel with joblib)."""
-    res = Parallel(n_jobs=n_jobs)(
-        delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i)
-        for i, g in enumerate(gpus)
-    )
+    """The GPUs with their ``verified`` block filled (GPU i with seed ``seed + i``), in
+    parallel: joblib with ``n_jobs`` processes, or a Ray cluster (:mod:`.parallel`)."""
+    res = run_tasks(verify_gpu_seeded, [(problem, g, duration_s, seed + i)
+                                        for i, g in enumerate(gpus)],
+                    jobs=n_jobs, ray_address=ray_address)
     return [dataclasses.replace(g, verified=v) for g, v in zip(gpus, res, strict=True)]
+
+
+def verify_gpu_seeded(problem: PlacementProblem, gpu: GpuAssignment, duration_s: float,
+                      seed: int) -> dict[str, Any]:
+    """:func:`verify_gpu` with positional arguments (a task for :func:`run_tasks`)."""
+    return verify_gpu(problem, gpu, duration_s=duration_s, seed=seed)
 
 
 def verify_placement(
     problem: PlacementProblem, placement: Placement, *, duration_s: float = 3600.0,
-    seed: int = 0, n_jobs: int = 1,
+    seed: int = 0, n_jobs: int = 1, ray_address: str | None = None,
 ) -> Placement:
     """``placement`` with every GPU verified by the twin."""
     servers = verify_gpus(problem, list(placement.servers), duration_s=duration_s, seed=seed,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, ray_address=ray_address)
     return dataclasses.replace(placement, servers=tuple(servers))
 
 
