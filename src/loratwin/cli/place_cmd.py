@@ -29,6 +29,7 @@ from loratwin.placement import api, predictor, report
 from loratwin.placement.balance import LatencyTarget
 from loratwin.placement.bounds import lower_bound
 from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+from loratwin.placement.lp_bound import lp_lower_bound
 from loratwin.placement.prefix_search import SearchOptions
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import Placement
@@ -201,6 +202,7 @@ def compare_cmd(
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
+    ray_address: str | None = typer.Option(None, help="Run the twin runs on a Ray cluster"),
 ) -> None:
     """Run every placement algorithm, verify each in the twin, and compare them."""
     _check_jobs(jobs)
@@ -213,10 +215,13 @@ def compare_cmd(
                               f"(one of {', '.join(api.ALGORITHMS)})", field="algorithms")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
     lb = lower_bound(problem, seed=seed)
+    with console.status("LP lower bound (surrogate scan, HiGHS)"):
+        lp = lp_lower_bound(problem)
     placements: list[Placement] = []
     for name in names:
         with console.status(f"placing with {name}"):
-            placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm))
+            placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm,
+                                        jobs=jobs, ray_address=ray_address))
     opt = None
     if optimum and len(problem.adapters) <= MAX_ADAPTERS:
         with console.status("exact optimum (HiGHS)"):
@@ -227,16 +232,20 @@ def compare_cmd(
     for p in placements:
         with console.status(f"verifying {p.algorithm}: {p.gpus} GPU(s) in the twin"):
             verified.append(verify_placement(problem, p, duration_s=duration, seed=seed,
-                                             n_jobs=jobs))
+                                             n_jobs=jobs, ray_address=ray_address))
     rows = [report.summarize(p) for p in verified]
     opt_gpus = opt.gpus if opt is not None else None
-    console.print(report.compare_table(rows, lb.gpus, opt_gpus))
+    best_lb = max(lb.gpus, lp.gpus)
+    console.print(report.compare_table(rows, best_lb, opt_gpus))
     console.print(lb.describe())
+    console.print(lp.describe())
     if opt is not None:
         console.print(opt.describe())
     if json_out is not None:
-        write_json(json_out, report.compare_dict(rows, lb.gpus, opt_gpus,
-                                                 opt.describe() if opt else None))
+        doc = report.compare_dict(rows, best_lb, opt_gpus, opt.describe() if opt else None)
+        doc.update(throughput_lower_bound=lb.gpus, lp_lower_bound=lp.gpus,
+                   lp_lower_bound_value=lp.value)
+        write_json(json_out, doc)
         console.print(f"wrote {json_out}")
     if plot is not None:
         report.plot_compare(rows, lb.gpus, opt_gpus, plot, title=f"{workload.name}: GPUs per "

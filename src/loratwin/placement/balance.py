@@ -5,7 +5,8 @@ split ones) to GPUs and each GPU's ``max_loras`` that minimises the largest per-
 
 * a GPU that is not safe (predicted starvation probability at least ``p_max``, or a hard SLO
   of :class:`~loratwin.placement.prefix_search.SearchOptions` violated) costs
-  ``UNSAFE x (1 + p)``, so repairing unsafe GPUs comes first;
+  ``UNSAFE x (1 + p + offered / predicted throughput)``, so repairing unsafe GPUs comes
+  first;
 * a safe GPU costs its predicted latency in units of the :class:`LatencyTarget`:
   ``max(mean TTFT / target mean, p99 TTFT / target p99)`` (the p99 term when the surrogate
   predicts p99). Below 1 the GPU meets the target. Mean TTFT grows steeply as a GPU nears its
@@ -39,9 +40,13 @@ from loratwin.placement.items import Items, N
 from loratwin.placement.prefix_search import SearchOptions, _lora_candidates
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import Predictions
+from loratwin.surrogate.features import FEATURES
 
-#: Cost of an unsafe GPU (times 1 + its starvation probability).
+#: Cost scale of an unsafe GPU.
 UNSAFE = 1e6
+_I_RATE = FEATURES.index("sum_rate_req_s")
+_I_IN = FEATURES.index("mean_input_tokens")
+_I_OUT = FEATURES.index("mean_output_tokens")
 #: Receivers scored per move: the GPUs of lowest cost.
 RECEIVERS = 8
 #: Receivers scored for swaps.
@@ -75,10 +80,19 @@ class LatencyTarget:
         return r
 
 
-def gpu_cost(pred: Predictions, opts: SearchOptions, target: LatencyTarget) -> np.ndarray:
-    """(n,) cost of n GPU configurations (see the module docstring)."""
+def gpu_cost(pred: Predictions, rows: np.ndarray, opts: SearchOptions,
+             target: LatencyTarget) -> np.ndarray:
+    """(n,) cost of n GPU configurations (feature rows ``rows``; see the module docstring).
+
+    An unsafe GPU costs ``UNSAFE x (1 + p + offered / predicted throughput)``: the load
+    ratio keeps growing where the probability (and the latency) saturate, so that moving
+    load off a hopelessly overloaded GPU still shows as progress.
+    """
     p = np.asarray(pred.starvation_probability, float)
-    return np.where(opts.safe(pred), np.maximum(target.ratio(pred), 0.0), UNSAFE * (1.0 + p))
+    offered = rows[:, _I_RATE] * (rows[:, _I_IN] + rows[:, _I_OUT])
+    over = offered / np.maximum(np.asarray(pred.total_throughput_tok_s, float), 1.0)
+    return np.where(opts.safe(pred), np.maximum(target.ratio(pred), 0.0),
+                    UNSAFE * (1.0 + p + over))
 
 
 @dataclass(frozen=True)
@@ -163,8 +177,9 @@ def size_loras(problem: PlacementProblem, items: Items, sums: np.ndarray, hist: 
         owner.append(np.full(len(c), i, np.int64))
     own = np.concatenate(owner)
     m = np.concatenate(cands)
-    pred = problem.evaluate(items.rows(sums[own], hist[own], m))
-    cost = gpu_cost(pred, opts, target)
+    rows = items.rows(sums[own], hist[own], m)
+    pred = problem.evaluate(rows)
+    cost = gpu_cost(pred, rows, opts, target)
     p = np.asarray(pred.starvation_probability, float)
     order = np.lexsort((p, cost, own))
     first = order[np.concatenate([[0], np.flatnonzero(np.diff(own[order])) + 1])]
@@ -388,9 +403,8 @@ def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: in
                                  s_g[:, N].round().astype(np.int64),
                                  limits(items.max_rank(h_g))])
         l_w, l_g = np.maximum(l_w, 1), np.maximum(l_g, 1)
-        pred = problem.evaluate(np.vstack([items.rows(s_w, h_w, l_w),
-                                           items.rows(s_g, h_g, l_g)]))
-        cst = gpu_cost(pred, opts, target)
+        rows = np.vstack([items.rows(s_w, h_w, l_w), items.rows(s_g, h_g, l_g)])
+        cst = gpu_cost(problem.evaluate(rows), rows, opts, target)
         new_max = np.where(ok, np.maximum(cst[:c], cst[c:]), np.inf)
         best = int(np.argmin(new_max))
         if not new_max[best] < cost[w] * (1.0 - 1e-4) - 1e-9:
