@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -169,10 +170,15 @@ def test_compare_json_and_plot(workload: Path, tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert isinstance(doc["lower_bound"], int) and isinstance(doc["optimum"], int)
     assert doc["lower_bound"] <= doc["optimum"]
+    assert doc["lower_bound"] == max(doc["throughput_lower_bound"], doc["lp_lower_bound"])
+    assert doc["lp_lower_bound"] == math.ceil(doc["lp_lower_bound_value"] - 1e-6)
     assert [r["algorithm"] for r in doc["results"]] == list(api.ALGORITHMS)
     for r in doc["results"]:
         assert {"algorithm", "gpus", "starved_gpus", "memory_errors", "total_throughput_tok_s",
-                "mean_itl_ms", "mean_ttft_ms", "placement_s"} <= set(r)
+                "mean_itl_ms", "mean_ttft_ms", "placement_s", "worst_gpu_mean_ttft_ms",
+                "p99_ttft_ms"} <= set(r)
+        assert r["worst_gpu_mean_ttft_ms"] >= r["mean_ttft_ms"] * (1 - 1e-9)
+        assert r["p99_ttft_ms"] >= r["worst_gpu_mean_ttft_ms"] * 0.5
         assert r["gpus"] >= doc["lower_bound"]
         assert 0 <= r["starved_gpus"] <= r["gpus"]
         assert r["verified"] is True

@@ -48,13 +48,13 @@ _I_RATE = FEATURES.index("sum_rate_req_s")
 _I_IN = FEATURES.index("mean_input_tokens")
 _I_OUT = FEATURES.index("mean_output_tokens")
 #: Receivers scored per move: the GPUs of lowest cost.
-RECEIVERS = 8
+RECEIVERS = 4
 #: Receivers scored for swaps.
-SWAP_RECEIVERS = 3
+SWAP_RECEIVERS = 2
 #: Items of the worst GPU tried as single moves: all up to this many, else a spread.
-SINGLE_ITEMS = 160
+SINGLE_ITEMS = 64
 #: Items of each side tried in swaps.
-SWAP_ITEMS = 12
+SWAP_ITEMS = 8
 #: Block sizes of the lightest items moved at once.
 BLOCKS = (2, 4, 8, 16, 32, 64, 128)
 

@@ -62,11 +62,13 @@ class _Search:
     opts: SearchOptions
     target: LatencyTarget
 
-    def balanced(self, n: int, starts: Sequence[np.ndarray]) -> Layout | None:
+    def balanced(self, n: int, starts: Sequence[np.ndarray], max_moves: int | None = None
+                 ) -> Layout | None:
         """The best balanced layout on n GPUs from the given starts (None: no start)."""
         best: Layout | None = None
         for owner in starts:
-            lay = balance(self.problem, self.items, owner, n, self.opts, self.target)
+            lay = balance(self.problem, self.items, owner, n, self.opts, self.target,
+                          max_moves)
             if best is None or (lay.worst, -lay.p.max()) < (best.worst, -best.p.max()):
                 best = lay
         return best
@@ -265,7 +267,8 @@ def _tradeoff(s: _Search, layouts: dict[int, Layout], chosen: Layout,
     if chosen.worst <= 1.0:
         return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, n, *at)
     for m in range(n + 1, 2 * n + 2):
-        lay = s.balanced(m, s.starts(m, layouts.get(m - 1)))
+        # a shorter search per count: this only reports the trade-off
+        lay = layouts.get(m) or s.balanced(m, s.starts(m, None), max_moves=m + 10)
         if lay is None:
             continue
         layouts[m] = lay
