@@ -173,8 +173,7 @@ def place_cmd(
         console.print(report.verified_table(placement))
     console.print(lb.describe())
     if placement.tradeoff is not None:
-        console.print(placement.tradeoff.describe()
-                      + ("" if _predicts_p99(problem) else " (this surrogate has no p99 model)"))
+        console.print(placement.tradeoff.describe())
     for note in placement.notes:
         console.print(f"note: {note}")
     if verify or advice is not None:

@@ -22,7 +22,8 @@ w's heaviest items with items of the least-loaded GPUs. The transfer that lowers
 ``max_loras`` are re-sized (:func:`size_loras`), and the loop goes on. When no transfer
 helps w, w is frozen (its cost is final) and the next worst GPU is worked on, so the
 vector of costs decreases lexicographically from the top. The number of moves is bounded
-(deterministic: no time limits).
+(deterministic: no time limits), and the search stops at once when the worst GPU is unsafe
+and no transfer helps it.
 
 Features of modified GPUs come from sums (:mod:`.items`), so scoring a transfer is O(1)
 besides the surrogate row.
@@ -361,7 +362,8 @@ def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: in
     owner:
         (I,) start: GPU of each item (every GPU holds at least one item).
     max_moves:
-        Bound on the moves and freezes (default ``4 x gpus + 40``).
+        Bound on the moves and freezes (default ``2 x gpus + 20``). The search also stops
+        when the worst GPU is unsafe and no transfer helps it (the layout is infeasible).
 
     Returns
     -------
@@ -374,7 +376,7 @@ def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: in
     loras, cost, p = size_loras(problem, items, sums, hist, opts, target)
     limits = _Limits(problem, items)
     frozen = np.zeros(gpus, bool)
-    budget = max_moves if max_moves is not None else 4 * gpus + 40
+    budget = max_moves if max_moves is not None else 2 * gpus + 20
     for _ in range(budget):
         if frozen.all() or gpus < 2:
             break
@@ -409,6 +411,8 @@ def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: in
         best = int(np.argmin(new_max))
         if not new_max[best] < cost[w] * (1.0 - 1e-4) - 1e-9:
             frozen[w] = True
+            if cost[w] >= UNSAFE:
+                break  # the worst GPU cannot be made safe: the layout is infeasible
             continue
         g = int(mv.receiver[best])
         lo = mv.out_start[best]

@@ -11,13 +11,15 @@
    is repaired and balanced by :func:`~loratwin.placement.balance.balance` (min-max local
    search). The search goes down while every GPU ends safe (predicted starvation probability
    below ``p_max``, hard SLOs met) and stops at the lower bound.
-4. **Balance.** On the smallest safe count the best balanced layout is kept: the worst GPU's
-   predicted TTFT (in units of the latency target) is as low as the local search gets it.
+4. **Balance.** On the smallest safe count the balanced layout is searched further (a
+   longer move budget): the worst GPU's predicted TTFT (in units of the latency target) is
+   as low as the local search gets it. Each count's search starts from the best of its
+   starts (lowest worst cost) only.
 5. **Twin confirmation.** Every GPU whose predicted starvation probability is at least
    ``p_confirm`` is simulated in the twin (all in one parallel batch: joblib or Ray); a GPU
    passes when the server starts and its throughput is at least (0.9 + ``twin_margin``) x
    its offered load. If one fails, the layout is balanced again with a stricter ``p_max``
-   (halved, twice), then with one GPU more; twin results are cached per GPU content.
+   (halved), then with one GPU more; twin results are cached per GPU content.
 6. **Latency target** (objective ``latency``, the default): if some GPU of the result is
    predicted above the :class:`~loratwin.placement.balance.LatencyTarget`, the smallest
    count (up to twice the GPUs) whose balanced layout meets it is found on the surrogate and
@@ -41,6 +43,7 @@ from loratwin.placement.balance import (
     balance,
     lpt_owner,
     owner_of_groups,
+    size_loras,
 )
 from loratwin.placement.items import Items
 from loratwin.placement.paper_greedy import zigzag
@@ -52,7 +55,7 @@ Objective = Literal["latency", "throughput"]
 #: ``gpus -> healthy?`` for a batch of GPUs (typically twin runs in parallel).
 ConfirmMany = Callable[[Sequence[GpuAssignment]], list[bool]]
 #: Stricter ``p_max`` factors tried when the twin rejects a GPU of the layout.
-TIGHTEN = (1.0, 0.5, 0.25)
+TIGHTEN = (1.0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,22 @@ class _Search:
 
     def balanced(self, n: int, starts: Sequence[np.ndarray], max_moves: int | None = None
                  ) -> Layout | None:
-        """The best balanced layout on n GPUs from the given starts (None: no start)."""
+        """The balanced layout on n GPUs from the best of the given starts (None: none)."""
+        start = self.best_start(n, starts)
+        if start is None:
+            return None
+        return balance(self.problem, self.items, start.owner, n, self.opts, self.target,
+                       max_moves)
+
+    def best_start(self, n: int, starts: Sequence[np.ndarray]) -> Layout | None:
+        """The start of lowest worst cost (ties: lower largest starvation probability)."""
         best: Layout | None = None
         for owner in starts:
-            lay = balance(self.problem, self.items, owner, n, self.opts, self.target,
-                          max_moves)
-            if best is None or (lay.worst, -lay.p.max()) < (best.worst, -best.p.max()):
+            sums, hist = self.items.gpu_sums(owner, n)
+            loras, cost, p = size_loras(self.problem, self.items, sums, hist, self.opts,
+                                        self.target)
+            lay = Layout(owner, loras, cost, p)
+            if best is None or (lay.worst, lay.p.max()) < (best.worst, best.p.max()):
                 best = lay
         return best
 
@@ -200,6 +213,10 @@ def place_fewest(
         n -= 1
         layouts[n] = lay
     notes.append(f"{n0} GPU(s) by filling one GPU at a time; {n} after balancing")
+    # polish the count found with a longer search from where the short one stopped
+    polished = balance(problem, items, layouts[n].owner, n, opts, tgt, max_moves=4 * n + 40)
+    if polished.worst <= layouts[n].worst:
+        layouts[n] = polished
 
     chosen, servers = _confirmed(problem, items, layouts, n, opts, tgt, confirmer, notes)
     if chosen is None:
@@ -261,21 +278,35 @@ def _confirmed(problem: PlacementProblem, items: Items, layouts: dict[int, Layou
 
 def _tradeoff(s: _Search, layouts: dict[int, Layout], chosen: Layout,
               servers: Sequence[GpuAssignment], tgt: LatencyTarget) -> SloTradeoff:
-    """The latency target at the chosen count, or the smallest count meeting it."""
+    """The latency target at the chosen count, or the smallest count meeting it.
+
+    Counts above the chosen one are scanned with their best start alone (one surrogate call
+    each) up to the first that meets the target; that count and the one below it are then
+    balanced, and the smallest balanced count meeting the target is reported.
+    """
     n = chosen.gpus
     at = _worst(servers)
     if chosen.worst <= 1.0:
         return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, n, *at)
+    first = None
     for m in range(n + 1, 2 * n + 2):
-        # a shorter search per count: this only reports the trade-off
-        lay = layouts.get(m) or s.balanced(m, s.starts(m, None), max_moves=m + 10)
-        if lay is None:
-            continue
-        layouts[m] = lay
-        if lay.worst <= 1.0:
-            more = _worst(_servers(s.problem, s.items, lay))
-            return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, m, *more)
-    return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, None)
+        start = s.best_start(m, s.starts(m, None))
+        if start is not None and start.worst <= 1.0:
+            first = m
+            break
+    if first is None:
+        return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, None)
+    found = None
+    for m in sorted({max(n + 1, first - 1), first}):
+        lay = layouts.get(m) or s.balanced(m, s.starts(m, None))
+        if lay is not None and lay.worst <= 1.0:
+            found = lay
+            break
+    if found is None:  # the start met it, its balanced layout is no worse
+        found = s.best_start(first, s.starts(first, None))
+    assert found is not None
+    more = _worst(_servers(s.problem, s.items, found))
+    return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, found.gpus, *more)
 
 
 def _worst(servers: Sequence[GpuAssignment]) -> tuple[float, float]:

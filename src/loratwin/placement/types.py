@@ -106,9 +106,19 @@ class SloTradeoff:
         """The placement itself meets the target."""
         return self.gpus_for_target == self.gpus
 
+    @property
+    def p99_predicted(self) -> bool:
+        """The surrogate predicted p99 TTFT (else the target is the mean alone)."""
+        return math.isfinite(self.worst_p99_ttft_ms)
+
     def target_text(self) -> str:
-        p99 = "" if self.p99_ttft_ms is None else f", p99 <= {self.p99_ttft_ms / 1e3:g} s"
-        return f"mean TTFT <= {self.mean_ttft_ms / 1e3:g} s{p99}"
+        """The target in words (the p99 part only where p99 is predicted)."""
+        if self.p99_ttft_ms is None:
+            return f"mean TTFT <= {self.mean_ttft_ms / 1e3:g} s"
+        if not self.p99_predicted:
+            return (f"mean TTFT <= {self.mean_ttft_ms / 1e3:g} s (p99 <= "
+                    f"{self.p99_ttft_ms / 1e3:g} s not checked: the surrogate has no p99 model)")
+        return f"mean TTFT <= {self.mean_ttft_ms / 1e3:g} s, p99 <= {self.p99_ttft_ms / 1e3:g} s"
 
     def describe(self) -> str:
         """One line for the terminal."""
@@ -120,7 +130,7 @@ class SloTradeoff:
 
         at = ttft(self.worst_mean_ttft_ms, self.worst_p99_ttft_ms)
         if self.met:
-            return f"latency target met: {self.target_text()} on every GPU ({at})"
+            return f"latency target met on every GPU ({at}): {self.target_text()}"
         if self.gpus_for_target is None:
             return (f"{self.gpus} GPU(s) at the papers' rule ({at}); no placement up to "
                     f"{2 * self.gpus + 1} GPUs meets {self.target_text()}")
