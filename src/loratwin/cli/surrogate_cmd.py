@@ -191,8 +191,13 @@ def train_cmd(
     check_number(seed, "--seed", ge=0)
     ds = load_dataset(data, chunks)
     cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
-    with console.status("training") as status:
-        res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
+    from loratwin.cli.progress import progress_bar
+
+    with progress_bar("training", None, "fits") as advance:
+        res = train_surrogate(ds, cfg, model=model,
+                              on_progress=lambda m: advance(0, description=f"training: {m}"),
+                              on_fit=lambda done, total: advance(0, completed=done,
+                                                                 total=total))
     s = res.surrogate
     with atomic_output(out) as tmp:
         s.save(tmp)
@@ -215,6 +220,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"file not found: {path}" if not path.exists()
                         else f"{path}: not a file")
+    from loratwin.workload._csvio import check_fields
+
+    check_fields(path)
     try:
         df = pd.read_csv(path, skip_blank_lines=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -239,12 +247,13 @@ def predict_cmd(
     from rich.table import Table
 
     from loratwin.cli.common import check_output_file, console, fmt, write_json
-    from loratwin.surrogate.model import Surrogate
 
     check_output_file(json_out, "--json")
     if max_rows < 0:
         raise DataError(f"must be >= 0 (got {max_rows})", field="--max-rows")
     df = _read_csv(features)
+    from loratwin.surrogate.model import Surrogate
+
     s = Surrogate.load(model)
     pred = s.predict_frame(df, source=str(features))
     table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations (throughput in "
