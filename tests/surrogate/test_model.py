@@ -25,7 +25,8 @@ def _x(ds: Dataset) -> np.ndarray:
 
 def test_training_reports_cv_and_holdout(trained) -> None:
     meta = trained.surrogate.meta
-    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "starvation"):
+    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "p99_ttft_ms",
+              "starvation"):
         block = meta["cv"][t]
         assert block["chosen"]["estimator"] in ("gb", "rf")
         assert len(block["candidates"]) == (6 if t == "total_throughput_tok_s"
@@ -47,7 +48,7 @@ def test_predictions_equal_sklearn_exactly(trained, synthetic_dataset, tmp_path:
     xa = augment(x, trained.surrogate.capacity)
     assert np.array_equal(xa, trained.inputs)
     p = s.predict(x)
-    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms"):
+    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "p99_ttft_ms"):
         m = s.models[t]
         raw = trained.estimators[t].predict(xa)
         assert np.array_equal(m.compiled.predict(xa), raw)
@@ -65,6 +66,7 @@ def test_predictions_equal_sklearn_exactly(trained, synthetic_dataset, tmp_path:
         one = s.predict_one(x[i].tolist())
         assert one.total_throughput_tok_s == p.total_throughput_tok_s[i]
         assert one.mean_itl_ms == p.mean_itl_ms[i] and one.mean_ttft_ms == p.mean_ttft_ms[i]
+        assert one.p99_ttft_ms == p.p99_ttft_ms[i]
         assert one.starvation == p.starvation[i]
         assert one.starvation_probability == p.starvation_probability[i]
         assert one.out_of_envelope == p.out_of_envelope[i]
@@ -229,3 +231,21 @@ def test_training_with_offered_load_scores_the_blend(synthetic_dataset) -> None:
         assert np.array_equal(f, res.estimators["served_fraction"].predict(res.inputs))
     assert meta["holdout"]["starvation"]["f1"] > 0.8
 
+
+
+def test_a_data_set_without_p99_trains_a_surrogate_without_it(synthetic_dataset,
+                                                              tmp_path: Path) -> None:
+    """Data sets made before p99 TTFT was a target still train; the surrogate says it has no
+    p99 model and predicts NaN for it, and its file loads again."""
+    old = Dataset(rows=synthetic_dataset.rows.drop(columns=["p99_ttft_ms"]),
+                  profile=synthetic_dataset.profile, profile_sha256="", spec={})
+    s = train_surrogate(old, FAST).surrogate
+    assert not s.has_target("p99_ttft_ms") and s.has_target("mean_ttft_ms")
+    assert "p99_ttft_ms" not in s.meta["targets"]
+    s.save(tmp_path / "old.npz")
+    s = Surrogate.load(tmp_path / "old.npz")
+    x = _x(old)[:5]
+    assert np.isnan(s.predict(x).p99_ttft_ms).all()
+    assert np.isfinite(s.predict(x).mean_ttft_ms).all()
+    assert np.isnan(s.predict_one(x[0].tolist()).p99_ttft_ms)
+    assert "p99_ttft_ms" not in evaluate_surrogate(s, old)

@@ -57,6 +57,11 @@ def _rates(problem: PlacementProblem) -> dict[str, float]:
     return {a.id: a.rate for a in problem.adapters}
 
 
+def _predicts_p99(problem: PlacementProblem) -> bool:
+    sur = getattr(problem.predictor, "surrogate", None)
+    return sur is None or sur.has_target("p99_ttft_ms")
+
+
 def _check_jobs(jobs: int) -> None:
     if jobs < 1:
         raise ConfigError(f"must be >= 1 (got {jobs})", field="jobs")
@@ -110,6 +115,16 @@ def place_cmd(
                                                         "GPU at most this, ms (loratwin)"),
     max_itl_ms: float | None = typer.Option(None, help="SLO: predicted mean ITL of every GPU "
                                                        "at most this, ms (loratwin)"),
+    max_p99_ttft_ms: float | None = typer.Option(None, help="SLO: predicted p99 TTFT of every "
+                                                            "GPU at most this, ms (loratwin)"),
+    objective: str = typer.Option("latency", help="loratwin: 'latency' (fewest GPUs, balanced, "
+                                  "with the GPUs the latency target needs) or 'throughput' "
+                                  "(the papers' starvation rule alone)"),
+    target_ttft_ms: float = typer.Option(2000.0, help="Latency target: mean TTFT per GPU, ms"),
+    target_p99_ttft_ms: float = typer.Option(10000.0, help="Latency target: p99 TTFT per GPU, "
+                                                           "ms"),
+    ray_address: str | None = typer.Option(None, help="Run twin confirmations and --verify on "
+                                                      "a Ray cluster ('auto', 'local', ...)"),
     advise: bool = typer.Option(False, "--advise", help="Batching advisor on every GPU: "
                                 "max_num_seqs where throughput plateaus, freed memory as "
                                 "KV or adapter slots (twin-verified)"),
@@ -139,10 +154,16 @@ def place_cmd(
                   options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms),
                   verify=verify, duration=duration, jobs=jobs)
         return
-    for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
+    for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms),
+                      ("max_p99_ttft_ms", max_p99_ttft_ms), ("target_ttft_ms", target_ttft_ms),
+                      ("target_p99_ttft_ms", target_p99_ttft_ms)):
         if slo is not None and not slo > 0:
             raise ConfigError(f"must be > 0 (got {slo})", field=name)
-    if (max_ttft_ms is not None or max_itl_ms is not None) and algorithm != "loratwin":
+    if objective not in ("latency", "throughput"):
+        raise ConfigError(f"unknown objective {objective!r} (one of latency, throughput)",
+                          field="objective")
+    if (max_ttft_ms is not None or max_itl_ms is not None or max_p99_ttft_ms is not None
+            ) and algorithm != "loratwin":
         raise ConfigError("latency SLOs are honoured by the loratwin algorithm only",
                           field="algorithm")
     if gpus is not None and gpus < 1:
@@ -160,19 +181,26 @@ def place_cmd(
     from loratwin.advisor.gpu import advise_placement
     from loratwin.cli.common import console, write_json
     from loratwin.placement import api, report
+    from loratwin.placement.balance import LatencyTarget
     from loratwin.placement.bounds import lower_bound
     from loratwin.placement.prefix_search import SearchOptions
     from loratwin.placement.verify import verify_placement
 
+    if max_p99_ttft_ms is not None and not _predicts_p99(problem):
+        raise ConfigError("the surrogate has no p99 TTFT model (retrain it)",
+                          field="max_p99_ttft_ms")
     lb = lower_bound(problem, seed=seed)
     if gpus is not None and lb.gpus > gpus:
         raise ConfigError(f"the workload needs at least {lb.gpus} GPUs (lower bound), only "
                           f"{gpus} available", field="gpus")
     with console.status(f"placing {len(problem.adapters):,} adapters with {algorithm}"):
-        placement = api.place(problem, algorithm, seed=seed, n_gpus=gpus,
-                              options=SearchOptions(itl_slo_ms=max_itl_ms,
-                                                    ttft_slo_ms=max_ttft_ms),
-                              confirm_borderline=confirm)
+        placement = api.place(
+            problem, algorithm, seed=seed, n_gpus=gpus,
+            options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms,
+                                  p99_ttft_slo_ms=max_p99_ttft_ms),
+            target=LatencyTarget(target_ttft_ms, target_p99_ttft_ms),
+            objective=objective,  # type: ignore[arg-type]
+            confirm_borderline=confirm, jobs=jobs, ray_address=ray_address)
     advice = None
     if advise:
         with console.status(f"batching advisor on {placement.gpus} GPU(s) (twin sweeps)"):
@@ -184,7 +212,7 @@ def place_cmd(
         with progress_bar("twin verification", placement.gpus, "GPUs") as advance:
             placement = verify_placement(problem, placement, duration_s=duration, seed=seed,
                                          n_jobs=jobs, timeseries_bins=TIMESERIES_BINS,
-                                         on_done=advance)
+                                         on_done=advance, ray_address=ray_address)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
     if advice is not None:
@@ -192,6 +220,8 @@ def place_cmd(
     if verify or advice is not None:
         console.print(report.verified_table(placement))
     console.print(lb.describe())
+    if placement.tradeoff is not None:
+        console.print(placement.tradeoff.describe())
     for note in placement.notes:
         console.print(f"note: {note}")
     if verify or advice is not None:
@@ -264,6 +294,7 @@ def compare_cmd(
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
+    ray_address: str | None = typer.Option(None, help="Run the twin runs on a Ray cluster"),
 ) -> None:
     """Run every placement algorithm, verify each in the twin, and compare them."""
     from loratwin.cli.common import atomic_output, check_output_file
@@ -287,15 +318,19 @@ def compare_cmd(
     from loratwin.placement import api, report
     from loratwin.placement.bounds import lower_bound
     from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+    from loratwin.placement.lp_bound import lp_lower_bound
     from loratwin.placement.types import Placement
     from loratwin.placement.verify import verify_placement
 
     lb = lower_bound(problem, seed=seed)
+    with console.status("LP lower bound (surrogate scan, HiGHS)"):
+        lp = lp_lower_bound(problem)
     placements: list[Placement] = []
     with progress_bar("placing", len(names), "algorithms") as advance:
         for name in names:
             advance(0, description=f"placing: {name}")
-            placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm))
+            placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm,
+                                        jobs=jobs, ray_address=ray_address))
             advance()
     opt = None
     if optimum and len(problem.adapters) <= MAX_ADAPTERS:
@@ -309,16 +344,21 @@ def compare_cmd(
             advance(0, description=f"twin verification: {p.algorithm}")
             verified.append(verify_placement(
                 problem, p, duration_s=duration, seed=seed, n_jobs=jobs, on_done=advance,
+                ray_address=ray_address,
                 timeseries_bins=TIMESERIES_BINS if html is not None else 0))
     rows = [report.summarize(p) for p in verified]
     opt_gpus = opt.gpus if opt is not None else None
-    console.print(report.compare_table(rows, lb.gpus, opt_gpus))
+    best_lb = max(lb.gpus, lp.gpus)
+    console.print(report.compare_table(rows, best_lb, opt_gpus))
     console.print(lb.describe())
+    console.print(lp.describe())
     if opt is not None:
         console.print(opt.describe())
     if json_out is not None:
-        write_json(json_out, report.compare_dict(rows, lb.gpus, opt_gpus,
-                                                 opt.describe() if opt else None))
+        doc = report.compare_dict(rows, best_lb, opt_gpus, opt.describe() if opt else None)
+        doc.update(throughput_lower_bound=lb.gpus, lp_lower_bound=lp.gpus,
+                   lp_lower_bound_value=lp.value)
+        write_json(json_out, doc)
         console.print(f"wrote {json_out}")
     if html is not None:
         from loratwin.report.html import compare_report
@@ -333,6 +373,6 @@ def compare_cmd(
         console.print(f"wrote {html}")
     if plot is not None:
         with atomic_output(plot) as tmp:
-            report.plot_compare(rows, lb.gpus, opt_gpus, tmp, title=f"{workload.name}: GPUs "
+            report.plot_compare(rows, best_lb, opt_gpus, tmp, title=f"{workload.name}: GPUs "
                                 "per placement algorithm")
         console.print(f"wrote {plot}")

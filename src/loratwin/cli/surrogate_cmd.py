@@ -35,8 +35,11 @@ surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
                             no_args_is_help=True)
 app.add_typer(surrogate_app, name="surrogate")
 
+# table labels of the targets (as loratwin.surrogate.targets.SHORT_NAMES; not imported here:
+# cli modules import typer and the standard library only)
 _SHORT = {"total_throughput_tok_s": "throughput", "mean_itl_ms": "ITL", "mean_ttft_ms": "TTFT",
-          "starvation": "starvation", "served_fraction": "served fraction"}
+          "p99_ttft_ms": "p99 TTFT", "starvation": "starvation",
+          "served_fraction": "served fraction"}
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -240,7 +243,7 @@ def predict_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Write {'rows': [...]} as JSON"),
     max_rows: int = typer.Option(50, help="Rows shown in the terminal table"),
 ) -> None:
-    """Predict throughput, ITL, TTFT and starvation of GPU configurations."""
+    """Predict throughput, ITL, mean and p99 TTFT and starvation of GPU configurations."""
     from rich.table import Table
 
     from loratwin.cli.common import check_output_file, console, fmt, write_json
@@ -253,14 +256,15 @@ def predict_cmd(
 
     s = Surrogate.load(model)
     pred = s.predict_frame(df, source=str(features))
-    table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations")
-    for col, just in (("row", "right"), ("throughput (tok/s)", "right"), ("ITL (ms)", "right"),
-                      ("TTFT (ms)", "right"), ("starved", "left"), ("p(starved)", "right"),
-                      ("in envelope", "left")):
+    table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations (throughput in "
+                        "tok/s, latencies in ms)")
+    for col, just in (("row", "right"), ("throughput", "right"), ("ITL", "right"),
+                      ("TTFT", "right"), ("p99 TTFT", "right"), ("starved", "left"),
+                      ("p(starved)", "right"), ("in envelope", "left")):
         table.add_column(col, justify=just)
     for i, r in enumerate(pred.rows()[:max_rows]):
         table.add_row(str(i + 1), fmt(r["total_throughput_tok_s"]), fmt(r["mean_itl_ms"], 2),
-                      fmt(r["mean_ttft_ms"]), fmt(r["starvation"]),
+                      fmt(r["mean_ttft_ms"]), fmt(r["p99_ttft_ms"]), fmt(r["starvation"]),
                       f"{r['starvation_probability']:.2f}",
                       "no" if r["out_of_envelope"] else "yes")
     console.print(table)
@@ -340,7 +344,8 @@ def evaluate_cmd(
     table.add_column("target")
     table.add_column("figures")
     for t in (*REGRESSION_TARGETS, CLASS_TARGET):
-        table.add_row(_SHORT[t], ", ".join(f"{k} {v:.3f}" for k, v in sc[t].items()))
+        if t in sc:
+            table.add_row(_SHORT[t], ", ".join(f"{k} {v:.3f}" for k, v in sc[t].items()))
     console.print(table)
     if json_out:
         write_json(json_out, sc)

@@ -44,13 +44,14 @@ def adapter_shares(problem_rates: dict[str, float], gpu: GpuAssignment) -> list[
 
 def placement_table(placement: Placement, rates: dict[str, float] | None = None) -> Table:
     """One row per GPU: adapter count, ranks, load, vLLM flags and the surrogate's predictions
-    (TTFT in s so that the table fits 80 columns; the ids are in ``--json``)."""
+    (mean and p99 TTFT in s so that the table fits 80 columns; the ids and the predicted
+    throughput are in ``--json``)."""
     table = Table(title=f"{placement.algorithm}: {placement.gpus} GPU(s), placed in "
                         f"{placement.placement_s:.2f} s", header_style="bold",
                   box=None, padding=(0, 1), pad_edge=False)
     for c in ("GPU", "\nadap-\nters", "\n\nranks", "\n\nreq/s", "\nmax_\nloras",
-              "max_\ncpu_\nloras", "max_\nlora_\nrank", "\nthr.\ntok/s", "\nITL\nms",
-              "\nTTFT\ns", "\np(st-\narve)", "\nhead-\nroom"):
+              "max_\ncpu_\nloras", "max_\nlora_\nrank", "\nITL\nms", "\nTTFT\ns",
+              "p99\nTTFT\ns", "\np(st-\narve)", "\nhead-\nroom"):
         table.add_column(c, justify="left" if c.endswith("ranks") else "right", no_wrap=True)
     split = {i for g in placement.servers for i, s in adapter_shares(rates or {}, g)
              if s < 1 - 1e-9}
@@ -62,8 +63,8 @@ def placement_table(placement: Placement, rates: dict[str, float] | None = None)
             str(k), f"{len(g.adapters)}" + ("*" if n_split else ""),
             ",".join(map(str, ranks)), _fmt(g.total_rate, 2), str(g.max_loras),
             str(g.max_cpu_loras), str(g.max_lora_rank),
-            _fmt(p.get("total_throughput_tok_s"), 0), _fmt(p.get("mean_itl_ms")),
-            _fmt(p.get("mean_ttft_ms", math.nan) / 1e3, 1),
+            _fmt(p.get("mean_itl_ms")), _fmt(p.get("mean_ttft_ms", math.nan) / 1e3, 1),
+            _fmt(p.get("p99_ttft_ms", math.nan) / 1e3, 1),
             _fmt(p.get("starvation_probability"), 2), _fmt(p.get("headroom"), 2),
         )
     if split:
@@ -114,7 +115,9 @@ class CompareRow:
 
     ``starved_gpus`` / ``memory_errors`` count GPUs the twin saw starving / failing to start
     (``predicted_starving_gpus``: the surrogate's p >= 0.5); ``verified`` tells whether the
-    metrics come from the twin.
+    metrics come from the twin. ``worst_gpu_mean_ttft_ms`` is the highest per-GPU mean TTFT
+    and ``p99_ttft_ms`` the highest per-GPU p99 TTFT, an upper bound on the p99 over all the
+    placement's requests (at most 1% of each GPU's requests, so of all requests, wait longer).
     """
 
     algorithm: str
@@ -127,6 +130,8 @@ class CompareRow:
     placement_s: float
     predicted_starving_gpus: int
     verified: bool
+    worst_gpu_mean_ttft_ms: float = math.nan
+    p99_ttft_ms: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,7 +163,15 @@ def summarize(placement: Placement) -> CompareRow:
         predicted_starving_gpus=sum(g.predicted.get("starvation_probability", 0.0) >= 0.5
                                     for g in servers),
         verified=verified,
+        worst_gpu_mean_ttft_ms=_worst([s.get("mean_ttft_ms", math.nan) for s in src]),
+        p99_ttft_ms=_worst([s.get("p99_ttft_ms", math.nan) for s in src]),
     )
+
+
+def _worst(values: Sequence[float | None]) -> float:
+    """Largest finite value (NaN when there is none)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return max(vals) if vals else math.nan
 
 
 def compare_dict(rows: Sequence[CompareRow], lower_bound: int,
@@ -180,7 +193,8 @@ def compare_table(rows: Sequence[CompareRow], lower_bound: int, optimum: int | N
     table = Table(title=f"Placement comparison (lower bound {lower_bound}, optimum {opt})",
                   header_style="bold")
     for c in ("algorithm", "GPUs", "starved\n(twin)", "memory\nerrors", "p>=0.5\n(surrogate)",
-              "throughput\n(tok/s)", "mean ITL\n(ms)", "mean TTFT\n(ms)", "placement\n(s)"):
+              "throughput\n(tok/s)", "mean ITL\n(ms)", "mean TTFT\n(ms)",
+              "worst GPU\nTTFT (ms)", "p99 TTFT\n(ms)", "placement\n(s)"):
         table.add_column(c, justify="left" if c == "algorithm" else "right")
     for r in rows:
         table.add_row(
@@ -188,7 +202,8 @@ def compare_table(rows: Sequence[CompareRow], lower_bound: int, optimum: int | N
             f"[red]{r.starved_gpus}[/red]" if r.starved_gpus else "0",
             f"[red]{r.memory_errors}[/red]" if r.memory_errors else "0",
             str(r.predicted_starving_gpus), _fmt(r.total_throughput_tok_s, 0),
-            _fmt(r.mean_itl_ms), _fmt(r.mean_ttft_ms), f"{r.placement_s:.3f}",
+            _fmt(r.mean_itl_ms), _fmt(r.mean_ttft_ms), _fmt(r.worst_gpu_mean_ttft_ms, 0),
+            _fmt(r.p99_ttft_ms, 0), f"{r.placement_s:.3f}",
         )
     return table
 

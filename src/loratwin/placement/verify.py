@@ -8,6 +8,7 @@ from typing import Any
 
 from joblib import Parallel, delayed
 
+from loratwin.placement.parallel import run_tasks
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.surrogate.point import lengths_for
@@ -83,29 +84,47 @@ def verify_gpus(
     n_jobs: int = 1,
     timeseries_bins: int = 0,
     on_done: Callable[[], None] | None = None,
+    ray_address: str | None = None,
 ) -> list[GpuAssignment]:
-    """The GPUs with their ``verified`` block filled (in parallel with joblib); ``on_done`` is
-    called as each GPU's run finishes (progress)."""
-    res = []
-    for v in Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i,
-                            timeseries_bins=timeseries_bins)
-        for i, g in enumerate(gpus)
-    ):
-        res.append(v)
-        if on_done is not None:
-            on_done()
+    """The GPUs with their ``verified`` block filled (GPU i with seed ``seed + i``), in
+    parallel with joblib (``n_jobs`` processes) or on a Ray cluster (``ray_address``, see
+    :mod:`.parallel`); ``on_done`` is called as each GPU's run finishes (progress)."""
+    res: list[dict[str, Any]] = []
+    if ray_address:
+        res = run_tasks(verify_gpu_seeded, [(problem, g, duration_s, seed + i, timeseries_bins)
+                                            for i, g in enumerate(gpus)],
+                        jobs=n_jobs, ray_address=ray_address)
+        for _ in res:
+            if on_done is not None:
+                on_done()
+    else:
+        for v in Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i,
+                                timeseries_bins=timeseries_bins)
+            for i, g in enumerate(gpus)
+        ):
+            res.append(v)
+            if on_done is not None:
+                on_done()
     return [dataclasses.replace(g, verified=v) for g, v in zip(gpus, res, strict=True)]
+
+
+def verify_gpu_seeded(problem: PlacementProblem, gpu: GpuAssignment, duration_s: float,
+                      seed: int, timeseries_bins: int = 0) -> dict[str, Any]:
+    """:func:`verify_gpu` with positional arguments (a task for :func:`run_tasks`)."""
+    return verify_gpu(problem, gpu, duration_s=duration_s, seed=seed,
+                      timeseries_bins=timeseries_bins)
 
 
 def verify_placement(
     problem: PlacementProblem, placement: Placement, *, duration_s: float = 3600.0,
     seed: int = 0, n_jobs: int = 1, timeseries_bins: int = 0,
-    on_done: Callable[[], None] | None = None,
+    on_done: Callable[[], None] | None = None, ray_address: str | None = None,
 ) -> Placement:
     """``placement`` with every GPU verified by the twin (see :func:`verify_gpus`)."""
     servers = verify_gpus(problem, list(placement.servers), duration_s=duration_s, seed=seed,
-                          n_jobs=n_jobs, timeseries_bins=timeseries_bins, on_done=on_done)
+                          n_jobs=n_jobs, timeseries_bins=timeseries_bins, on_done=on_done,
+                          ray_address=ray_address)
     return dataclasses.replace(placement, servers=tuple(servers))
 
 
