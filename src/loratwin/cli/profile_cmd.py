@@ -1,4 +1,4 @@
-"""``loratwin profile fit`` and ``loratwin profile show``."""
+"""``loratwin profile fit``, ``profile prior`` and ``profile show``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,16 @@ import typer
 from rich.table import Table
 
 from loratwin.calibrate.fit import fit_profile
+from loratwin.calibrate.prior import (
+    ESTIMATED,
+    build_prior,
+    calibrate,
+    default_calibration_profiles,
+    is_estimated,
+)
+from loratwin.calibrate.prior_gpu import bundled_gpus, load_gpu
+from loratwin.calibrate.prior_model import Shard, bundled_models, load_model_spec
+from loratwin.calibrate.prior_report import check_output_path, prior_summary_table
 from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt
 from loratwin.profile.store import bundled_profiles, load_profile, save_profile
@@ -62,16 +72,23 @@ def show_cmd(name: str = typer.Argument(None, help="Bundled name or JSON path"))
         console.print("bundled profiles: " + ", ".join(bundled_profiles()))
         return
     prof = load_profile(name)
-    table = Table(title=f"{prof.name} on {prof.gpu}")
+    label = f"{ESTIMATED} profile (prior): " if is_estimated(prof) else ""
+    table = Table(title=f"{label}{prof.name} on {prof.gpu}")
     table.add_column("coefficient")
     table.add_column("value", justify="right")
     for k, v in prof.step.model_dump().items():
+        if not k.endswith("_s"):  # dimensionless (split_k_fixed_fraction)
+            table.add_row(k, f"{v:.4g}")
+            continue
         unit = "us" if v < 1e-3 else "ms"
         table.add_row(k, f"{v * (1e6 if unit == 'us' else 1e3):.4g} {unit}")
     table.add_row("frontend_latency_s", f"{prof.frontend_latency_s * 1e3:.3g} ms")
     table.add_row("max_model_len", str(prof.max_model_len))
     console.print(table)
     _print_report(prof.name, prof.fit_report)
+    if is_estimated(prof):
+        console.print(f"{ESTIMATED}: a physics prior ({prof.source}); measure the server and "
+                      "fit a profile to replace it")
 
 
 @profile_app.command("calibrate-serving")
@@ -133,3 +150,45 @@ def calibrate_serving_cmd(
         "split_k_fixed_fraction": constants.split_k_fixed_fraction,
         "frontend_latency_ms": constants.frontend_latency_s * 1e3,
     }, "fit": constants.report})
+
+
+@profile_app.command("prior")
+def prior_cmd(
+    hf_config: str = typer.Option(..., "--hf-config", help="config.json of the model, or a "
+                                  "bundled name (" + ", ".join(bundled_models()) + ")"),
+    gpu: str = typer.Option(..., help="GPU of the table: " + ", ".join(bundled_gpus())),
+    out: Path = typer.Option(..., "--out", "-o", help="Profile JSON to write"),
+    tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (--tensor-parallel-size)"),
+    dtype: str | None = typer.Option(None, help="bf16 or fp16 (default: the config's)"),
+    vllm_version: str | None = typer.Option(None, help="vLLM version recorded in the profile "
+                                            "(default: the calibration profiles')"),
+    calibrate_on: list[str] | None = typer.Option(
+        None, "--calibrate-on", help="Measured profiles the efficiency factors are fitted on "
+        "(repeat the flag or separate by commas; default: every bundled measured profile)"),
+    name: str | None = typer.Option(None, help="Profile name (default <model>-<gpu>-prior)"),
+) -> None:
+    """Estimate a profile for a model and GPU nobody measured (a physics prior).
+
+    Step costs are a roofline of each step (weights and KV bytes read, FLOPs, LoRA kernel
+    shapes) with efficiency factors fitted here on the --calibrate-on profiles and shared by
+    all models; KV capacity and start-up failures come from vLLM's memory arithmetic; load
+    times from adapter bytes and PCIe bandwidth. Everything made from it says "estimated".
+    Leave-one-model-out in one command::
+
+        loratwin profile prior --hf-config qwen2.5-7b --gpu h100-64gb \\
+            --calibrate-on llama-3.1-8b-instruct -o qwen-prior.json
+    """
+    check_output_path(out)
+    spec = load_model_spec(hf_config, dtype=dtype)
+    gpu_spec = load_gpu(gpu)
+    Shard.of(spec, tp)  # reject a tp that does not split the model before the fit
+    names = [n.strip() for item in (calibrate_on or []) for n in item.split(",") if n.strip()]
+    profiles = [load_profile(n) for n in names] if names else default_calibration_profiles()
+    with console.status("fitting the efficiency factors on "
+                        + ", ".join(p.name for p in profiles)):
+        calib = calibrate(profiles)
+    prof = build_prior(spec, gpu_spec, calib, tp=tp, vllm_version=vllm_version, name=name)
+    save_profile(prof, out)
+    console.print(prior_summary_table(prof))
+    console.print(f"wrote {out} ({ESTIMATED}: profile_kind prior, calibrated on "
+                  f"{', '.join(calib.calibrated_on)})")
