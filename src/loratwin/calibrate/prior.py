@@ -26,6 +26,12 @@ from pydantic import BaseModel, ConfigDict
 
 from loratwin.calibrate.prior_fit import CalibrationSource, fit_efficiency, fit_memory_constants
 from loratwin.calibrate.prior_gpu import GpuSpec
+from loratwin.calibrate.prior_label import (
+    ESTIMATED,
+    estimated_note,
+    estimated_prefix,
+    is_estimated,
+)
 from loratwin.calibrate.prior_loads import LoadConstants, build_load_model, fit_load_constants
 from loratwin.calibrate.prior_memory import MemoryConstants, build_kv_model, weights_bytes
 from loratwin.calibrate.prior_model import ModelSpec, Shard
@@ -33,9 +39,6 @@ from loratwin.calibrate.prior_roofline import Efficiency, step_coefficients
 from loratwin.errors import ConfigError
 from loratwin.profile.model import GIB, Architecture, Profile
 from loratwin.profile.store import bundled_profiles, load_profile
-
-#: What every prior profile and every output made from one is called.
-ESTIMATED = "estimated"
 
 
 class PriorCalibration(BaseModel):
@@ -195,17 +198,14 @@ def build_prior(
     )
 
 
-def is_estimated(profile: Profile) -> bool:
-    """Whether outputs made from ``profile`` must say "estimated" (a prior profile)."""
-    return profile.profile_kind == "prior"
-
-
 __all__ = [
     "ESTIMATED",
     "PriorCalibration",
     "build_prior",
     "calibrate",
     "default_calibration_profiles",
+    "estimated_note",
+    "estimated_prefix",
     "is_estimated",
     "prior_name",
 ]

@@ -68,11 +68,12 @@ TABLE_RANKS = (8, 16, 32, 64)
 
 
 def alloc_bytes(size: int) -> int:
-    """Bytes PyTorch's CUDA caching allocator counts as allocated for a fresh tensor.
+    """Bytes PyTorch's CUDA caching allocator counts for one tensor in a fresh segment.
 
     Sizes are rounded to 512 B; a tensor of 10 MiB or more gets a new segment rounded up to
     2 MiB, and the segment is split only if more than 1 MiB would remain (``should_split``),
-    else the whole segment counts as allocated.
+    else the whole segment counts as allocated. :func:`allocated_bytes` also reuses the free
+    remainders of earlier segments, as the allocator does.
     """
     if size <= 0:
         return 0
@@ -81,6 +82,47 @@ def alloc_bytes(size: int) -> int:
         return rs
     seg = -(-rs // _ROUND_LARGE) * _ROUND_LARGE
     return rs if seg - rs > _SMALL else seg
+
+
+_SMALL_SEGMENT = 2 * MIB  # kSmallBuffer
+_LARGE_SEGMENT = 20 * MIB  # kLargeBuffer
+
+
+def allocated_bytes(sizes: list[int]) -> int:
+    """Bytes counted as allocated after allocating ``sizes`` in order (nothing freed).
+
+    A small re-statement of ``c10/cuda/CUDACachingAllocator.cpp`` (PyTorch 2.x, default
+    configuration): requests are rounded to 512 B; up to 1 MiB they come from 2 MiB segments
+    (small pool), above from the large pool, where the smallest free block that fits is
+    taken; a new large segment is 20 MiB below 10 MiB and the request rounded up to 2 MiB
+    otherwise; a block is split when the rest is at least 512 B (small pool) or more than
+    1 MiB (large pool), else the whole block counts as allocated.
+    """
+    import bisect
+
+    free_small: list[int] = []
+    free_large: list[int] = []
+    total = 0
+    for size in sizes:
+        if size <= 0:
+            continue
+        rs = -(-size // 512) * 512
+        small = rs <= _SMALL
+        pool = free_small if small else free_large
+        i = bisect.bisect_left(pool, rs)
+        if i < len(pool):
+            block = pool.pop(i)
+        elif small:
+            block = _SMALL_SEGMENT
+        else:
+            block = _LARGE_SEGMENT if rs < _MIN_LARGE else -(-rs // _ROUND_LARGE) * _ROUND_LARGE
+        rest = block - rs
+        if rest >= 512 if small else rest > _SMALL:
+            bisect.insort(pool, rest)
+            total += rs
+        else:
+            total += block
+    return total
 
 
 def _pad(n: int, to: int) -> int:
@@ -99,31 +141,34 @@ def embedding_rows(shard: Shard, lora: bool) -> int:
 
 
 def weight_tensors(shard: Shard, lora: bool) -> list[int]:
-    """Byte sizes of the weight tensors on one GPU (``vllm/model_executor/models/<arch>.py``).
+    """Byte sizes of the weight tensors on one GPU, in the order vLLM creates them.
 
-    Embedding and (untied) LM head, learned positions or the shared RoPE cos/sin cache
-    (``max_position_embeddings x head_dim`` in the model dtype), per layer the qkv, o and MLP
-    weights with their biases and norms, and the final norm.
+    Embedding (and OPT's learned positions), per layer the qkv, o and MLP weights with their
+    biases and norms (the first layer's attention also creates the RoPE cos/sin cache,
+    ``max_position_embeddings x head_dim`` in the model dtype, shared by all layers), the
+    final norm and the (untied) LM head (``vllm/model_executor/models/<arch>.py``).
     """
     s = shard.spec
     b = s.dtype_bytes
     h = s.hidden_size
     emb = embedding_rows(shard, lora) * h * b
-    out = [emb] if s.tie_word_embeddings else [emb, emb]
+    out = [emb]
     if s.learned_positions >= 0:
         out.append((s.max_position_embeddings + s.learned_positions) * h * b)
-    else:
-        out.append(s.max_position_embeddings * s.head_dim * b)
     qkv = shard.q_size + 2 * shard.kv_size
     i = shard.intermediate
     norm = h * b * (2 if s.norm_bias else 1)
-    for _ in range(s.num_layers):
+    for layer in range(s.num_layers):
         out.append(qkv * h * b)
         if s.qkv_bias:
             out.append(qkv * b)
         out.append(h * shard.q_size * b)
         if s.linear_bias:
             out.append(h * b)
+        if layer == 0 and s.learned_positions < 0:
+            out.append(s.max_position_embeddings * s.head_dim * b)
+        if s.qk_norm:
+            out += [s.head_dim * b] * 2
         if s.gated:
             out += [2 * i * h * b, h * i * b]
         else:
@@ -131,15 +176,15 @@ def weight_tensors(shard: Shard, lora: bool) -> list[int]:
             if s.linear_bias:
                 out += [i * b, h * b]
         out += [norm] * s.norms
-        if s.qk_norm:
-            out += [s.head_dim * b] * 2
     out.append(norm)
+    if not s.tie_word_embeddings:
+        out.append(emb)
     return out
 
 
 def weights_bytes(shard: Shard, lora: bool) -> int:
     """Allocated bytes of the weights on one GPU (caching-allocator rounding included)."""
-    return sum(alloc_bytes(t) for t in weight_tensors(shard, lora))
+    return allocated_bytes(weight_tensors(shard, lora))
 
 
 def lora_slot_tensors(shard: Shard, max_loras: int, rank: int) -> list[int]:
@@ -162,18 +207,24 @@ def lora_slot_tensors(shard: Shard, max_loras: int, rank: int) -> list[int]:
     slices = 2 if s.gated else 1
     per_layer += [n * r * h * b] * slices + [n * i * r * b] * slices
     per_layer += [n * r * i * b, n * h * r * b]
-    out = per_layer * s.num_layers
-    if s.lora_embeddings:
-        vx = s.vocab_size + LORA_EXTRA_VOCAB
-        extra = n * LORA_EXTRA_VOCAB * h * b
-        out += [extra, n * vx * r * b, n * h * r * b]
-        out += [n * r * h * b, n * _pad(vx, LORA_VOCAB_PADDING) * r * b, extra, extra]
-    return out
+    if not s.lora_embeddings:
+        return per_layer * s.num_layers
+    vx = s.vocab_size + LORA_EXTRA_VOCAB
+    extra = n * LORA_EXTRA_VOCAB * h * b
+    embed = [extra, n * vx * r * b, n * h * r * b]
+    logits = [n * r * h * b, n * _pad(vx, LORA_VOCAB_PADDING) * r * b, extra, extra]
+    return embed + per_layer * s.num_layers + logits
+
+
+def model_load_bytes(shard: Shard, max_loras: int, rank: int) -> int:
+    """Allocated bytes of the weights and then the LoRA slot buffers on one GPU."""
+    return allocated_bytes(weight_tensors(shard, True)
+                           + lora_slot_tensors(shard, max_loras, rank))
 
 
 def slots_bytes(shard: Shard, max_loras: int, rank: int) -> int:
-    """Allocated bytes of the LoRA slot buffers on one GPU."""
-    return sum(alloc_bytes(t) for t in lora_slot_tensors(shard, max_loras, rank))
+    """Allocated bytes the LoRA slot buffers add to the weights on one GPU."""
+    return model_load_bytes(shard, max_loras, rank) - weights_bytes(shard, True)
 
 
 class MemoryConstants(BaseModel):
@@ -267,9 +318,8 @@ def startup_memory(
         The vLLM flags.
     """
     total = (total_gib if total_gib is not None else gpu.memory_total_gib) * GIB
-    load = weights_bytes(shard, enable_lora)
-    if enable_lora:
-        load += slots_bytes(shard, max_loras, max_lora_rank)
+    load = (model_load_bytes(shard, max_loras, max_lora_rank) if enable_lora
+            else weights_bytes(shard, False))
     act = activation_bytes(shard, c, lora=enable_lora, max_num_seqs=max_num_seqs)
     non_torch = c.non_torch_gib * GIB
     available = gpu_memory_utilization * total - load - act - non_torch
@@ -329,7 +379,7 @@ def build_kv_model(
             if m.failure is None:
                 ok_n.append(n)
                 ok_tok.append(m.kv_cache_tokens)
-            elif m.failure == "cuda_oom":
+            elif m.failure == "cuda_oom" and len(load_n) >= 3:
                 break
         if len(ok_n) < 2:
             # the line of a rank that never starts: through the available memory instead
@@ -361,8 +411,10 @@ __all__ = [
     "StartupMemory",
     "activation_bytes",
     "alloc_bytes",
+    "allocated_bytes",
     "build_kv_model",
     "lora_slot_tensors",
+    "model_load_bytes",
     "sampler_vocab",
     "slots_bytes",
     "startup_memory",

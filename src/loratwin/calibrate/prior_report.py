@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from loratwin.calibrate.prior import ESTIMATED
+from loratwin.calibrate.prior_label import ESTIMATED
 from loratwin.errors import DataError
 from loratwin.profile.model import GIB, Profile, kv_capacity, max_loras_that_fit
 from loratwin.twin.config import ServerConfig

@@ -22,6 +22,7 @@ import typer
 from rich.table import Table
 
 from loratwin.advisor.gpu import GpuAdvice, advise_placement
+from loratwin.calibrate.prior_label import estimated_note, is_estimated
 from loratwin.cli.app import app
 from loratwin.cli.common import console, err_console, write_json
 from loratwin.errors import ConfigError
@@ -115,6 +116,8 @@ def place_cmd(
                                          n_jobs=jobs)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
+    if is_estimated(problem.profile):
+        console.print(f"[yellow]{estimated_note(problem.profile)}[/yellow]")
     if advice is not None:
         console.print(_advice_table(advice))
     if verify or advice is not None:
@@ -129,6 +132,7 @@ def place_cmd(
                       f"[red]twin: GPU(s) {', '.join(map(str, bad))} starve or fail to start[/red]")
     if json_out is not None:
         doc = report.placement_dict(placement, rates, lb.gpus)
+        doc["profile_kind"] = problem.profile.profile_kind
         for server, adv in zip(doc["servers"], advice or [], strict=False):
             server["advice"] = adv.to_dict()
         write_json(json_out, doc)

@@ -8,16 +8,14 @@ import typer
 from rich.table import Table
 
 from loratwin.calibrate.fit import fit_profile
-from loratwin.calibrate.prior import (
+from loratwin.calibrate.prior_gpu import bundled_gpus, load_gpu
+from loratwin.calibrate.prior_label import (
     ESTIMATED,
-    build_prior,
-    calibrate,
-    default_calibration_profiles,
+    estimated_note,
+    estimated_prefix,
     is_estimated,
 )
-from loratwin.calibrate.prior_gpu import bundled_gpus, load_gpu
 from loratwin.calibrate.prior_model import Shard, bundled_models, load_model_spec
-from loratwin.calibrate.prior_report import check_output_path, prior_summary_table
 from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt
 from loratwin.profile.store import bundled_profiles, load_profile, save_profile
@@ -72,8 +70,7 @@ def show_cmd(name: str = typer.Argument(None, help="Bundled name or JSON path"))
         console.print("bundled profiles: " + ", ".join(bundled_profiles()))
         return
     prof = load_profile(name)
-    label = f"{ESTIMATED} profile (prior): " if is_estimated(prof) else ""
-    table = Table(title=f"{label}{prof.name} on {prof.gpu}")
+    table = Table(title=f"{estimated_prefix(prof)}{prof.name} on {prof.gpu}")
     table.add_column("coefficient")
     table.add_column("value", justify="right")
     for k, v in prof.step.model_dump().items():
@@ -87,8 +84,7 @@ def show_cmd(name: str = typer.Argument(None, help="Bundled name or JSON path"))
     console.print(table)
     _print_report(prof.name, prof.fit_report)
     if is_estimated(prof):
-        console.print(f"{ESTIMATED}: a physics prior ({prof.source}); measure the server and "
-                      "fit a profile to replace it")
+        console.print(estimated_note(prof))
 
 
 @profile_app.command("calibrate-serving")
@@ -178,6 +174,9 @@ def prior_cmd(
         loratwin profile prior --hf-config qwen2.5-7b --gpu h100-64gb \\
             --calibrate-on llama-3.1-8b-instruct -o qwen-prior.json
     """
+    from loratwin.calibrate.prior import build_prior, calibrate, default_calibration_profiles
+    from loratwin.calibrate.prior_report import check_output_path, prior_summary_table
+
     check_output_path(out)
     spec = load_model_spec(hf_config, dtype=dtype)
     gpu_spec = load_gpu(gpu)

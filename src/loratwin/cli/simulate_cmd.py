@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from loratwin.calibrate.prior_label import estimated_prefix
 from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt, write_json
 from loratwin.configfile import read_yaml_mapping
@@ -62,7 +63,8 @@ def simulate_cmd(
         )
     m = res.metrics
     srv = inp.server
-    table = Table(title=f"{inp.profile.name}: {len(inp.adapters)} adapters, "
+    table = Table(title=f"{estimated_prefix(inp.profile)}{inp.profile.name}: "
+                        f"{len(inp.adapters)} adapters, "
                         f"max_loras={srv.max_loras}, max_lora_rank={srv.max_lora_rank}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -87,7 +89,8 @@ def simulate_cmd(
         table.add_row(name, val if isinstance(val, str) else fmt(val))
     console.print(table)
     if json_out:
-        write_json(json_out, res.to_dict())
+        write_json(json_out, {**res.to_dict(), "profile": inp.profile.name,
+                              "profile_kind": inp.profile.profile_kind})
         console.print(f"wrote {json_out}")
     if requests_parquet and res.requests is not None:
         requests_parquet.parent.mkdir(parents=True, exist_ok=True)

@@ -201,7 +201,9 @@ def predict_cmd(
     df = _read_csv(features)
     s = Surrogate.load(model)
     pred = s.predict_frame(df)
-    table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations")
+    kind = str(s.meta.get("profile_kind", "measured"))
+    label = "estimated (prior profile): " if kind == "prior" else ""
+    table = Table(title=f"{label}surrogate {s.profile}: {len(pred)} configurations")
     for col, just in (("row", "right"), ("throughput (tok/s)", "right"), ("ITL (ms)", "right"),
                       ("TTFT (ms)", "right"), ("starved", "left"), ("p(starved)", "right"),
                       ("in envelope", "left")):
@@ -219,7 +221,7 @@ def predict_cmd(
         console.print(f"{n_out} row(s) outside the training envelope: predictions there are "
                       "extrapolations")
     if json_out:
-        write_json(json_out, {"rows": pred.rows()})
+        write_json(json_out, {"profile_kind": kind, "rows": pred.rows()})
         console.print(f"wrote {json_out}")
 
 
