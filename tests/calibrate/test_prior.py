@@ -98,8 +98,9 @@ def test_cli_bad_input_is_one_line(argv: list[str], message: str, tmp_path: Path
     assert not out.exists()
 
 
-def test_cli_missing_output_folder_fails_first(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(["profile", "prior", "--hf-config", "qwen3-8b", "--gpu", "h200",
-                    "-o", str(tmp_path / "no" / "p.json")]) == 2
-    assert "directory does not exist" in capsys.readouterr().err
+def test_cli_bad_output_path_fails_before_the_fit(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    for out, message in ((tmp_path, "is a folder"), (tmp_path / "p.txt", "ending in .json")):
+        assert run_cli(["profile", "prior", "--hf-config", "qwen3-8b", "--gpu", "h200",
+                        "-o", str(out)]) == 2
+        assert message in capsys.readouterr().err

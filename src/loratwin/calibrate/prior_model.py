@@ -145,8 +145,10 @@ def model_spec_from_config(
         Missing or non-positive fields, an architecture the prior does not know, an
         unsupported dtype.
     """
-    archs = cfg.get("architectures") or []
-    arch = archs[0] if isinstance(archs, list) and archs else None
+    archs = cfg.get("architectures")
+    if not isinstance(archs, list) or not archs:
+        raise ConfigError(f"{where}: architectures must be a non-empty list, got {archs!r}")
+    arch = archs[0]
     if arch not in _ARCHITECTURES:
         known = ", ".join(sorted(_ARCHITECTURES))
         raise ConfigError(f"{where}: architecture {arch!r} is not supported (known: {known})")
@@ -164,13 +166,15 @@ def model_spec_from_config(
     if arch == "OPTForCausalLM" and cfg.get("word_embed_proj_dim", hidden) != hidden:
         raise ConfigError(f"{where}: OPT with word_embed_proj_dim != hidden_size is not "
                           "supported")
-    chosen = dtype or _checkpoint_dtype(cfg)
+    chosen = dtype if dtype is not None else _checkpoint_dtype(cfg)
     if chosen not in DTYPE_BYTES:
         raise ConfigError(f"dtype {chosen!r} is not supported (known: bf16, fp16)",
                           field="--dtype")
     meta = cfg.get("_loratwin", {})
     ids = meta.get("hf_model_ids") or [cfg.get("_name_or_path") or name]
     tie = cfg.get("tie_word_embeddings", arch in ("OPTForCausalLM", "Gemma2ForCausalLM"))
+    if not isinstance(tie, bool):
+        raise ConfigError(f"{where}: tie_word_embeddings must be true or false, got {tie!r}")
     return ModelSpec(
         name=name,
         hf_model_id=str(ids[0]),

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.table import Table
 
 from loratwin.calibrate.prior_label import ESTIMATED
-from loratwin.errors import DataError
 from loratwin.profile.model import GIB, Profile, kv_capacity, max_loras_that_fit
 from loratwin.twin.config import ServerConfig
 from loratwin.twin.cost import StepCost
 
 #: Decode batches whose estimated step time the summary shows.
 SUMMARY_BATCHES = (1, 64, 256)
-
-
-def check_output_path(path: Path) -> None:
-    """Fail before any work if ``path`` cannot be written (missing folder, a directory).
-
-    Raises
-    ------
-    DataError
-        The parent folder does not exist or ``path`` is a directory.
-    """
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; give a .json file", field="--out")
-    if not path.parent.exists():
-        raise DataError(f"directory does not exist: {path.parent}", field="--out")
 
 
 def decode_step_ms(profile: Profile, batch: int, context: int = 512) -> float:
@@ -69,4 +52,4 @@ def prior_summary_table(profile: Profile) -> Table:
     return table
 
 
-__all__ = ["SUMMARY_BATCHES", "check_output_path", "decode_step_ms", "prior_summary_table"]
+__all__ = ["SUMMARY_BATCHES", "decode_step_ms", "prior_summary_table"]

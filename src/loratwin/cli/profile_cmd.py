@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from loratwin.cli.app import app
-from loratwin.errors import DataError
+from loratwin.errors import ConfigError, DataError
 
 profile_app = typer.Typer(help="Fit and inspect performance profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
@@ -226,6 +226,8 @@ def prior_cmd(
     gpu_spec = load_gpu(gpu)
     Shard.of(spec, tp)  # reject a tp that does not split the model before the fit
     names = [n.strip() for item in (calibrate_on or []) for n in item.split(",") if n.strip()]
+    if calibrate_on and not names:
+        raise ConfigError("no profile named", field="--calibrate-on")
     profiles = [load_profile(n) for n in names] if names else default_calibration_profiles()
     with console.status("fitting the efficiency factors on "
                         + ", ".join(p.name for p in profiles)):
