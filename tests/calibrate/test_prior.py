@@ -29,6 +29,22 @@ def test_one_profile_calibration_reproduces_its_own_coefficients(
     assert "estimated" in prior.source and "estimated" in prior.gpu
 
 
+def test_generation_config_penalties_cost_per_decoding_request(
+        calib_llama: PriorCalibration, tmp_path: Path) -> None:
+    """Qwen2.5's generation config sets repetition_penalty 1.05: vLLM applies it to every
+    request that does not override it, and the prior prices its passes over the logits."""
+    gpu = load_gpu("h100-64gb")
+    qwen = load_model_spec("qwen2.5-7b")
+    assert qwen.sampling_penalties
+    gen = tmp_path / "generation_config.json"
+    gen.write_text(json.dumps({"temperature": 0.7}))
+    plain = load_model_spec("qwen2.5-7b", generation_config=gen)
+    assert not plain.sampling_penalties
+    with_pen = build_prior(qwen, gpu, calib_llama).step.per_decode_seq_s
+    without = build_prior(plain, gpu, calib_llama).step.per_decode_seq_s
+    assert with_pen - without == pytest.approx(129 * 152064 / (0.9 * 2000e9), rel=1e-9)
+
+
 def test_factors_are_shared_not_per_model(calib_llama: PriorCalibration) -> None:
     """Two models from one calibration: coefficients scale with the models' physics only."""
     gpu = load_gpu("h100-64gb")
@@ -45,7 +61,9 @@ def test_faster_gpu_and_tensor_parallelism(calib_llama: PriorCalibration) -> Non
     eff = calib_llama.efficiency
     h64 = build_prior(spec, load_gpu("h100-64gb"), calib_llama)
     h200 = build_prior(spec, load_gpu("h200"), calib_llama)
-    assert h200.step.base_s == pytest.approx(h64.step.base_s * 1638 / 4800, rel=1e-9)
+    fixed = eff.step_s  # the fixed per-step cost does not change with the GPU's bandwidth
+    assert h200.step.base_s - fixed == pytest.approx((h64.step.base_s - fixed) * 2000 / 4800,
+                                                     rel=1e-9)
     assert kv_capacity(h200, 64, 16).tokens > 2 * kv_capacity(h64, 64, 16).tokens
     tp2 = step_coefficients(Shard.of(spec, 2), load_gpu("h100-sxm-80gb"), eff)
     tp1 = build_prior(spec, load_gpu("h100-sxm-80gb"), calib_llama).step

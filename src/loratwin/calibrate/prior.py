@@ -13,7 +13,7 @@ from a model's ``config.json`` (:mod:`.prior_model`) and a GPU datasheet (:mod:`
 The efficiency factors and host constants are fitted once on measured profiles
 (:func:`calibrate`, :mod:`.prior_fit`), shared across models, never per model; a
 :class:`PriorCalibration` then builds any number of (model, GPU, tp) profiles in
-milliseconds (:func:`build_prior`). Every prior profile has ``profile_kind == "prior"`` and
+well under a second each (:func:`build_prior`). Every prior profile has ``profile_kind == "prior"`` and
 every output made from it says "estimated".
 """
 
@@ -163,6 +163,7 @@ def build_prior(
             "tp": tp,
             "dtype": spec.dtype,
             "weights_gib": weights_bytes(shard, False) / GIB,
+            "sampling_penalties": str(spec.sampling_penalties).lower(),
             "calibrated_on": ", ".join(calibration.calibrated_on),
             "lora_supported_by_vllm": str(spec.lora_supported).lower(),
         },

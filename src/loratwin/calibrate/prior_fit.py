@@ -5,7 +5,8 @@ the same structure with a handful of constants per GPU family, shared by every m
 constants are fitted on the chosen profiles at once:
 
 * **step efficiencies** (:class:`~loratwin.calibrate.prior_roofline.Efficiency`): the
-  prior's step time is linear in the inverse efficiencies and the per-request costs, so
+  prior's step time is linear in the fixed step cost, the inverse tensor-core efficiencies
+  and the per-request costs (the streaming efficiency is assumed, not fitted), so
   they are the non-negative least-squares solution that matches the calibration profiles'
   own step times (relative error) over a fixed design of serving steps
   (:data:`STEP_DESIGN`): decode batches of 8-1,024 requests with short and long contexts,
@@ -40,7 +41,7 @@ from loratwin.calibrate.prior_memory import (
     weights_bytes,
 )
 from loratwin.calibrate.prior_model import Shard, bundled_model_name, load_model_spec
-from loratwin.calibrate.prior_roofline import Efficiency, physics
+from loratwin.calibrate.prior_roofline import STREAM_EFFICIENCY, Efficiency, physics
 from loratwin.errors import ConfigError
 from loratwin.profile.model import GIB, Profile, StepCoefficients
 from loratwin.twin.config import ServerConfig
@@ -118,7 +119,7 @@ STEP_DESIGN: tuple[DesignStep, ...] = _design()
 
 _COEF_FIELDS = ("base_s", "per_token_s", "per_decode_seq_s", "per_context_token_s",
                 "per_prefill_req_s", "lora_empty_cta_s", "lora_work_cta_s")
-_THETA = ("inv_weights", "inv_flops", "inv_attention", "decode_seq_s", "prefill_req_s",
+_THETA = ("step_s", "inv_flops", "inv_attention", "decode_seq_s", "prefill_req_s",
           "lora_empty_cycles", "lora_work_bytes")
 
 
@@ -137,7 +138,7 @@ def _phi(src: CalibrationSource) -> np.ndarray:
     """Matrix (coefficient x theta): coefficient_j = sum_k phi[j, k] theta_k."""
     p = physics(src.shard, src.gpu)
     phi = np.zeros((len(_COEF_FIELDS), len(_THETA)))
-    phi[0, 0] = p["weights_s"]
+    phi[0, 0] = 1.0
     phi[1, 1] = p["flops_s"]
     phi[2, 1] = p["lm_head_s"]
     phi[2, 3] = 1.0
@@ -153,8 +154,12 @@ def step_design_rows(src: CalibrationSource) -> tuple[np.ndarray, np.ndarray]:
     """(features per coefficient, target step time) of every design step for one profile.
 
     Features are the twin's step time with one unit coefficient; the target is the measured
-    profile's step time without the eager LoRA launch (copied unchanged into the prior).
+    profile's step time without the eager LoRA launch (copied unchanged into the prior) and
+    without the prior's fixed streaming terms (weights, sampling penalties).
     """
+    p = physics(src.shard, src.gpu)
+    fixed_base = p["weights_s"] / STREAM_EFFICIENCY
+    fixed_seq = p["penalty_s"] / STREAM_EFFICIENCY
     feats, target = [], []
     by_server: dict[ServerConfig, list[DesignStep]] = {}
     for st in STEP_DESIGN:
@@ -167,8 +172,10 @@ def step_design_rows(src: CalibrationSource) -> tuple[np.ndarray, np.ndarray]:
         eager = StepCost(prof.model_copy(update={"step": eager_only}), server)
         for st in steps:
             args = (st.num_tokens, st.n_decode, st.n_prefill, st.context_tokens, st.n_adapters)
-            feats.append([basis[f].exec_s(*args) for f in _COEF_FIELDS])
-            target.append(full.exec_s(*args) - eager.exec_s(*args))
+            row = [basis[f].exec_s(*args) for f in _COEF_FIELDS]
+            feats.append(row)
+            target.append(full.exec_s(*args) - eager.exec_s(*args)
+                          - fixed_base * row[0] - fixed_seq * row[2])
     return np.array(feats), np.array(target)
 
 
@@ -214,12 +221,13 @@ def fit_efficiency(sources: list[CalibrationSource]
                               "undetermined", field="--calibrate-on")
         return 1.0 / x
 
-    weights = inv(theta["inv_weights"])
-    # decode attention reads the KV cache at least as efficiently as the weights, or as
+    weights = STREAM_EFFICIENCY
+    # decode attention reads the KV cache at least at the streaming efficiency, or as
     # efficiently as a calibration profile shows it does (its context cost as a KV read)
     kv = max([weights] + [physics(s.shard, s.gpu)["kv_s"] / s.profile.step.per_context_token_s
                           for s in sources if s.profile.step.per_context_token_s > 0])
     eff = Efficiency(
+        step_s=theta["step_s"],
         weights=weights,
         flops=inv(theta["inv_flops"]),
         kv=min(kv, 1.0),

@@ -36,6 +36,7 @@ This module computes every term from the model's shapes:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,8 +89,21 @@ _SMALL_SEGMENT = 2 * MIB  # kSmallBuffer
 _LARGE_SEGMENT = 20 * MIB  # kLargeBuffer
 
 
-def allocated_bytes(sizes: list[int]) -> int:
-    """Bytes counted as allocated after allocating ``sizes`` in order (nothing freed).
+@dataclass(frozen=True)
+class AllocatorState:
+    """What the caching allocator holds after a sequence of allocations (nothing freed).
+
+    ``total``: bytes counted as allocated; ``free_small`` / ``free_large``: sorted sizes of
+    the free blocks left in the small (<= 1 MiB requests) and large pools.
+    """
+
+    total: int = 0
+    free_small: tuple[int, ...] = ()
+    free_large: tuple[int, ...] = ()
+
+
+def allocate(sizes: list[int], state: AllocatorState = AllocatorState()) -> AllocatorState:
+    """Allocate ``sizes`` in order, starting from ``state``; return the new state.
 
     A small re-statement of ``c10/cuda/CUDACachingAllocator.cpp`` (PyTorch 2.x, default
     configuration): requests are rounded to 512 B; up to 1 MiB they come from 2 MiB segments
@@ -98,11 +112,9 @@ def allocated_bytes(sizes: list[int]) -> int:
     otherwise; a block is split when the rest is at least 512 B (small pool) or more than
     1 MiB (large pool), else the whole block counts as allocated.
     """
-    import bisect
-
-    free_small: list[int] = []
-    free_large: list[int] = []
-    total = 0
+    free_small = list(state.free_small)
+    free_large = list(state.free_large)
+    total = state.total
     for size in sizes:
         if size <= 0:
             continue
@@ -122,7 +134,12 @@ def allocated_bytes(sizes: list[int]) -> int:
             total += rs
         else:
             total += block
-    return total
+    return AllocatorState(total, tuple(free_small), tuple(free_large))
+
+
+def allocated_bytes(sizes: list[int]) -> int:
+    """Bytes counted as allocated after allocating ``sizes`` in order (see :func:`allocate`)."""
+    return allocate(sizes).total
 
 
 def _pad(n: int, to: int) -> int:
@@ -216,10 +233,15 @@ def lora_slot_tensors(shard: Shard, max_loras: int, rank: int) -> list[int]:
     return embed + per_layer * s.num_layers + logits
 
 
-def model_load_bytes(shard: Shard, max_loras: int, rank: int) -> int:
-    """Allocated bytes of the weights and then the LoRA slot buffers on one GPU."""
-    return allocated_bytes(weight_tensors(shard, True)
-                           + lora_slot_tensors(shard, max_loras, rank))
+def model_load_bytes(shard: Shard, max_loras: int, rank: int,
+                     weights: AllocatorState | None = None) -> int:
+    """Allocated bytes of the weights and then the LoRA slot buffers on one GPU.
+
+    ``weights`` is the allocator state after the weights with LoRA (computed if ``None``;
+    pass it to price many slot configurations of one model).
+    """
+    start = weights if weights is not None else allocate(weight_tensors(shard, True))
+    return allocate(lora_slot_tensors(shard, max_loras, rank), start).total
 
 
 def slots_bytes(shard: Shard, max_loras: int, rank: int) -> int:
@@ -302,6 +324,7 @@ def startup_memory(
     shard: Shard, gpu: GpuSpec, c: MemoryConstants, *, max_loras: int, max_lora_rank: int,
     enable_lora: bool, max_num_seqs: int, gpu_memory_utilization: float, max_model_len: int,
     block_size: int = 16, total_gib: float | None = None,
+    weights: AllocatorState | None = None,
 ) -> StartupMemory:
     """The KV cache vLLM 0.8.5 allocates at start-up, or the failure it reports.
 
@@ -316,9 +339,11 @@ def startup_memory(
     max_loras, max_lora_rank, enable_lora, max_num_seqs, gpu_memory_utilization,
     max_model_len, block_size:
         The vLLM flags.
+    weights:
+        Allocator state after the weights with LoRA (:func:`model_load_bytes`).
     """
     total = (total_gib if total_gib is not None else gpu.memory_total_gib) * GIB
-    load = (model_load_bytes(shard, max_loras, max_lora_rank) if enable_lora
+    load = (model_load_bytes(shard, max_loras, max_lora_rank, weights) if enable_lora
             else weights_bytes(shard, False))
     act = activation_bytes(shard, c, lora=enable_lora, max_num_seqs=max_num_seqs)
     non_torch = c.non_torch_gib * GIB
@@ -355,11 +380,14 @@ def build_kv_model(
     fitted through the points that start (as the measured fit does); the no-LoRA size per
     ``max_num_seqs`` in ``NO_LORA_SEQS``.
     """
+    weights = allocate(weight_tensors(shard, True))
+
     def at(n: int, r: int, lora: bool = True, seqs: int = REFERENCE_MAX_NUM_SEQS
            ) -> StartupMemory:
         return startup_memory(shard, gpu, c, max_loras=n, max_lora_rank=r, enable_lora=lora,
                               max_num_seqs=seqs, gpu_memory_utilization=gpu_memory_utilization,
-                              max_model_len=max_model_len, total_gib=total_gib)
+                              max_model_len=max_model_len, total_gib=total_gib,
+                              weights=weights)
 
     points: list[KVPoint] = []
     rank_lines: dict[int, tuple[float, float]] = {}
@@ -407,10 +435,12 @@ __all__ = [
     "PROFILE_TOKENS",
     "REFERENCE_MAX_NUM_SEQS",
     "TABLE_RANKS",
+    "AllocatorState",
     "MemoryConstants",
     "StartupMemory",
     "activation_bytes",
     "alloc_bytes",
+    "allocate",
     "allocated_bytes",
     "build_kv_model",
     "lora_slot_tensors",

@@ -91,6 +91,7 @@ class ModelSpec(BaseModel):
     learned_positions: int
     lora_supported: bool
     dtype: str
+    sampling_penalties: bool = False
     source: str = ""
 
     @property
@@ -119,8 +120,24 @@ def _need(cfg: dict[str, Any], keys: tuple[str, ...], where: str) -> int:
     raise ConfigError(f"{where}: missing field {keys[0]} (a config.json of a decoder model)")
 
 
+def has_sampling_penalties(generation_config: dict[str, Any]) -> bool:
+    """Whether a ``generation_config.json`` makes vLLM apply sampling penalties by default.
+
+    vLLM 0.8.5 takes ``repetition_penalty`` (and the other sampling defaults) from the
+    model's generation config (``--generation-config auto``, ``ModelConfig.
+    get_diff_sampling_param``); a request that does not set it, like the benchmark's, then
+    runs the penalty kernels of ``vllm/v1/sample/ops/penalties.py`` every step.
+    """
+    rep = generation_config.get("repetition_penalty")
+    freq = generation_config.get("frequency_penalty")
+    pres = generation_config.get("presence_penalty")
+    return any(isinstance(v, int | float) and float(v) != neutral
+               for v, neutral in ((rep, 1.0), (freq, 0.0), (pres, 0.0)))
+
+
 def model_spec_from_config(
-    cfg: dict[str, Any], name: str, *, dtype: str | None = None, where: str = "config.json"
+    cfg: dict[str, Any], name: str, *, dtype: str | None = None, where: str = "config.json",
+    generation_config: dict[str, Any] | None = None,
 ) -> ModelSpec:
     """A :class:`ModelSpec` from the dictionary of a Hugging Face ``config.json``.
 
@@ -138,6 +155,9 @@ def model_spec_from_config(
         are served in float16 by vLLM, as for OPT).
     where:
         File name used in error messages.
+    generation_config:
+        The model's ``generation_config.json`` (sampling defaults); default: the bundled
+        config's copy, else none.
 
     Raises
     ------
@@ -172,6 +192,10 @@ def model_spec_from_config(
                           field="--dtype")
     meta = cfg.get("_loratwin", {})
     ids = meta.get("hf_model_ids") or [cfg.get("_name_or_path") or name]
+    gen = generation_config if generation_config is not None else meta.get(
+        "generation_config", {})
+    if not isinstance(gen, dict):
+        raise ConfigError("generation config: not a JSON object", field="--generation-config")
     tie = cfg.get("tie_word_embeddings", arch in ("OPTForCausalLM", "Gemma2ForCausalLM"))
     if not isinstance(tie, bool):
         raise ConfigError(f"{where}: tie_word_embeddings must be true or false, got {tie!r}")
@@ -198,6 +222,7 @@ def model_spec_from_config(
         learned_positions=facts["learned_positions"],
         lora_supported=facts["lora"],
         dtype=_canonical_dtype(chosen),
+        sampling_penalties=has_sampling_penalties(gen),
         source=str(meta.get("source", where)),
     )
 
@@ -234,8 +259,12 @@ def _read_json(text: str, where: str) -> dict[str, Any]:
     return cfg
 
 
-def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None) -> ModelSpec:
+def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None,
+                    generation_config: str | Path | None = None) -> ModelSpec:
     """A bundled model by name or Hugging Face id, or a user's ``config.json`` path.
+
+    ``generation_config`` is a path to the model's ``generation_config.json`` (default: the
+    bundled copy for bundled models; none for a user's file).
 
     Raises
     ------
@@ -244,6 +273,12 @@ def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None) -> Mo
     DataError
         Missing file or invalid JSON.
     """
+    gen = None
+    if generation_config is not None:
+        gpath = Path(generation_config)
+        if not gpath.is_file():
+            raise DataError(f"file not found: {gpath}", field="--generation-config")
+        gen = _read_json(gpath.read_text(), str(gpath))
     text = str(name_or_path)
     path = Path(text)
     if path.suffix == ".json" or path.exists():
@@ -252,14 +287,16 @@ def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None) -> Mo
         cfg = _read_json(path.read_text(), str(path))
         stem = cfg.get("_loratwin", {}).get("name") or path.parent.name or path.stem
         name = stem if path.name == "config.json" else path.stem
-        return model_spec_from_config(cfg, str(name), dtype=dtype, where=str(path))
+        return model_spec_from_config(cfg, str(name), dtype=dtype, where=str(path),
+                                      generation_config=gen)
     bundled = bundled_model_name(text)
     if bundled is None:
         raise ConfigError(f"unknown model {text!r} (bundled: {', '.join(bundled_models())}; "
                           "or give the path of a config.json)", field="--hf-config")
     res = _models_dir().joinpath(f"{bundled}.json")
     cfg = _read_json(res.read_text(), f"{bundled}.json")
-    return model_spec_from_config(cfg, bundled, dtype=dtype, where=f"{bundled}.json")
+    return model_spec_from_config(cfg, bundled, dtype=dtype, where=f"{bundled}.json",
+                                  generation_config=gen)
 
 
 def bundled_model_name(name_or_id: str) -> str | None:
@@ -359,6 +396,7 @@ __all__ = [
     "Shard",
     "bundled_model_name",
     "bundled_models",
+    "has_sampling_penalties",
     "load_model_spec",
     "model_spec_from_config",
 ]

@@ -32,6 +32,8 @@ def prior_summary_table(profile: Profile) -> Table:
     table.add_row("model / GPU / tp", f"{rep.get('model')} / {rep.get('gpu')} / {rep.get('tp')}")
     table.add_row("weights per GPU", f"{float(rep.get('weights_gib', 0.0)):.2f} GiB")
     table.add_row("KV cache per token", f"{profile.arch.kv_bytes_per_token / 1024:.0f} KiB")
+    table.add_row("sampling penalties (generation config)",
+                  "yes" if rep.get("sampling_penalties") == "true" else "no")
     nolora = kv_capacity(profile, 1, 8, enable_lora=False, max_num_seqs=256)
     table.add_row("KV cache, no LoRA, max_num_seqs 256",
                   f"{nolora.tokens:,} tokens" if nolora.failure is None else nolora.failure)
@@ -42,7 +44,8 @@ def prior_summary_table(profile: Profile) -> Table:
     for b in SUMMARY_BATCHES:
         table.add_row(f"decode step, batch {b}, 512-token context",
                       f"{decode_step_ms(profile, b):.2f} ms")
-    table.add_row("HBM efficiency (weights / KV)",
+    table.add_row("fixed cost per step", f"{1e3 * float(eff.get('step_s', 0)):.2f} ms")
+    table.add_row("HBM efficiency (streaming / KV)",
                   f"{eff.get('weights', 0):.3f} / {eff.get('kv', 0):.3f}")
     table.add_row("tensor-core efficiency (linear / attention)",
                   f"{eff.get('flops', 0):.3f} / {eff.get('attention', 0):.4f}")

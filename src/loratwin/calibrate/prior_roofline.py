@@ -8,11 +8,16 @@ The twin prices a step as (:mod:`loratwin.twin.cost`)::
 Each coefficient is a physical cost of the model on one GPU divided by a datasheet rate
 and an efficiency factor (:class:`Efficiency`), the same factors for every model:
 
-* ``base``: the weights (every layer's linear weights, the LM head and the norms) are read
-  once per step from HBM: ``weight_bytes / (eff_weights x HBM bandwidth)``;
+* ``base``: a fixed cost per step (CPU input preparation, launches, the sampler's fixed
+  work; fitted) plus the weights (every layer's linear weights, the LM head and the norms)
+  read once per step from HBM at the streaming efficiency:
+  ``step_s + weight_bytes / (STREAM_EFFICIENCY x HBM bandwidth)``;
 * ``per_token``: the linear layers' FLOPs, ``2 x linear params / (eff_flops x dense FLOP/s)``;
-* ``per_decode_seq``: the LM head of each sampled token on the tensor cores plus a fixed
-  per-request cost (sampling, output processing);
+* ``per_decode_seq``: the LM head of each sampled token on the tensor cores, a fixed
+  per-request cost (output processing), and for models whose generation config sets a
+  repetition, frequency or presence penalty (applied by vLLM to every request that does not
+  override it) the penalty passes over the request's logits, ``PENALTY_BYTES_PER_LOGIT x
+  vocab / (STREAM_EFFICIENCY x HBM bandwidth)``;
 * ``per_context_token``: decode attention, a roofline of two terms per context token: K and V
   are read from HBM, ``kv_bytes_per_token / (eff_kv x HBM bandwidth)``, and every query head
   multiplies them, ``4 x q_size x layers / (eff_attention x dense FLOP/s)``; grouped-query
@@ -40,6 +45,15 @@ from loratwin.calibrate.prior_gpu import GpuSpec
 from loratwin.calibrate.prior_model import Shard
 from loratwin.profile.model import StepCoefficients
 
+#: Fraction of the datasheet HBM bandwidth that streaming kernels (weight reads at small
+#: batch, KV reads, element-wise passes over the logits) reach: a physics assumption, not
+#: fitted (the calibration profiles cannot separate it from the fixed per-step cost).
+STREAM_EFFICIENCY = 0.9
+#: HBM bytes per (request x vocabulary entry) of vLLM 0.8.5's penalty kernels
+#: (``vllm/model_executor/layers/utils.py`` ``apply_penalties``: two int64 bin counts and
+#: masks, the repetition factors, the sign-dependent scaling and the frequency and presence
+#: updates of the float32 logits), counted tensor by tensor.
+PENALTY_BYTES_PER_LOGIT = 129
 #: Latency of one NCCL / custom all-reduce of a small message, s. Not measured here (no
 #: tensor-parallel calibration data): a typical NVLink figure, stated in docs/prior.md.
 ALLREDUCE_LATENCY_S = 8e-6
@@ -52,8 +66,10 @@ class Efficiency(BaseModel):
 
     Attributes
     ----------
+    step_s:
+        Fixed cost per engine step, s.
     weights:
-        Fraction of the HBM bandwidth reached reading the weights (dimensionless).
+        Fraction of the HBM bandwidth reached reading the weights (``STREAM_EFFICIENCY``).
     flops:
         Fraction of the dense tensor-core FLOP/s reached by the linear layers.
     kv:
@@ -75,6 +91,7 @@ class Efficiency(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    step_s: float = Field(ge=0)
     weights: float = Field(gt=0)
     flops: float = Field(gt=0)
     kv: float = Field(gt=0)
@@ -126,6 +143,7 @@ def physics(shard: Shard, gpu: GpuSpec) -> dict[str, float]:
     Keys: ``weights_s`` (weights / HBM B/s, s), ``flops_s`` (linear FLOPs per token /
     FLOP/s, s), ``lm_head_s`` (s per sampled token), ``kv_s`` (KV bytes per context token /
     HBM B/s, s), ``attention_s`` (attention FLOPs per context token / FLOP/s, s),
+    ``penalty_s`` (penalty bytes per decoding request / HBM B/s, s; 0 without penalties),
     ``sm_cycles_s`` (1/s), ``hbm_bytes_s`` (B/s).
     """
     flops = gpu.flops(shard.spec.dtype)
@@ -135,6 +153,8 @@ def physics(shard: Shard, gpu: GpuSpec) -> dict[str, float]:
         "lm_head_s": lm_head_flops(shard) / flops,
         "kv_s": shard.kv_bytes_per_token() / gpu.hbm_bytes_s,
         "attention_s": attention_flops_per_context_token(shard) / flops,
+        "penalty_s": (PENALTY_BYTES_PER_LOGIT * shard.spec.vocab_size / gpu.hbm_bytes_s
+                      if shard.spec.sampling_penalties else 0.0),
         "sm_cycles_s": gpu.sm_cycles_s,
         "hbm_bytes_s": gpu.hbm_bytes_s,
     }
@@ -160,9 +180,9 @@ def step_coefficients(shard: Shard, gpu: GpuSpec, eff: Efficiency) -> StepCoeffi
     step_tp, token_tp, seq_tp = tp_costs(shard, gpu)
     lm_head = p["lm_head_s"] / eff.flops + seq_tp
     return StepCoefficients(
-        base_s=p["weights_s"] / eff.weights + step_tp,
+        base_s=eff.step_s + p["weights_s"] / eff.weights + step_tp,
         per_token_s=p["flops_s"] / eff.flops + token_tp,
-        per_decode_seq_s=lm_head + eff.decode_seq_s,
+        per_decode_seq_s=lm_head + eff.decode_seq_s + p["penalty_s"] / eff.weights,
         per_context_token_s=max(p["kv_s"] / eff.kv, p["attention_s"] / eff.attention),
         per_prefill_req_s=lm_head + eff.prefill_req_s,
         lora_empty_cta_s=eff.lora_empty_cycles / p["sm_cycles_s"],
@@ -178,6 +198,8 @@ def step_coefficients(shard: Shard, gpu: GpuSpec, eff: Efficiency) -> StepCoeffi
 __all__ = [
     "ALLREDUCE_LATENCY_S",
     "LINK_EFFICIENCY",
+    "PENALTY_BYTES_PER_LOGIT",
+    "STREAM_EFFICIENCY",
     "Efficiency",
     "attention_flops_per_context_token",
     "linear_flops_per_token",

@@ -201,6 +201,9 @@ def prior_cmd(
         None, "--calibrate-on", help="Measured profiles the efficiency factors are fitted on "
         "(repeat the flag or separate by commas; default: every bundled measured profile)"),
     name: str | None = typer.Option(None, help="Profile name (default <model>-<gpu>-prior)"),
+    generation_config: Path | None = typer.Option(
+        None, help="The model's generation_config.json: its repetition/frequency/presence "
+        "penalties cost every step (default: the bundled copy, none for a user's config)"),
 ) -> None:
     """Estimate a profile for a model and GPU nobody measured (a physics prior).
 
@@ -222,7 +225,7 @@ def prior_cmd(
     from loratwin.profile.store import load_profile, save_profile
 
     check_output_file(out, "--out", (".json",))
-    spec = load_model_spec(hf_config, dtype=dtype)
+    spec = load_model_spec(hf_config, dtype=dtype, generation_config=generation_config)
     gpu_spec = load_gpu(gpu)
     Shard.of(spec, tp)  # reject a tp that does not split the model before the fit
     names = [n.strip() for item in (calibrate_on or []) for n in item.split(",") if n.strip()]
