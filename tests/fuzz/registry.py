@@ -438,7 +438,8 @@ def _profile_prior() -> st.SearchStrategy[Case]:
             _file_case("profile prior", _PRIOR_BASE, "config.json", (), ("p.json",))),
         bad_flag({"--gpu": ("h300", "", "H100"), "--tp": ("0", "-1", "3", "x", "1.5"),
                   "--dtype": ("int8", "fp8", ""),
-                  "--calibrate-on": ("no-such-model", "missing.json", ",")}).map(
+                  "--calibrate-on": ("no-such-model", "missing.json", ","),
+                  "--generation-config": ("missing.json",)}).map(
             lambda aw: Case("profile prior", (*_PRIOR_BASE, *aw[0]), cfg, ("p.json",),
                             why=aw[1])),
         bad_output("-o", "p.json").map(
