@@ -44,6 +44,7 @@ import numpy as np
 from loratwin.placement.api import ALGORITHMS, place
 from loratwin.placement.bounds import lower_bound
 from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+from loratwin.placement.lp_bound import lp_lower_bound
 from loratwin.placement.predictor import SurrogatePredictor, make_problem
 from loratwin.placement.report import summarize
 from loratwin.placement.verify import verify_placement
@@ -67,6 +68,10 @@ def setups() -> list[Setup]:
     for ranks, tag in (((8, 16), "816"), ((8, 16, 32), "81632")):
         for n in (32, 128, 512, 1152):
             for mult in (4.0, 16.0):
+                out.append(Setup(f"trace-{tag}-{n}-x{mult:g}", "trace", n, ranks, mult))
+        # the workloads of issue 12 (built as examples/azure-conv-512.csv)
+        for n in (1024, 2000):
+            for mult in (8.0, 12.0):
                 out.append(Setup(f"trace-{tag}-{n}-x{mult:g}", "trace", n, ranks, mult))
     for kind in ("zipf", "lognormal"):
         for n in (100, 1000):
@@ -95,57 +100,113 @@ def run_setup(setup: Setup, trace, model: str, pred, duration: float, jobs: int)
     profile = load_profile(model)
     problem = make_problem(adapters_of(setup, trace, profile), profile, predictor=pred)
     lb = lower_bound(problem)
-    placements = [place(problem, a) for a in ALGORITHMS]
+    lp = lp_lower_bound(problem)
+    placements = []
+    for a in ALGORITHMS:
+        c0 = time.process_time()
+        p = place(problem, a, jobs=jobs)
+        placements.append((p, time.process_time() - c0))
     opt = None
     if len(problem.adapters) <= MAX_ADAPTERS:
-        opt = solve_exact(problem, placements, lower=lb.gpus)
+        opt = solve_exact(problem, [p for p, _ in placements], lower=lb.gpus)
     rows = []
-    for p in placements:
+    for p, cpu in placements:
         v = verify_placement(problem, p, duration_s=duration, n_jobs=jobs)
-        rows.append(summarize(v).to_dict())
+        row = summarize(v).to_dict()
+        row["placement_cpu_s"] = cpu  # this process only (twin runs in workers excluded)
+        row["notes"] = list(p.notes)
+        if p.tradeoff is not None:
+            row["tradeoff"] = p.tradeoff.describe()
+        rows.append(row)
     return {
         "setup": setup.name, "adapters": setup.n, "offered_tok_s": lb.offered_tok_s,
-        "lower_bound": lb.gpus, "optimum": None if opt is None else opt.gpus,
+        "lower_bound": lb.gpus, "lp_lower_bound": lp.gpus, "lp_value": lp.value,
+        "optimum": None if opt is None else opt.gpus,
         "optimum_note": None if opt is None else opt.describe(), "duration_s": duration,
         "results": rows,
     }
 
 
+SHORT = {"loratwin": "loratwin", "paper-greedy": "greedy", "max-backbone": "backbone",
+         "least-loaded": "least-ld", "loraserve": "loraserve", "dlora-proactive": "dlora",
+         "random": "random"}
+
+
+def _bad(x: dict) -> int:
+    return x["starved_gpus"] + x["memory_errors"]
+
+
+def acceptance(r: dict) -> list[str]:
+    """Issue 12's checks on one setup: loratwin starves no GPU, has no memory error, uses no
+    more GPUs than any algorithm that starves none, and its worst GPU's mean TTFT is no
+    higher than that of any algorithm on as many GPUs (that starves none)."""
+    by = {x["algorithm"]: x for x in r["results"]}
+    ours = by["loratwin"]
+    fails = []
+    if _bad(ours):
+        fails.append(f"{_bad(ours)} starved/failed GPU(s)")
+    for a, x in by.items():
+        if a == "loratwin" or _bad(x):
+            continue
+        if x["gpus"] < ours["gpus"]:
+            fails.append(f"{a} uses {x['gpus']} GPUs")
+        elif (x["gpus"] == ours["gpus"]
+              and x["worst_gpu_mean_ttft_ms"] < ours["worst_gpu_mean_ttft_ms"]):
+            fails.append(f"{a}: worst GPU TTFT {x['worst_gpu_mean_ttft_ms']:,.0f} ms")
+    return fails
+
+
 def print_tables(records: list[dict]) -> None:
-    short = {"loratwin": "loratwin", "paper-greedy": "greedy", "max-backbone": "backbone",
-             "least-loaded": "least-ld", "loraserve": "loraserve",
-             "dlora-proactive": "dlora", "random": "random"}
     algs = list(ALGORITHMS)
-    print("\nGPUs (starved GPUs in the twin) per algorithm")
-    head = f"| {'setup':<22} | {'tok/s':>7} | LB | opt | " + " | ".join(
-        f"{short[a]:>9}" for a in algs) + " |"
+    print("\nGPUs (starved GPUs in the twin) per algorithm; TLB twin throughput bound, LP the "
+          "LP bound, opt the exact optimum")
+    head = f"| {'setup':<22} | {'tok/s':>7} | TLB | LP | opt | " + " | ".join(
+        f"{SHORT[a]:>9}" for a in algs) + " | check |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in records:
         by = {x["algorithm"]: x for x in r["results"]}
-        cells = []
-        for a in algs:
-            x = by[a]
-            bad = x["starved_gpus"] + x["memory_errors"]
-            cells.append(f"{x['gpus']:>4} ({bad})".rjust(9))
+        cells = [f"{by[a]['gpus']:>4} ({_bad(by[a])})".rjust(9) for a in algs]
         opt = "-" if r["optimum"] is None else str(r["optimum"])
-        print(f"| {r['setup']:<22} | {r['offered_tok_s']:>7,.0f} | {r['lower_bound']:>2} | "
-              f"{opt:>3} | " + " | ".join(cells) + " |")
-    print("\nTotals over setups")
+        lp = str(r.get("lp_lower_bound", "-"))
+        ok = "ok" if not acceptance(r) else "FAIL"
+        print(f"| {r['setup']:<22} | {r['offered_tok_s']:>7,.0f} | {r['lower_bound']:>3} | "
+              f"{lp:>2} | {opt:>3} | " + " | ".join(cells) + f" | {ok:>5} |")
+    print("\nWorst GPU's mean TTFT in the twin, s (p99 TTFT of the worst GPU in brackets)")
+    head = f"| {'setup':<22} | " + " | ".join(f"{SHORT[a]:>13}" for a in algs) + " |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for r in records:
+        by = {x["algorithm"]: x for x in r["results"]}
+        cells = [f"{by[a]['worst_gpu_mean_ttft_ms'] / 1e3:>5.1f} "
+                 f"({by[a]['p99_ttft_ms'] / 1e3:>5.1f})" for a in algs]
+        print(f"| {r['setup']:<22} | " + " | ".join(c.rjust(13) for c in cells) + " |")
+    print("\nTotals over setups (placement: wall s on a shared machine / CPU s of this process)")
     print(f"| {'algorithm':<16} | GPUs | starved GPUs | setups without starvation | "
-          "mean placement s | max placement s |")
+          "mean placement s | max placement s | max CPU s |")
     print("|------------------|------|--------------|---------------------------|"
-          "------------------|-----------------|")
-    lb_total = sum(r["lower_bound"] for r in records)
+          "------------------|-----------------|-----------|")
     for a in algs:
         xs = [next(x for x in r["results"] if x["algorithm"] == a) for r in records]
         gpus = sum(x["gpus"] for x in xs)
-        bad = sum(x["starved_gpus"] + x["memory_errors"] for x in xs)
-        clean = sum(x["starved_gpus"] + x["memory_errors"] == 0 for x in xs)
+        bad = sum(_bad(x) for x in xs)
+        clean = sum(_bad(x) == 0 for x in xs)
         t = [x["placement_s"] for x in xs]
+        c = [x.get("placement_cpu_s", float("nan")) for x in xs]
         print(f"| {a:<16} | {gpus:>4} | {bad:>12} | {clean:>13} of {len(xs):<10} | "
-              f"{np.mean(t):>16.3f} | {max(t):>15.3f} |")
-    print(f"| {'lower bound':<16} | {lb_total:>4} | {'':>12} | {'':>25} | {'':>16} | {'':>15} |")
+              f"{np.mean(t):>16.3f} | {max(t):>15.3f} | {max(c):>9.2f} |")
+    for name, key in (("twin bound", "lower_bound"), ("LP bound", "lp_lower_bound")):
+        total = sum(r.get(key, 0) for r in records)
+        print(f"| {name:<16} | {total:>4} | {'':>12} | {'':>25} | {'':>16} | {'':>15} | "
+              f"{'':>9} |")
+    fails = {r["setup"]: acceptance(r) for r in records}
+    print("\nAcceptance (issue 12): " + ("every setup passes" if not any(fails.values())
+                                       else "; ".join(f"{k}: {', '.join(v)}"
+                                                      for k, v in fails.items() if v)))
+    for r in records:
+        tr = next(x for x in r["results"] if x["algorithm"] == "loratwin").get("tradeoff")
+        if tr:
+            print(f"  {r['setup']}: {tr}")
 
 
 def main() -> None:

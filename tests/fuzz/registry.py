@@ -240,6 +240,45 @@ _PLACE_FLAGS = {"--gpus": ("0", "-1", "abc"), "--algorithm": ("nope", ""),
                 "--max-itl-ms": ("0", "nan")}
 
 
+_EMIT_CASES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("out", "--emit", "nope"), "--emit unknown format"),
+    (("--emit", "kubernetes"), "--emit without OUT"),
+    (("out",), "OUT without --emit"),
+    (("afile", "--emit", "router"), "OUT is a file"),
+    (("afile/out", "--emit", "litellm"), "OUT under a file"),
+    (("out", "--emit", "kserve", "--name-prefix", "Bad_Name"), "--name-prefix not a DNS label"),
+    (("out", "--emit", "kserve", "--adapter-uri-template", "s3://b/{nope}"),
+     "--adapter-uri-template unknown field"),
+    (("out", "--emit", "router", "--api-base-template", "http://{server"),
+     "--api-base-template unclosed field"),
+    (("out", "--emit", "kubernetes", "--adapter-uri-template", "s3://bucket/{adapter_id}"),
+     "kubernetes cannot mount s3://"),
+    (("out", "--emit", "kubernetes", "--adapter-uri-template", "pvc://claim-only"),
+     "pvc:// without a path"),
+)
+
+# A small valid plan (``loratwin place --json``) and what breaks it for ``loratwin report``.
+PLAN = MappingSpec(
+    base={"gpus": 1, "algorithm": "loratwin", "placement_s": 0.1, "lower_bound": 1,
+          "servers": [{"adapters": ["a", "b"], "ranks": [8, 16], "total_rate_req_s": 0.7,
+                       "max_loras": 2, "max_cpu_loras": 2, "max_lora_rank": 16,
+                       "max_num_seqs": 256, "predicted": {"total_throughput_tok_s": 100.0},
+                       "verified": None, "rates_req_s": [0.5, 0.2],
+                       "traffic_share": [1.0, 1.0]}],
+          "profile": {"name": MODEL, "hf_model_name": "meta-llama/Llama-3.1-8B-Instruct",
+                      "profile_kind": "measured"}},
+    bad_values={"servers": ("x", [], 5, [1], [{"adapters": "ab", "ranks": [8]}],
+                            [{"adapters": ["a"], "ranks": [8, 16]}],
+                            [{"adapters": ["a"], "ranks": ["x"]}],
+                            [{"adapters": ["a"], "ranks": [8], "predicted": 3}],
+                            [{"adapters": ["a"], "ranks": [8], "verified": [1]}],
+                            [{"adapters": ["a"], "ranks": [8], "verified": {
+                                "timeseries": {"t_s": [1.0], "running": []}}}]),
+                "profile": ("x", 3, [1]), "slo": ("x", [1])},
+    unknown_key_bad=False,
+)
+PLAN_JSON = json.dumps(PLAN.base).encode()
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -253,6 +292,8 @@ def _place() -> st.SearchStrategy[Case]:
         bad_flag(_PLACE_FLAGS).map(_flag_case("place", base, files)),
         bad_output("--json", "p.json").map(_output_case("place", base, files)),
         st.just(Case("place", (*base, "--emit-vllm", "ad.csv"), files, (), "--emit-vllm a file")),
+        st.sampled_from(_EMIT_CASES).map(lambda aw: Case(
+            "place", (*base, *aw[0]), (*files, ("afile", b"x\n")), ("out",), aw[1])),
         st.just(Case("place", (*base, "--surrogate", "s.npz"), (*files, ("s.npz", b"junk")), (),
                      "--surrogate not a surrogate file")),
         _paths("place", lambda p: ("place", p)),
@@ -561,3 +602,109 @@ def _top_level() -> st.SearchStrategy[Case]:
             (("profile", "nope"), "unknown subcommand"),
             (("workload", "from-trace", "--bogus"), "unknown flag in a group"),
         )))
+
+
+@command("report")
+def _report() -> st.SearchStrategy[Case]:
+    files = (("plan.json", PLAN_JSON),)
+    base = ("report", "plan.json", "-o", "r.html")
+    return st.one_of(
+        bad_mapping(PLAN, "json").map(_file_case("report", base, "plan.json",
+                                                 outputs=("r.html",))),
+        bad_flag({"--out": ("r.txt", "r")}).map(_flag_case("report", ("report", "plan.json"),
+                                                           files)),
+        bad_output("-o", "r.html").map(_output_case("report", ("report", "plan.json"), files)),
+        _paths("report", lambda p: ("report", p, "-o", "r.html")),
+    )
+
+
+# ----------------------------------------------------------------------------- replan (issue 15)
+
+REPLAN = MappingSpec(
+    base={"model": MODEL, "gpus": 1, "servers": [
+        {"name": "gpu-0", "adapters": ["a", "b", "c"], "ranks": [8, 16, 8],
+         "traffic_share": [1.0, 1.0, 1.0], "rates_req_s": [0.5, 0.2, 0.1], "max_loras": 3,
+         "max_cpu_loras": 3, "max_lora_rank": 16, "max_num_seqs": 2048}]},
+    bad_values={"model": ("qwen-2.5-7b-instruct", 5, "no-such-model"),
+                "servers": ("x", [], [1], [{"adapters": []}],
+                            [{"adapters": ["a"], "ranks": [8, 8], "max_loras": 1}],
+                            [{"adapters": ["a", "a"], "ranks": [8, 8], "max_loras": 1}],
+                            [{"adapters": ["a"], "ranks": [8], "max_loras": 0}],
+                            [{"adapters": ["a"], "ranks": [8], "max_loras": 1,
+                              "traffic_share": [2.0]}],
+                            [{"adapters": ["a"], "ranks": [8], "max_loras": 4000,
+                              "max_lora_rank": 64}],
+                            [{"adapters": ["z1", "z2"], "ranks": [8, 8], "max_loras": 2}])},
+    unknown_key_bad=False,
+)
+REPLAN_JSON = json.dumps(REPLAN.base).encode()
+PROM = (b"# scrape_time_s 100\n# TYPE vllm:request_success_total counter\n"
+        b"vllm:request_success_total 5\n")
+
+
+@command("replan")
+def _replan() -> st.SearchStrategy[Case]:
+    files = (("cur.json", REPLAN_JSON), ("ad.csv", ADAPTERS_CSV))
+    base = ("replan", "cur.json", "ad.csv", "--no-confirm", "--model", MODEL)
+    flags = {"--extra-gpus": ("-1", "x"), "--max-moves": ("-1", "x"), "--move-cost": ("0", "-1",
+                                                                                       "nan"),
+             "--scrapes": ("1", "0"), "--scrape-interval": ("0", "-1", "nan"),
+             "--seed": ("-1",), "--duration": ("0", "nan"), "--jobs": ("0",),
+             "--max-num-seqs": ("0",), "--arrival-cv": ("0", "-1"), "--max-ttft-ms": ("0",),
+             "--model": ("no-such-model", "qwen-2.5-7b-instruct"),
+             "--rates-from-metrics": ("missing.csv",)}
+    return st.one_of(
+        bad_mapping(REPLAN, "json").map(_file_case("replan", (*base, "-o", "n.json"), "cur.json",
+                                                 (("ad.csv", ADAPTERS_CSV),), ("n.json",))),
+        bad_table(ADAPTERS).map(_file_case("replan", (*base, "-o", "n.json"), "ad.csv",
+                                           (("cur.json", REPLAN_JSON),), ("n.json",))),
+        bad_table(TRACE).map(_file_case("replan", (*base, "--rates-from-metrics", "log.csv"),
+                                        "log.csv", files)),
+        bad_flag(flags).map(_flag_case("replan", base, files)),
+        bad_output("-o", "n.json").map(_output_case("replan", base, files)),
+        st.sampled_from((
+            Case("replan", (*base, "--max-moves", "3", "--move-cost", "1"), files, (),
+                 "--max-moves with --move-cost"),
+            Case("replan", (*base, "--rates-from-metrics", "m.prom"), (*files, ("m.prom", PROM)),
+                 (), "one Prometheus scrape"),
+            Case("replan", (*base, "--rates-from-metrics", "m.prom"),
+                 (*files, ("m.prom", b"# TYPE x counter\nx_total 1\n")), (),
+                 "not the metrics of a vLLM server"),
+        )),
+        _paths("replan", lambda p: ("replan", p, "ad.csv", "--no-confirm")),
+    )
+
+
+@command("workload drift")
+def _drift() -> st.SearchStrategy[Case]:
+    files = (("old.csv", ADAPTERS_CSV), ("new.csv", ADAPTERS_CSV))
+    base = ("workload", "drift", "old.csv", "new.csv")
+    return st.one_of(
+        bad_table(ADAPTERS).map(_file_case("workload drift", (*base, "--json", "d.json"),
+                                           "new.csv", (("old.csv", ADAPTERS_CSV),),
+                                           ("d.json",))),
+        bad_flag({"--tolerance": ("-1", "nan", "x"), "--top": ("x",)}).map(
+            _flag_case("workload drift", base, files)),
+        bad_output("--json", "d.json").map(_output_case("workload drift", base, files)),
+        _paths("workload drift", lambda p: ("workload", "drift", p, "new.csv")),
+    )
+
+
+@command("place --gpu-types")
+def _place_gpu_types() -> st.SearchStrategy[Case]:
+    files = (("ad.csv", ADAPTERS_CSV),)
+    base = ("place", "ad.csv", "--no-confirm", "--gpu-types", "H100=3")
+    flags = {"--gpu-types": ("H100", "H100=", "=3", "H100=-1", "H100=x", "H100=3:0", "H200=3",
+                             "H100=4"),
+             "--gpu-profile": ("H200=foo.json", "H100=", "H100=no-such-model",
+                               "H100=qwen-2.5-7b-instruct"),
+             "--gpu-surrogate": ("H200=s.npz", "H100=missing.npz"),
+             "--gpus": ("3",), "--algorithm": ("paper-greedy",), "--advise": (),
+             "--seed": ("-1",)}
+    return st.one_of(
+        bad_flag(flags).map(_flag_case("place --gpu-types", base, files)),
+        bad_output("--json", "f.json").map(_output_case("place --gpu-types", base, files)),
+        st.just(Case("place --gpu-types", (*base, "--advise"), files, (), "--advise")),
+        st.just(Case("place --gpu-types", (*base, "--emit-vllm", "serve"), files, ("serve",),
+                     "--emit-vllm")),
+    )

@@ -19,8 +19,8 @@ from tests.fuzz.cases import Case, loratwin_script, run_case
 from tests.fuzz.registry import REGISTRY, strategy
 
 SCRIPT = loratwin_script()
-BATCH = 6        # cases per Hypothesis example, run two at a time
-EXAMPLES = 3     # examples per command: 18 cases per command, ~300 in all
+BATCH = 4        # cases per Hypothesis example, run two at a time
+EXAMPLES = 2     # examples per command: 8 cases per command, ~150-200 in all
 
 pytestmark = pytest.mark.skipif(
     SCRIPT is None, reason="the loratwin console script is not installed in this environment "

@@ -54,6 +54,7 @@ class AnalyticPredictor:
             total_throughput_tok_s=np.minimum(offered, cap),
             mean_itl_ms=15.0 * (1.0 + 0.5 * np.minimum(ratio, 2.0)),
             mean_ttft_ms=100.0 * (1.0 + np.minimum(ratio, 3.0) ** 4),
+            p99_ttft_ms=400.0 * (1.0 + np.minimum(ratio, 3.0) ** 4),
             starvation_probability=p,
             out_of_envelope=np.zeros(len(x), bool),
         )

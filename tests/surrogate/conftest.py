@@ -34,6 +34,7 @@ def synthetic_rows(n: int = 240, seed: int = 0) -> pd.DataFrame:
     df["total_throughput_tok_s"] = thr
     df["mean_itl_ms"] = 10 + 50 * np.minimum(offered / capacity, 3)
     df["mean_ttft_ms"] = 30 + 1e4 * np.maximum(offered / capacity - 0.9, 0)
+    df["p99_ttft_ms"] = 4 * df["mean_ttft_ms"] * rng.normal(1, 0.02, n)
     df["starvation"] = thr < 0.9 * offered
     df["memory_error"] = False
     df["error"] = ""

@@ -30,7 +30,8 @@ def test_predict_csv_and_json(tmp_path: Path, model_file: Path, capsys) -> None:
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 3
     assert set(rows[0]) == {"total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms",
-                            "starvation", "starvation_probability", "out_of_envelope"}
+                            "p99_ttft_ms", "starvation", "starvation_probability",
+                            "out_of_envelope"}
     assert [r["out_of_envelope"] for r in rows] == [False, False, True]
     assert isinstance(rows[0]["starvation"], bool)
     text = capsys.readouterr().out

@@ -46,6 +46,15 @@ def test_resume_after_interruption_recomputes_nothing(tmp_path: Path) -> None:
     assert (ds.rows["error"] == "").all() and not ds.rows["memory_error"].any()
     assert len(ds.usable()) == 12
     assert set(ds.rows["origin"]) == {"grid", "qmc"}
+    # every metric the twin reports is in the rows, not only the targets
+    from dataclasses import fields
+
+    from loratwin.twin.metrics import SimMetrics
+
+    assert {f.name for f in fields(SimMetrics)} <= set(ds.rows.columns)
+    assert ds.regression_targets == ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms",
+                                     "p99_ttft_ms")
+    assert (ds.rows["p99_ttft_ms"] >= ds.rows["mean_ttft_ms"] * 0.999).all()
 
 
 def test_other_design_in_same_directory_is_refused(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ def _x(ds: Dataset) -> np.ndarray:
 
 def test_training_reports_cv_and_holdout(trained) -> None:
     meta = trained.surrogate.meta
-    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "starvation"):
+    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "p99_ttft_ms",
+              "starvation"):
         block = meta["cv"][t]
         assert block["chosen"]["estimator"] in ("gb", "rf")
         assert len(block["candidates"]) == (6 if t == "total_throughput_tok_s"
@@ -47,7 +48,7 @@ def test_predictions_equal_sklearn_exactly(trained, synthetic_dataset, tmp_path:
     xa = augment(x, trained.surrogate.capacity)
     assert np.array_equal(xa, trained.inputs)
     p = s.predict(x)
-    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms"):
+    for t in ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "p99_ttft_ms"):
         m = s.models[t]
         raw = trained.estimators[t].predict(xa)
         assert np.array_equal(m.compiled.predict(xa), raw)
@@ -65,6 +66,7 @@ def test_predictions_equal_sklearn_exactly(trained, synthetic_dataset, tmp_path:
         one = s.predict_one(x[i].tolist())
         assert one.total_throughput_tok_s == p.total_throughput_tok_s[i]
         assert one.mean_itl_ms == p.mean_itl_ms[i] and one.mean_ttft_ms == p.mean_ttft_ms[i]
+        assert one.p99_ttft_ms == p.p99_ttft_ms[i]
         assert one.starvation == p.starvation[i]
         assert one.starvation_probability == p.starvation_probability[i]
         assert one.out_of_envelope == p.out_of_envelope[i]
@@ -213,8 +215,12 @@ def test_training_with_offered_load_scores_the_blend(synthetic_dataset) -> None:
         rows["mean_input_tokens"] + rows["mean_output_tokens"])) * rng.normal(1, 0.01, len(rows))
     rows["starvation"] = rows["total_throughput_tok_s"] < 0.9 * rows["offered_throughput_tok_s"]
     ds = Dataset(rows=rows, profile=synthetic_dataset.profile, profile_sha256="", spec={})
-    res = train_surrogate(ds, FAST)
+    calls: list[tuple[int, int]] = []
+    res = train_surrogate(ds, FAST, on_fit=lambda done, total: calls.append((done, total)))
     meta = res.surrogate.meta
+    # progress: one call per fit, counting up to an exact total (folds, hold-out, final)
+    assert [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    assert calls[-1][0] == calls[-1][1] == len(calls)
     assert len(meta["cv"]["served_fraction"]["candidates"]) == 2
     modes = [c["transform"] for c in meta["cv"]["starvation"]["candidates"]]
     assert modes.count("blend") == 2 and modes.count("identity") == 2
@@ -225,3 +231,21 @@ def test_training_with_offered_load_scores_the_blend(synthetic_dataset) -> None:
         assert np.array_equal(f, res.estimators["served_fraction"].predict(res.inputs))
     assert meta["holdout"]["starvation"]["f1"] > 0.8
 
+
+
+def test_a_data_set_without_p99_trains_a_surrogate_without_it(synthetic_dataset,
+                                                              tmp_path: Path) -> None:
+    """Data sets made before p99 TTFT was a target still train; the surrogate says it has no
+    p99 model and predicts NaN for it, and its file loads again."""
+    old = Dataset(rows=synthetic_dataset.rows.drop(columns=["p99_ttft_ms"]),
+                  profile=synthetic_dataset.profile, profile_sha256="", spec={})
+    s = train_surrogate(old, FAST).surrogate
+    assert not s.has_target("p99_ttft_ms") and s.has_target("mean_ttft_ms")
+    assert "p99_ttft_ms" not in s.meta["targets"]
+    s.save(tmp_path / "old.npz")
+    s = Surrogate.load(tmp_path / "old.npz")
+    x = _x(old)[:5]
+    assert np.isnan(s.predict(x).p99_ttft_ms).all()
+    assert np.isfinite(s.predict(x).mean_ttft_ms).all()
+    assert np.isnan(s.predict_one(x[0].tolist()).p99_ttft_ms)
+    assert "p99_ttft_ms" not in evaluate_surrogate(s, old)

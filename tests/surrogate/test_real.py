@@ -22,6 +22,7 @@ def test_scores_by_hand() -> None:
         "pred_total_throughput_tok_s": [100.0, 100.0],
         "real_mean_itl_ms": [10.0, 10.0], "pred_mean_itl_ms": [10.0, 30.0],
         "real_mean_ttft_ms": [50.0, 50.0], "pred_mean_ttft_ms": [50.0, 50.0],
+        "real_p99_ttft_ms": [100.0, float("nan")], "pred_p99_ttft_ms": [300.0, 80.0],
         "real_starvation": [True, None], "pred_starvation": [False, True],
         "out_of_envelope": [False, True],
     })
@@ -29,6 +30,7 @@ def test_scores_by_hand() -> None:
     assert sc["throughput_smape_pct"] == pytest.approx(100 / 2 * 200 / 400)
     assert sc["itl_smape_pct"] == pytest.approx(100 / 2 * 20 / 40)
     assert sc["ttft_smape_pct"] == 0.0
+    assert sc["p99_ttft_smape_pct"] == pytest.approx(100 * 200 / 400)  # the known row only
     assert (sc["runs"], sc["starvation_runs"], sc["out_of_envelope"]) == (2, 1, 1)
     assert sc["starvation_accuracy"] == 0.0 and sc["starvation_f1"] == 0.0
 

@@ -13,8 +13,8 @@ from a model's ``config.json`` (:mod:`.prior_model`) and a GPU datasheet (:mod:`
 The efficiency factors and host constants are fitted once on measured profiles
 (:func:`calibrate`, :mod:`.prior_fit`), shared across models, never per model; a
 :class:`PriorCalibration` then builds any number of (model, GPU, tp) profiles in
-well under a second each (:func:`build_prior`). Every prior profile has ``profile_kind == "prior"`` and
-every output made from it says "estimated".
+well under a second each (:func:`build_prior`). Every prior profile has
+``profile_kind == "prior"`` and every output made from it says "estimated".
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ from loratwin.cli import (  # noqa: F401
     advise_cmd,
     place_cmd,
     profile_cmd,
+    replan_cmd,
+    report_cmd,
     simulate_cmd,
     surrogate_cmd,
     validate_cmd,

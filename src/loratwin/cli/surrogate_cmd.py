@@ -35,8 +35,11 @@ surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
                             no_args_is_help=True)
 app.add_typer(surrogate_app, name="surrogate")
 
+# table labels of the targets (as loratwin.surrogate.targets.SHORT_NAMES; not imported here:
+# cli modules import typer and the standard library only)
 _SHORT = {"total_throughput_tok_s": "throughput", "mean_itl_ms": "ITL", "mean_ttft_ms": "TTFT",
-          "starvation": "starvation", "served_fraction": "served fraction"}
+          "p99_ttft_ms": "p99 TTFT", "starvation": "starvation",
+          "served_fraction": "served fraction"}
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -188,8 +191,13 @@ def train_cmd(
     check_number(seed, "--seed", ge=0)
     ds = load_dataset(data, chunks)
     cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
-    with console.status("training") as status:
-        res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
+    from loratwin.cli.progress import progress_bar
+
+    with progress_bar("training", None, "fits") as advance:
+        res = train_surrogate(ds, cfg, model=model,
+                              on_progress=lambda m: advance(0, description=f"training: {m}"),
+                              on_fit=lambda done, total: advance(0, completed=done,
+                                                                 total=total))
     s = res.surrogate
     with atomic_output(out) as tmp:
         s.save(tmp)
@@ -212,6 +220,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"file not found: {path}" if not path.exists()
                         else f"{path}: not a file")
+    from loratwin.workload._csvio import check_fields
+
+    check_fields(path)
     try:
         df = pd.read_csv(path, skip_blank_lines=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -232,28 +243,30 @@ def predict_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Write {'rows': [...]} as JSON"),
     max_rows: int = typer.Option(50, help="Rows shown in the terminal table"),
 ) -> None:
-    """Predict throughput, ITL, TTFT and starvation of GPU configurations."""
+    """Predict throughput, ITL, mean and p99 TTFT and starvation of GPU configurations."""
     from rich.table import Table
 
     from loratwin.cli.common import check_output_file, console, fmt, write_json
-    from loratwin.surrogate.model import Surrogate
 
     check_output_file(json_out, "--json")
     if max_rows < 0:
         raise DataError(f"must be >= 0 (got {max_rows})", field="--max-rows")
     df = _read_csv(features)
+    from loratwin.surrogate.model import Surrogate
+
     s = Surrogate.load(model)
     pred = s.predict_frame(df, source=str(features))
     kind = str(s.meta.get("profile_kind", "measured"))
     label = "estimated (prior profile): " if kind == "prior" else ""
-    table = Table(title=f"{label}surrogate {s.profile}: {len(pred)} configurations")
-    for col, just in (("row", "right"), ("throughput (tok/s)", "right"), ("ITL (ms)", "right"),
-                      ("TTFT (ms)", "right"), ("starved", "left"), ("p(starved)", "right"),
-                      ("in envelope", "left")):
+    table = Table(title=f"{label}surrogate {s.profile}: {len(pred)} configurations "
+                        "(throughput in tok/s, latencies in ms)")
+    for col, just in (("row", "right"), ("throughput", "right"), ("ITL", "right"),
+                      ("TTFT", "right"), ("p99 TTFT", "right"), ("starved", "left"),
+                      ("p(starved)", "right"), ("in envelope", "left")):
         table.add_column(col, justify=just)
     for i, r in enumerate(pred.rows()[:max_rows]):
         table.add_row(str(i + 1), fmt(r["total_throughput_tok_s"]), fmt(r["mean_itl_ms"], 2),
-                      fmt(r["mean_ttft_ms"]), fmt(r["starvation"]),
+                      fmt(r["mean_ttft_ms"]), fmt(r["p99_ttft_ms"]), fmt(r["starvation"]),
                       f"{r['starvation_probability']:.2f}",
                       "no" if r["out_of_envelope"] else "yes")
     console.print(table)
@@ -333,7 +346,8 @@ def evaluate_cmd(
     table.add_column("target")
     table.add_column("figures")
     for t in (*REGRESSION_TARGETS, CLASS_TARGET):
-        table.add_row(_SHORT[t], ", ".join(f"{k} {v:.3f}" for k, v in sc[t].items()))
+        if t in sc:
+            table.add_row(_SHORT[t], ", ".join(f"{k} {v:.3f}" for k, v in sc[t].items()))
     console.print(table)
     if json_out:
         write_json(json_out, sc)

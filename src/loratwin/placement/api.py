@@ -1,8 +1,9 @@
 """One entry point for every placement algorithm: :func:`place`.
 
 Every algorithm has the signature ``(problem, *, seed, n_gpus) -> Placement`` and is listed in
-:data:`ALGORITHMS`. ``loratwin`` (ours) additionally confirms borderline GPUs in the twin and
-never returns more GPUs than ``paper-greedy``: when the papers' greedy placement needs fewer
+:data:`ALGORITHMS`. ``loratwin`` (ours, :mod:`.fewest`) additionally balances its GPUs for
+latency, confirms borderline GPUs in the twin and never returns more GPUs than
+``paper-greedy``: when the papers' greedy placement needs fewer
 GPUs, its adapter sets are re-sized with our ``max_loras`` search and, if every GPU is then
 safe (surrogate, and twin for the borderline ones), that placement is returned instead.
 """
@@ -11,16 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from loratwin.errors import ConfigError
+from loratwin.placement.balance import LatencyTarget
 from loratwin.placement.baselines import best_loras
+from loratwin.placement.fewest import ConfirmMany, Objective, place_fewest
 from loratwin.placement.paper_greedy import place_paper_greedy
-from loratwin.placement.prefix_search import SearchOptions, place_loratwin
-from loratwin.placement.problem import PlacementProblem, group_rows
+from loratwin.placement.parallel import run_tasks
+from loratwin.placement.prefix_search import SearchOptions
+from loratwin.placement.problem import STARVATION_FRACTION, PlacementProblem, group_rows
 from loratwin.placement.types import GpuAssignment, Placement
-from loratwin.placement.verify import is_healthy, verify_gpu
+from loratwin.placement.verify import is_healthy, verify_gpu_seeded
 
 Algorithm = Callable[..., Placement]
 
@@ -33,17 +37,20 @@ _BASELINES: dict[str, str] = {
     "random": "loratwin.placement.baselines:place_random",
 }
 ALGORITHMS: tuple[str, ...] = ("loratwin", "paper-greedy", *_BASELINES)
+#: Objectives of ``loratwin`` (see :mod:`.fewest`).
+OBJECTIVES: tuple[str, ...] = ("latency", "throughput")
 
 
-def twin_confirm(problem: PlacementProblem, duration_s: float, seed: int, margin: float = 0.0
-                 ) -> Callable[[GpuAssignment], bool]:
-    """A ``confirm`` callback: simulate the GPU in the twin; healthy = it starts and its
-    throughput is at least (0.9 + margin) x the offered load (the papers' rule, plus a
-    margin)."""
-    def confirm(gpu: GpuAssignment) -> bool:
-        v = verify_gpu(problem, gpu, duration_s=duration_s, seed=seed)
-        return is_healthy(v) and v["total_throughput_tok_s"] >= (
-            (0.9 + margin) * v["offered_throughput_tok_s"])
+def twin_confirm(problem: PlacementProblem, duration_s: float, seed: int, margin: float = 0.0,
+                 *, jobs: int = 1, ray_address: str | None = None) -> ConfirmMany:
+    """A batch ``confirm`` callback: simulate the GPUs in the twin (in parallel: joblib
+    ``jobs`` or a Ray cluster); healthy = the server starts and its throughput is at least
+    (0.9 + margin) x the offered load (the papers' rule, plus a margin)."""
+    def confirm(gpus: Sequence[GpuAssignment]) -> list[bool]:
+        res = run_tasks(verify_gpu_seeded, [(problem, g, duration_s, seed) for g in gpus],
+                        jobs=jobs, ray_address=ray_address)
+        return [is_healthy(v) and v["total_throughput_tok_s"] >= (
+            (STARVATION_FRACTION + margin) * v["offered_throughput_tok_s"]) for v in res]
     return confirm
 
 
@@ -64,8 +71,12 @@ def place(
     seed: int = 0,
     n_gpus: int | None = None,
     options: SearchOptions | None = None,
+    target: LatencyTarget | None = None,
+    objective: Objective = "latency",
     confirm_borderline: bool = True,
     confirm_duration_s: float = 1800.0,
+    jobs: int = 1,
+    ray_address: str | None = None,
 ) -> Placement:
     """Place ``problem.adapters`` with the named algorithm.
 
@@ -78,20 +89,29 @@ def place(
     n_gpus:
         GPUs available; a placement needing more raises :class:`ConfigError`.
     options:
-        Margins and SLOs of ``loratwin``.
+        Margins and hard SLOs of ``loratwin``.
+    target, objective:
+        ``loratwin``'s latency target and objective (see :mod:`.fewest`).
     confirm_borderline:
-        Let ``loratwin`` check borderline GPUs in the twin (``confirm_duration_s`` windows).
+        Let ``loratwin`` check borderline GPUs in the twin (``confirm_duration_s`` windows),
+        on ``jobs`` local processes or the Ray cluster at ``ray_address``.
 
     Raises
     ------
     ConfigError
-        Unknown algorithm, or the workload needs more than ``n_gpus`` GPUs.
+        Unknown algorithm or objective, or the workload needs more than ``n_gpus`` GPUs.
     """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r} (one of {', '.join(OBJECTIVES)})",
+                          field="objective")
     if algorithm == "paper-greedy":
         result = place_paper_greedy(problem)
     elif algorithm == "loratwin":
-        result = _place_ours(problem, options or SearchOptions(), seed,
-                             confirm_borderline, confirm_duration_s)
+        confirm = (twin_confirm(problem, confirm_duration_s, seed,
+                                (options or SearchOptions()).twin_margin, jobs=jobs,
+                                ray_address=ray_address)
+                   if confirm_borderline else None)
+        result = _place_ours(problem, options or SearchOptions(), target, objective, confirm)
     elif algorithm in _BASELINES:
         module, func = _BASELINES[algorithm].split(":")
         result = getattr(import_module(module), func)(problem, seed=seed)
@@ -106,21 +126,19 @@ def place(
     return result
 
 
-def _place_ours(problem: PlacementProblem, options: SearchOptions, seed: int,
-                confirm_borderline: bool, confirm_duration_s: float) -> Placement:
+def _place_ours(problem: PlacementProblem, options: SearchOptions,
+                target: LatencyTarget | None, objective: Objective,
+                confirm: ConfirmMany | None) -> Placement:
     t0 = time.perf_counter()
-    confirm = (twin_confirm(problem, confirm_duration_s, seed, options.twin_margin)
-               if confirm_borderline else None)
-    ours = place_loratwin(problem, options, confirm=confirm)
+    ours = place_fewest(problem, options, target, objective=objective, confirm=confirm)
     greedy = place_paper_greedy(problem)
     if greedy.gpus < ours.gpus:
         checked = [resize_loras(problem, g, options) for g in greedy.servers]
         resized = [g for g, _ in checked]
-        safe = all(ok for _, ok in checked) and all(
-            confirm is None or g.predicted["starvation_probability"] < options.p_confirm
-            or confirm(g)
-            for g in resized
-        )
+        border = [g for g in resized
+                  if g.predicted["starvation_probability"] >= options.p_confirm]
+        safe = all(ok for _, ok in checked) and (
+            confirm is None or not border or all(confirm(border)))
         if safe:
             return Placement(
                 "loratwin", tuple(resized), time.perf_counter() - t0,

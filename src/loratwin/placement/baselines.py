@@ -46,13 +46,7 @@ T = TypeVar("T")
 
 
 def _take(pred: Predictions, idx: np.ndarray) -> Predictions:
-    return Predictions(
-        total_throughput_tok_s=np.asarray(pred.total_throughput_tok_s)[idx],
-        mean_itl_ms=np.asarray(pred.mean_itl_ms)[idx],
-        mean_ttft_ms=np.asarray(pred.mean_ttft_ms)[idx],
-        starvation_probability=np.asarray(pred.starvation_probability)[idx],
-        out_of_envelope=np.asarray(pred.out_of_envelope)[idx],
-    )
+    return pred.take(idx)
 
 
 @dataclass(frozen=True)
@@ -117,9 +111,7 @@ def best_loras(problem: PlacementProblem, rows: np.ndarray,
     """
     g = rows.shape[0]
     if g == 0:
-        empty = np.zeros(0)
-        return GroupEval(np.zeros(0, np.int64), rows,
-                         Predictions(empty, empty, empty, empty, np.zeros(0, bool)))
+        return GroupEval(np.zeros(0, np.int64), rows, Predictions.empty())
     limits = memory_limits(problem, rows)
     served = rows[:, FEATURES.index("served_adapters")].astype(np.int64)
     cache: dict[tuple[int, int], list[int]] = {}

@@ -60,6 +60,7 @@ class SurrogatePredictor:
             total_throughput_tok_s=np.asarray(p.total_throughput_tok_s, float),
             mean_itl_ms=np.asarray(p.mean_itl_ms, float),
             mean_ttft_ms=np.asarray(p.mean_ttft_ms, float),
+            p99_ttft_ms=np.asarray(p.p99_ttft_ms, float),
             starvation_probability=np.asarray(p.starvation_probability, float),
             out_of_envelope=np.asarray(p.out_of_envelope, bool),
         )

@@ -56,8 +56,9 @@ class SearchOptions:
         Largest predicted starvation probability a GPU may have.
     p_confirm:
         From this probability on, a GPU is checked in the twin (if ``confirm`` is given).
-    itl_slo_ms, ttft_slo_ms:
-        Optional limits on the predicted mean ITL / TTFT of every GPU, in ms.
+    itl_slo_ms, ttft_slo_ms, p99_ttft_slo_ms:
+        Optional limits on the predicted mean ITL, mean TTFT and p99 TTFT of every GPU, in
+        ms (a p99 limit needs a surrogate with a p99 model: NaN predictions fail it).
     twin_margin:
         A twin confirmation passes when the simulated throughput is at least
         (0.9 + twin_margin) x the offered load: the papers' starvation rule plus a margin
@@ -71,6 +72,7 @@ class SearchOptions:
     p_confirm: float = 0.02
     itl_slo_ms: float | None = None
     ttft_slo_ms: float | None = None
+    p99_ttft_slo_ms: float | None = None
     twin_margin: float = 0.03
     max_pieces: int = 64
 
@@ -81,6 +83,8 @@ class SearchOptions:
             ok &= np.asarray(pred.mean_itl_ms) <= self.itl_slo_ms
         if self.ttft_slo_ms is not None:
             ok &= np.asarray(pred.mean_ttft_ms) <= self.ttft_slo_ms
+        if self.p99_ttft_slo_ms is not None:
+            ok &= np.asarray(pred.p99_ttft_ms) <= self.p99_ttft_slo_ms
         return ok
 
 

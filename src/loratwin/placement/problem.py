@@ -121,6 +121,7 @@ class PlacementProblem:
             "total_throughput_tok_s": float(pred.total_throughput_tok_s[index]),
             "mean_itl_ms": float(pred.mean_itl_ms[index]),
             "mean_ttft_ms": float(pred.mean_ttft_ms[index]),
+            "p99_ttft_ms": float(pred.p99_ttft_ms[index]),
             "starvation_probability": float(pred.starvation_probability[index]),
             "offered_throughput_tok_s": self.offered_tok_s(adapters),
             "headroom": self.headroom(row),

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from joblib import Parallel, delayed
 
+from loratwin.placement.parallel import run_tasks
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.surrogate.point import lengths_for
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.simulate import simulate
+from loratwin.twin.timeseries import resample
 from loratwin.workload.lengths import BoundedHeavyTailed
 from loratwin.workload.spec import ArrivalSpec, generate_requests
 
@@ -25,11 +28,15 @@ def gpu_lengths(problem: PlacementProblem, gpu: GpuAssignment) -> BoundedHeavyTa
 
 
 def verify_gpu(
-    problem: PlacementProblem, gpu: GpuAssignment, *, duration_s: float = 3600.0, seed: int = 0
+    problem: PlacementProblem, gpu: GpuAssignment, *, duration_s: float = 3600.0, seed: int = 0,
+    timeseries_bins: int = 0,
 ) -> dict[str, Any]:
     """Twin metrics of one GPU (a benchmark window with the adapters' Poisson/gamma arrivals).
 
-    Returns the keys of the ``verified`` block of ``loratwin place --json``.
+    Returns the keys of the ``verified`` block of ``loratwin place --json``; with
+    ``timeseries_bins > 0`` also ``timeseries``: running and waiting requests and the KV cache
+    fraction in use, time-averaged over that many bins of the window
+    (:func:`loratwin.twin.timeseries.resample`).
     """
     # every adapter's means explicit (unset ones: the profile's ShareGPT means)
     adapters = [
@@ -45,8 +52,10 @@ def verify_gpu(
         max_num_batched_tokens=max(2048, gpu.max_num_seqs),
     )
     client = ClientConfig(duration_s=duration_s)
-    m = simulate(problem.profile, server, adapters, req, client).metrics
-    return {
+    res = simulate(problem.profile, server, adapters, req, client,
+                   record_timeseries=timeseries_bins > 0)
+    m = res.metrics
+    out = {
         "starvation": bool(m.starvation),
         "memory_error": bool(m.memory_error),
         "memory_error_reason": m.memory_error_reason,
@@ -60,6 +69,10 @@ def verify_gpu(
         "adapter_loads": m.adapter_loads,
         "duration_s": duration_s,
     }
+    if timeseries_bins > 0 and res.timeseries is not None and m.kv_cache_tokens > 0:
+        out["timeseries"] = resample(res.timeseries, duration_s, timeseries_bins,
+                                     m.kv_cache_tokens // server.block_size)
+    return out
 
 
 def verify_gpus(
@@ -69,22 +82,49 @@ def verify_gpus(
     duration_s: float = 3600.0,
     seed: int = 0,
     n_jobs: int = 1,
+    timeseries_bins: int = 0,
+    on_done: Callable[[], None] | None = None,
+    ray_address: str | None = None,
 ) -> list[GpuAssignment]:
-    """The GPUs with their ``verified`` block filled (in parallel with joblib)."""
-    res = Parallel(n_jobs=n_jobs)(
-        delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i)
-        for i, g in enumerate(gpus)
-    )
+    """The GPUs with their ``verified`` block filled (GPU i with seed ``seed + i``), in
+    parallel with joblib (``n_jobs`` processes) or on a Ray cluster (``ray_address``, see
+    :mod:`.parallel`); ``on_done`` is called as each GPU's run finishes (progress)."""
+    res: list[dict[str, Any]] = []
+    if ray_address:
+        res = run_tasks(verify_gpu_seeded, [(problem, g, duration_s, seed + i, timeseries_bins)
+                                            for i, g in enumerate(gpus)],
+                        jobs=n_jobs, ray_address=ray_address)
+        for _ in res:
+            if on_done is not None:
+                on_done()
+    else:
+        for v in Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i,
+                                timeseries_bins=timeseries_bins)
+            for i, g in enumerate(gpus)
+        ):
+            res.append(v)
+            if on_done is not None:
+                on_done()
     return [dataclasses.replace(g, verified=v) for g, v in zip(gpus, res, strict=True)]
+
+
+def verify_gpu_seeded(problem: PlacementProblem, gpu: GpuAssignment, duration_s: float,
+                      seed: int, timeseries_bins: int = 0) -> dict[str, Any]:
+    """:func:`verify_gpu` with positional arguments (a task for :func:`run_tasks`)."""
+    return verify_gpu(problem, gpu, duration_s=duration_s, seed=seed,
+                      timeseries_bins=timeseries_bins)
 
 
 def verify_placement(
     problem: PlacementProblem, placement: Placement, *, duration_s: float = 3600.0,
-    seed: int = 0, n_jobs: int = 1,
+    seed: int = 0, n_jobs: int = 1, timeseries_bins: int = 0,
+    on_done: Callable[[], None] | None = None, ray_address: str | None = None,
 ) -> Placement:
-    """``placement`` with every GPU verified by the twin."""
+    """``placement`` with every GPU verified by the twin (see :func:`verify_gpus`)."""
     servers = verify_gpus(problem, list(placement.servers), duration_s=duration_s, seed=seed,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, timeseries_bins=timeseries_bins, on_done=on_done,
+                          ray_address=ray_address)
     return dataclasses.replace(placement, servers=tuple(servers))
 
 

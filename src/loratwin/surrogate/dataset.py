@@ -38,7 +38,8 @@ from loratwin.surrogate.design import (
     spec_fingerprint,
 )
 from loratwin.surrogate.features import FEATURES
-from loratwin.surrogate.point import TARGETS, evaluate_point
+from loratwin.surrogate.point import evaluate_point
+from loratwin.surrogate.targets import REGRESSION_TARGETS, REQUIRED_TARGETS
 
 CHUNK_RE = re.compile(r"^chunk-(\d{5,})\.parquet$")
 DESIGN_FILE = "design.json"
@@ -106,7 +107,7 @@ def evaluate_chunk(profile: Profile, points: Sequence[DesignPoint]) -> pd.DataFr
         except Exception as exc:  # keep the run going; the row records what failed
             msg = str(exc).splitlines()[0] if str(exc) else ""
             row = {f: float("nan") for f in FEATURES}
-            row.update({t: float("nan") for t in TARGETS[:3]})
+            row.update({t: float("nan") for t in REGRESSION_TARGETS})
             row.update(starvation=False, memory_error=False, origin=dp.point.origin,
                        point=dp.point.to_json(),
                        error=f"{type(exc).__name__}: {msg}",
@@ -322,13 +323,19 @@ class Dataset:
     profile_sha256: str
     spec: dict[str, Any]
 
+    @property
+    def regression_targets(self) -> tuple[str, ...]:
+        """The regression targets the rows record (data sets made before a target existed
+        lack its column)."""
+        return tuple(t for t in REGRESSION_TARGETS if t in self.rows.columns)
+
     def usable(self) -> pd.DataFrame:
         """Rows fit for training: no memory error, no failed run, finite features and targets."""
         df = self.rows
         ok = ~df["memory_error"].astype(bool)
         if "error" in df.columns:
             ok &= df["error"].fillna("") == ""
-        cols = [*FEATURES, *TARGETS[:3]]
+        cols = [*FEATURES, *self.regression_targets]
         ok &= np.isfinite(df[cols].to_numpy(float)).all(axis=1)
         return df.loc[ok].reset_index(drop=True)
 
@@ -356,7 +363,7 @@ def load_dataset(data_dir: Path, first_chunks: int | None = None) -> Dataset:
         df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     except Exception as exc:
         raise DataError(f"{data_dir}: cannot read chunks ({type(exc).__name__})") from None
-    missing = [c for c in (*FEATURES, *TARGETS, "memory_error") if c not in df.columns]
+    missing = [c for c in (*FEATURES, *REQUIRED_TARGETS, "memory_error") if c not in df.columns]
     if missing:
         raise DataError(f"{data_dir}: chunks lack column {missing[0]!r}")
     df = df.sort_values("point_id", kind="stable").reset_index(drop=True)

@@ -2,8 +2,10 @@
 
 A surrogate predicts, for one GPU's configuration (the ten features of
 :data:`~loratwin.surrogate.features.FEATURES`), what the twin would measure over a benchmark
-window: total throughput (tok/s), mean ITL (ms), mean TTFT (ms) and starvation (total
-throughput below 0.9 x the offered load, the papers' rule) with its probability.
+window: total throughput (tok/s), mean ITL (ms), mean and p99 TTFT (ms) and starvation
+(total throughput below 0.9 x the offered load, the papers' rule) with its probability (the
+list of targets is :mod:`loratwin.surrogate.targets`; a file trained before p99 TTFT was a
+target predicts NaN for it, see :meth:`Surrogate.has_target`).
 
 **File format** (``.npz``, read with ``allow_pickle=False``; no pickles anywhere): for each
 target ``<t>`` the arrays ``<t>__offsets, <t>__feature, <t>__threshold, <t>__left,
@@ -52,15 +54,12 @@ from loratwin.errors import DataError
 from loratwin.surrogate.capacity import CapacityTable
 from loratwin.surrogate.derived import MODEL_INPUTS, augment, augment_row
 from loratwin.surrogate.features import FEATURES, feature_frame, gpu_features
+from loratwin.surrogate.targets import CLASS_TARGET, REGRESSION_TARGETS, REQUIRED_TARGETS
 from loratwin.surrogate.trees import CompiledEnsemble, TreeEnsemble, compile_ensemble
 from loratwin.workload.types import Adapter
 
 FORMAT = "loratwin-surrogate"
 FORMAT_VERSION = 3
-#: Regression targets, in output order.
-REGRESSION_TARGETS: tuple[str, ...] = ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms")
-#: The classification target.
-CLASS_TARGET = "starvation"
 #: Internal regression target behind the blended starvation probability (served / offered
 #: tokens of the window, clipped to [0, SERVED_FRACTION_CAP]).
 SERVED_FRACTION = "served_fraction"
@@ -138,6 +137,8 @@ class Predictions:
         Total (input + output) throughput, tok/s.
     mean_itl_ms, mean_ttft_ms:
         Mean inter-token latency and time to first token, ms.
+    p99_ttft_ms:
+        99th percentile of the time to first token, ms (NaN if the surrogate has no model).
     starvation:
         Predicted starvation (bool).
     starvation_probability:
@@ -149,6 +150,7 @@ class Predictions:
     total_throughput_tok_s: np.ndarray
     mean_itl_ms: np.ndarray
     mean_ttft_ms: np.ndarray
+    p99_ttft_ms: np.ndarray
     starvation: np.ndarray
     starvation_probability: np.ndarray
     out_of_envelope: np.ndarray
@@ -168,8 +170,7 @@ class Predictions:
 
 
 PREDICTION_FIELDS: tuple[str, ...] = (
-    "total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "starvation",
-    "starvation_probability", "out_of_envelope",
+    *REGRESSION_TARGETS, "starvation", "starvation_probability", "out_of_envelope",
 )
 
 
@@ -180,6 +181,7 @@ class PointPrediction:
     total_throughput_tok_s: float
     mean_itl_ms: float
     mean_ttft_ms: float
+    p99_ttft_ms: float
     starvation: bool
     starvation_probability: float
     out_of_envelope: bool
@@ -256,7 +258,7 @@ class Surrogate:
         DataError
             A target is missing or the envelope is malformed.
         """
-        for t in (*REGRESSION_TARGETS, CLASS_TARGET):
+        for t in REQUIRED_TARGETS:
             if t not in models:
                 raise DataError(f"surrogate file: no model for {t}")
         blend = _parse_blend(meta.get("starvation_blend"), SERVED_FRACTION in models)
@@ -327,6 +329,11 @@ class Surrogate:
         """Name of the profile the surrogate was trained for."""
         return str(self.meta.get("profile", ""))
 
+    def has_target(self, target: str) -> bool:
+        """Whether the file has a model for ``target`` (one of
+        :data:`~loratwin.surrogate.targets.REGRESSION_TARGETS` or ``starvation``)."""
+        return target in self.models
+
     @property
     def default_input_tokens(self) -> float:
         """The profile's ShareGPT mean input length (default of ``mean_input_tokens``)."""
@@ -369,10 +376,11 @@ class Surrogate:
         """
         x = _check_matrix(features)
         xa = augment(x, self.capacity)
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for t in REGRESSION_TARGETS:
-            m = self.models[t]
-            out[t] = inverse_transform(m.transform, m.compiled.predict(xa), x)
+            m = self.models.get(t)
+            out[t] = (inverse_transform(m.transform, m.compiled.predict(xa), x) if m
+                      else np.full(len(x), np.nan))
         cm = self.models[CLASS_TARGET]
         p = cm.compiled.predict(xa)
         if self._blend:
@@ -382,10 +390,8 @@ class Surrogate:
         else:
             starved = np.asarray(_starved(cm.ensemble.kind, p), bool)
         return Predictions(
-            total_throughput_tok_s=out["total_throughput_tok_s"],
-            mean_itl_ms=out["mean_itl_ms"], mean_ttft_ms=out["mean_ttft_ms"],
-            starvation=starved,
-            starvation_probability=p, out_of_envelope=self.out_of_envelope(x),
+            **out, starvation=starved, starvation_probability=p,
+            out_of_envelope=self.out_of_envelope(x),
         )
 
     def predict_frame(self, df: pd.DataFrame, source: str | None = None) -> Predictions:
@@ -425,9 +431,8 @@ class Surrogate:
             raise DataError("served_adapters and max_loras must be >= 1")
         xa = augment_row(x, self.capacity)
         m = self.models
-        thr = m["total_throughput_tok_s"]
-        itl = m["mean_itl_ms"]
-        ttft = m["mean_ttft_ms"]
+        values = [_inverse_row(r.transform, r.compiled.raw_row(xa), x) if r else math.nan
+                  for r in (m.get(t) for t in REGRESSION_TARGETS)]
         cm = m[CLASS_TARGET]
         p = cm.compiled.predict_row(xa)
         out = False
@@ -442,12 +447,7 @@ class Surrogate:
             starved = p >= 0.5
         else:
             starved = bool(_starved(cm.ensemble.kind, p))
-        return PointPrediction(
-            _inverse_row(thr.transform, thr.compiled.raw_row(xa), x),
-            _inverse_row(itl.transform, itl.compiled.raw_row(xa), x),
-            _inverse_row(ttft.transform, ttft.compiled.raw_row(xa), x),
-            starved, p, out,
-        )
+        return PointPrediction(*values, starved, p, out)
 
     def predict_gpu(self, adapters: Sequence[Adapter], max_loras: int, *,
                     arrival_cv: float = 1.0) -> PointPrediction:

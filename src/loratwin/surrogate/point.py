@@ -4,7 +4,8 @@ A :class:`GpuPoint` fixes everything a run needs: the served adapters' ranks and
 vLLM flags (``max_loras``, ``max_cpu_loras`` = served adapters as in the measured runs,
 ``max_lora_rank`` = the largest rank, ``max_num_seqs`` 2048), the request length means and
 the arrival burstiness. :func:`evaluate_point` simulates one benchmark window and returns the
-features and the targets of one data-set row.
+features, the targets (:mod:`.targets`) and every other metric the twin reports, so that a
+later surrogate with new targets can reuse the rows.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ import numpy as np
 
 from loratwin.profile.model import Profile
 from loratwin.surrogate.features import FEATURES, gpu_features
+from loratwin.surrogate.targets import REGRESSION_TARGETS
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.simulate import simulate
 from loratwin.workload.lengths import BoundedHeavyTailed
 from loratwin.workload.spec import ArrivalSpec, generate_requests
 from loratwin.workload.types import Adapter
-
-#: Targets of a data-set row (the twin's benchmark metrics).
-TARGETS: tuple[str, ...] = ("total_throughput_tok_s", "mean_itl_ms", "mean_ttft_ms", "starvation")
 
 #: Length window of the data set: wide enough for trace workloads (Azure conversation
 #: prompts average 1,155 tokens, up to 14,050).
@@ -105,8 +104,11 @@ def point_lengths(profile: Profile, point: GpuPoint) -> BoundedHeavyTailed:
 def evaluate_point(profile: Profile, point: GpuPoint) -> dict[str, Any]:
     """Simulate one point; returns a data-set row (features, targets and diagnostics).
 
-    Memory errors are returned with ``memory_error`` True and NaN targets (the design avoids
-    them, placement checks memory separately).
+    The row holds the features, every field of the run's
+    :class:`~loratwin.twin.metrics.SimMetrics` (among them the targets of
+    :mod:`loratwin.surrogate.targets`), the point's origin and JSON spec. Memory errors are
+    returned with ``memory_error`` True and NaN targets (the design avoids them, placement
+    checks memory separately).
     """
     adapters = point.adapters()
     arrivals = (ArrivalSpec() if point.arrival_cv == 1.0
@@ -122,22 +124,12 @@ def evaluate_point(profile: Profile, point: GpuPoint) -> dict[str, Any]:
         default_output_tokens=point.mean_output_tokens, arrival_cv=point.arrival_cv,
     )
     row: dict[str, Any] = dict(zip(FEATURES, map(float, x), strict=True))
-    row.update(
-        total_throughput_tok_s=m.total_throughput_tok_s,
-        mean_itl_ms=m.mean_itl_ms,
-        mean_ttft_ms=m.mean_ttft_ms,
-        starvation=bool(m.starvation),
-        offered_throughput_tok_s=m.offered_throughput_tok_s,
-        memory_error=m.memory_error,
-        preemptions=m.preemptions,
-        adapter_loads=m.adapter_loads,
-        mean_num_running=m.mean_num_running,
-        wall_s=m.wall_s,
-        origin=point.origin,
-        point=point.to_json(),
-    )
+    row.update(asdict(m))  # every metric of the run: the targets and the diagnostics
+    row.update(starvation=bool(m.starvation), memory_error=bool(m.memory_error),
+               memory_error_reason=m.memory_error_reason or "", origin=point.origin,
+               point=point.to_json())
     if m.memory_error:
-        for t in TARGETS[:3]:
+        for t in REGRESSION_TARGETS:
             row[t] = float("nan")
     row["mean_input_tokens_realised"] = float(np.mean(req.input_tokens)) if len(req) else 0.0
     return row

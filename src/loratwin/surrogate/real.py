@@ -28,7 +28,7 @@ from loratwin.twin.validate import check_columns, real_starvation, run_inputs, s
 def predict_real_runs(surrogate: Surrogate, df: pd.DataFrame, profile: Profile,
                       seed: int = 0) -> pd.DataFrame:
     """One row per ``ok`` real run: measured and predicted throughput (tok/s), ITL and TTFT
-    (ms), starvation (real label and predicted), and whether the row lies outside the
+    (ms), p99 TTFT (ms), starvation (real label and predicted), and whether the row lies outside the
     surrogate's training envelope.
 
     Raises
@@ -53,6 +53,7 @@ def predict_real_runs(surrogate: Surrogate, df: pd.DataFrame, profile: Profile,
             "real_total_throughput_tok_s": float(r["total_throughput"]),
             "real_mean_itl_ms": float(r["mean_itl_ms"]),
             "real_mean_ttft_ms": float(r["mean_ttft_ms"]),
+            "real_p99_ttft_ms": float(r["p99_ttft_ms"]) if "p99_ttft_ms" in r else math.nan,
             "real_starvation": real_starvation(r),
         })
     p = surrogate.predict(np.array(feats))
@@ -60,6 +61,7 @@ def predict_real_runs(surrogate: Surrogate, df: pd.DataFrame, profile: Profile,
     out["pred_total_throughput_tok_s"] = p.total_throughput_tok_s
     out["pred_mean_itl_ms"] = p.mean_itl_ms
     out["pred_mean_ttft_ms"] = p.mean_ttft_ms
+    out["pred_p99_ttft_ms"] = p.p99_ttft_ms
     out["pred_starvation"] = np.asarray(p.starvation, bool)
     out["pred_starvation_probability"] = p.starvation_probability
     out["out_of_envelope"] = np.asarray(p.out_of_envelope, bool)
@@ -82,6 +84,7 @@ def score_real_runs(pred: pd.DataFrame) -> dict[str, Any]:
                                       pred["real_total_throughput_tok_s"]),
         "itl_smape_pct": smape(pred["pred_mean_itl_ms"], pred["real_mean_itl_ms"]),
         "ttft_smape_pct": smape(pred["pred_mean_ttft_ms"], pred["real_mean_ttft_ms"]),
+        "p99_ttft_smape_pct": smape(pred["pred_p99_ttft_ms"], pred["real_p99_ttft_ms"]),
         "starvation_runs": len(lab),
         "starving_runs": int(y.sum()),
         "starvation_accuracy": float((y == f).mean()) if len(lab) else float("nan"),

@@ -1,6 +1,7 @@
 """Training: tree ensembles chosen by cross-validation, plus one small interpretable tree.
 
-For each regression target (throughput, ITL, TTFT) every (candidate estimator, target
+For each regression target the data set records (throughput, ITL, mean and p99 TTFT: the
+list of :mod:`.targets`) every (candidate estimator, target
 transform) pair is scored by k-fold cross-validation on the training split with the SMAPE
 of the back-transformed predictions, ``100/n sum |F - A| / (|A| + |F|)`` (the issue's
 definition, 0 ... 50 %); the starvation classifier candidates are scored by F1 (starved =
@@ -47,10 +48,8 @@ from loratwin.surrogate.derived import DERIVED, MODEL_INPUTS, augment
 from loratwin.surrogate.design import profile_hash
 from loratwin.surrogate.features import FEATURES
 from loratwin.surrogate.model import (
-    CLASS_TARGET,
     FORMAT,
     FORMAT_VERSION,
-    REGRESSION_TARGETS,
     SERVED_FRACTION,
     SERVED_FRACTION_CAP,
     Surrogate,
@@ -58,6 +57,7 @@ from loratwin.surrogate.model import (
     forward_transform,
     inverse_transform,
 )
+from loratwin.surrogate.targets import CLASS_TARGET, REGRESSION_TARGETS
 from loratwin.surrogate.trees import TreeEnsemble, from_sklearn
 from loratwin.twin.metrics import STARVATION_FRACTION
 
@@ -318,6 +318,7 @@ def train_surrogate(
     *,
     model: str | None = None,
     on_progress: Callable[[str], None] | None = None,
+    on_fit: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train a surrogate on a data set (see the module docstring for the procedure).
 
@@ -331,6 +332,9 @@ def train_surrogate(
         Profile name; must match the data set's profile when both are known.
     on_progress:
         Called with a short message before each stage.
+    on_fit:
+        Called with (fits done, fits in all) after each model fit: the cross-validation
+        folds, then the hold-out and final fits (the total is exact once CV has chosen).
 
     Returns
     -------
@@ -349,6 +353,7 @@ def train_surrogate(
 
     cfg = config or TrainConfig()
     say = on_progress or (lambda _m: None)
+    fitted_one = on_fit or (lambda _done, _total: None)
     name = model or dataset.profile
     if not name:
         raise DataError("the data set does not name its profile; pass --model")
@@ -365,7 +370,8 @@ def train_surrogate(
     x = rows[list(FEATURES)].to_numpy(float)
     capacity = CapacityTable.build(profile)
     xa = augment(x, capacity)
-    ys = {t: rows[t].to_numpy(float) for t in REGRESSION_TARGETS}
+    targets = dataset.regression_targets
+    ys = {t: rows[t].to_numpy(float) for t in targets}
     y_starved = rows[CLASS_TARGET].to_numpy(bool)
     ys[CLASS_TARGET] = y_starved.astype(float)
 
@@ -388,7 +394,7 @@ def train_surrogate(
 
     # cross-validation of every (target, candidate, transform)
     tasks: list[tuple[str, Candidate, str]] = []
-    for t in REGRESSION_TARGETS:
+    for t in targets:
         trs = (cfg.throughput_transforms if t == "total_throughput_tok_s"
                else cfg.latency_transforms)
         tasks += [(t, c, tr) for c in cfg.regressors for tr in trs]
@@ -398,11 +404,16 @@ def train_surrogate(
     say(f"cross-validating {len(tasks)} configurations x {cfg.folds} folds on "
         f"{int(train.sum())} rows")
     jobs = [(t, c, tr, fold) for (t, c, tr) in tasks for fold in range(cfg.folds)]
-    scores = Parallel(n_jobs=cfg.jobs)(
+    n_targets = len(REGRESSION_TARGETS) + 1 + (fraction is not None)
+    total = len(jobs) + (2 if cfg.holdout_fraction > 0 else 1) * n_targets
+    scores = []
+    for score in Parallel(n_jobs=cfg.jobs, return_as="generator")(
         delayed(_fold_task)(c, t == CLASS_TARGET, cfg.seed, tr, xa_tr, x_tr, ys[t][train],
                             *splits[fold])
         for (t, c, tr, fold) in jobs
-    )
+    ):
+        scores.append(score)
+        fitted_one(len(scores), total)
     cv: dict[str, Any] = {}
     oof: dict[tuple[str, str, str], list[np.ndarray]] = {}
     for t, c, tr in tasks:
@@ -426,6 +437,8 @@ def train_surrogate(
     blended = chosen[CLASS_TARGET][1] == "blend"
     if not blended:
         chosen.pop(SERVED_FRACTION, None)
+    n_holdout = len(chosen) if test.any() else 0
+    total, done = len(jobs) + n_holdout + len(chosen), len(jobs)
 
     # hold-out figures of models trained on the training split
     holdout: dict[str, Any] = {"rows": int(test.sum())}
@@ -437,6 +450,8 @@ def train_surrogate(
             c, _ = chosen[SERVED_FRACTION]
             f_test = _fit(c, False, cfg.seed, xa_tr, ys[SERVED_FRACTION][train]).predict(
                 xa[test])
+            done += 1
+            fitted_one(done, total)
         for t, (c, tr) in chosen.items():
             if t == SERVED_FRACTION:
                 continue
@@ -444,6 +459,8 @@ def train_surrogate(
             z_tr = ys[t][train].astype(bool) if clf else forward_transform(tr, ys[t][train],
                                                                            x_tr)
             est = _fit(c, clf, cfg.seed, xa_tr, z_tr)
+            done += 1
+            fitted_one(done, total)
             ex = _explain_estimator(clf, cfg.explain_leaves, int(train.sum()), cfg.seed)
             ex.fit(xa_tr, z_tr)
             if clf:
@@ -472,6 +489,8 @@ def train_surrogate(
         tr = "identity" if tr == "blend" else tr
         z = y_starved if clf else forward_transform(tr, ys[t], x)
         est = _fit(c, clf, cfg.seed, xa, z)
+        done += 1
+        fitted_one(done, total)
         fitted[t] = est
         models[t] = (from_sklearn(est), tr)
         meta_models[t] = {"estimator": c.name, "family": c.family, "params": dict(c.params),
@@ -493,7 +512,7 @@ def train_surrogate(
         "features": list(FEATURES),
         "derived_features": list(DERIVED),
         "model_inputs": list(MODEL_INPUTS),
-        "targets": [*REGRESSION_TARGETS, CLASS_TARGET],
+        "targets": [*targets, CLASS_TARGET],
         "profile": profile.name,
         "profile_kind": profile.profile_kind,
         "profile_sha256": dataset.profile_sha256 or profile_hash(profile),
@@ -532,8 +551,9 @@ def evaluate_surrogate(surrogate: Surrogate, dataset: Dataset) -> dict[str, Any]
     Returns
     -------
     dict
-        ``rows``, ``out_of_envelope`` (count), per regression target SMAPE (%), R^2 and
-        median APE (%), and for starvation F1, accuracy, precision and recall.
+        ``rows``, ``out_of_envelope`` (count), per regression target (that both the
+        surrogate and the data set have) SMAPE (%), R^2 and median APE (%), and for
+        starvation F1, accuracy, precision and recall.
 
     Raises
     ------
@@ -547,7 +567,8 @@ def evaluate_surrogate(surrogate: Surrogate, dataset: Dataset) -> dict[str, Any]
     pred = surrogate.predict(x)
     out: dict[str, Any] = {"rows": len(rows), "out_of_envelope": int(pred.out_of_envelope.sum())}
     for t in REGRESSION_TARGETS:
-        out[t] = regression_scores(rows[t].to_numpy(float), getattr(pred, t))
+        if surrogate.has_target(t) and t in dataset.regression_targets:
+            out[t] = regression_scores(rows[t].to_numpy(float), getattr(pred, t))
     out[CLASS_TARGET] = classification_scores(rows[CLASS_TARGET].to_numpy(bool),
                                               pred.starvation)
     return out

@@ -25,6 +25,7 @@ from loratwin.errors import DataError
 from loratwin.profile.model import Profile
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.simulate import simulate
+from loratwin.workload._csvio import check_fields
 from loratwin.workload.lengths import BoundedHeavyTailed
 from loratwin.workload.spec import ArrivalSpec, generate_requests
 from loratwin.workload.types import Adapter, Requests
@@ -79,11 +80,13 @@ def read_real_runs(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    check_fields(path)
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[-1]})"
                         ) from None
+    df.columns = [str(c).strip() for c in df.columns]
     check_real_runs(df, str(path))
     return df
 

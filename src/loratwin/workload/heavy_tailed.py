@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.optimize import root
-from scipy.special import ndtr
 
 from loratwin.errors import ConfigError
 from loratwin.workload.window import LengthFilter, check_sample_size
@@ -52,6 +50,8 @@ def _bin_probs(log_edges: np.ndarray, mu: float, sigma: float) -> np.ndarray:
     differences of the CDF left of the median and of the survival function right of it, so
     that tail masses keep their relative precision; one ``ndtr`` call per edge.
     """
+    from scipy.special import ndtr  # on first use: a trace replay never needs scipy
+
     z = (log_edges - mu) / sigma
     q = ndtr(-np.abs(z))  # the smaller tail at each edge
     cdf = np.where(z <= 0, q, 1.0 - q)
@@ -258,6 +258,8 @@ class BoundedHeavyTailed:
             theta[[0, 2]] = u[:2]
             theta[1 + 2 * free] = u[2:]
             return self._residuals(theta, g, tm, ts)[eqs]
+
+        from scipy.optimize import root  # on first use: a trace replay never needs scipy
 
         u0 = np.concatenate([theta0[[0, 2]], theta0[1 + 2 * free]])
         res = root(err, u0, method="hybr", options={"xtol": 1e-12, "maxfev": 400})

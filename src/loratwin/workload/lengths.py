@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
-from scipy.special import logsumexp
 
 from loratwin.errors import ConfigError, DataError
 from loratwin.workload._csvio import INT32_MAX, int_column, read_csv_checked
@@ -157,6 +156,8 @@ def _tilt_weights(x: np.ndarray, y: np.ndarray, base: np.ndarray, target_x: floa
     mx = float(np.average(x, weights=base))
     my = float(np.average(y, weights=base))
     pts = np.stack([x / mx, y / my])  # (2, m)
+    from scipy.special import logsumexp  # on first use: a trace replay never needs scipy
+
     t = np.array([target_x / mx, target_y / my])
 
     def state(ab: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

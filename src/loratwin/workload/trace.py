@@ -95,7 +95,7 @@ def _read_trace_fast(path: Path) -> _TraceColumns | None:
              "input_tokens": pa.int64(), "output_tokens": pa.int64()}
     try:
         table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
-            column_types=types, include_columns=list(TRACE_COLUMNS)))
+            column_types=types, include_columns=list(TRACE_COLUMNS), null_values=[""]))
     except (pa.ArrowException, OSError, ValueError):
         return None
     if table.num_rows == 0 or any(table.column(c).null_count for c in TRACE_COLUMNS):
