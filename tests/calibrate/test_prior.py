@@ -122,3 +122,18 @@ def test_cli_bad_output_path_fails_before_the_fit(tmp_path: Path,
         assert run_cli(["profile", "prior", "--hf-config", "qwen3-8b", "--gpu", "h200",
                         "-o", str(out)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_simulate_and_validate_label_a_prior(calib_llama: PriorCalibration, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from loratwin.profile.store import save_profile
+
+    path = tmp_path / "prior.json"
+    save_profile(build_prior(load_model_spec("qwen3-8b"), load_gpu("h200"), calib_llama), path)
+    ads = tmp_path / "ad.csv"
+    ads.write_text("id,rank,rate\na,8,0.5\nb,16,0.2\n")
+    out = tmp_path / "sim.json"
+    assert run_cli(["simulate", "--model", str(path), "--adapters", str(ads), "--max-loras",
+                    "2", "--duration", "20", "--json", str(out)]) == 0
+    assert "estimated: qwen3-8b-h200-prior" in capsys.readouterr().out.replace("\n", " ")
+    assert json.loads(out.read_text())["profile_kind"] == "prior"

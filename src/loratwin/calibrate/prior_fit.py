@@ -291,8 +291,7 @@ def fit_memory_constants(sources: list[CalibrationSource]
     """Least squares (GiB) of the memory the measured KV sizes leave unexplained.
 
     Returns the constants and a report with each profile's mean and maximum absolute
-    residual (GiB) and the share of its measured start-up failures the prior reproduces
-    is computed later by the benchmark (:mod:`benchmarks.prior_accuracy`).
+    residual (GiB); the start-up failures are checked by ``benchmarks/prior_accuracy.py``.
     """
     rows = _memory_rows(sources)
 
