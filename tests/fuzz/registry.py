@@ -455,6 +455,51 @@ def _profile_show() -> st.SearchStrategy[Case]:
     )
 
 
+_HF_CONFIG = MappingSpec(
+    base={"architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 512,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "vocab_size": 32000, "max_position_embeddings": 2048, "torch_dtype": "bfloat16"},
+    bad_values={"architectures": ("LlamaForCausalLM", ["FooForCausalLM"], [], 5),
+                "hidden_size": (0, -1, "x", 2.5, True), "num_attention_heads": (0, 3, "x"),
+                "num_key_value_heads": (3, -2, "x"), "num_hidden_layers": (0, None, 1.5),
+                "intermediate_size": (0, "big"), "vocab_size": (0, -5),
+                "max_position_embeddings": (0, "x"), "torch_dtype": ("int8", 16),
+                "tie_word_embeddings": ("yes", 1)},
+    unknown_key_bad=False,
+)
+_PRIOR_BASE = ("profile", "prior", "--hf-config", "config.json", "--gpu", "h200", "-o",
+               "p.json")
+
+
+@command("profile prior")
+def _profile_prior() -> st.SearchStrategy[Case]:
+    cfg = (("config.json", json.dumps(_HF_CONFIG.base).encode()),)
+    return st.one_of(
+        bad_mapping(_HF_CONFIG, "json").map(
+            _file_case("profile prior", _PRIOR_BASE, "config.json", (), ("p.json",))),
+        bad_flag({"--gpu": ("h300", "", "H100"), "--tp": ("0", "-1", "3", "x", "1.5"),
+                  "--dtype": ("int8", "fp8", ""),
+                  "--calibrate-on": ("no-such-model", "missing.json", ","),
+                  "--generation-config": ("missing.json",)}).map(
+            lambda aw: Case("profile prior", (*_PRIOR_BASE, *aw[0]), cfg, ("p.json",),
+                            why=aw[1])),
+        bad_output("-o", "p.json").map(
+            _output_case("profile prior", _PRIOR_BASE[:-2], cfg)),
+        st.sampled_from((
+            Case("profile prior", ("profile", "prior", "--hf-config", "no-such-model",
+                                   "--gpu", "h200", "-o", "p.json"), (), ("p.json",),
+                 "unknown bundled model"),
+            Case("profile prior", ("profile", "prior", "--hf-config", "missing.json",
+                                   "--gpu", "h200", "-o", "p.json"), (), ("p.json",),
+                 "missing config.json"),
+            Case("profile prior", (*_PRIOR_BASE[:-1], "p.txt"), cfg, ("p.txt",), "-o suffix"),
+            Case("profile prior", ("profile", "prior", "--hf-config", "opt-1.3b", "--gpu",
+                                   "l40s", "--tp", "3", "-o", "p.json"), (), ("p.json",),
+                 "tp does not divide the heads"),
+        )),
+    )
+
+
 @command("profile calibrate-serving")
 def _calibrate_serving() -> st.SearchStrategy[Case]:
     files = (("runs.csv", REAL_RUNS_CSV), ("cal/", b""))

@@ -179,6 +179,7 @@ def place_cmd(
     check_output_dir(out, "out")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
     from loratwin.advisor.gpu import advise_placement
+    from loratwin.calibrate.prior_label import estimated_note, is_estimated
     from loratwin.cli.common import console, write_json
     from loratwin.placement import api, report
     from loratwin.placement.balance import LatencyTarget
@@ -215,6 +216,8 @@ def place_cmd(
                                          on_done=advance, ray_address=ray_address)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
+    if is_estimated(problem.profile):
+        console.print(f"[yellow]{estimated_note(problem.profile)}[/yellow]")
     if advice is not None:
         console.print(_advice_table(advice))
     if verify or advice is not None:

@@ -1,4 +1,4 @@
-"""``loratwin profile fit`` and ``loratwin profile show``."""
+"""``loratwin profile fit``, ``profile prior`` and ``profile show``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from loratwin.cli.app import app
-from loratwin.errors import DataError
+from loratwin.errors import ConfigError, DataError
 
 profile_app = typer.Typer(help="Fit and inspect performance profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
@@ -77,6 +77,7 @@ def show_cmd(name: str = typer.Argument(None, help="Bundled name or JSON path"))
     """Show a profile's coefficients and the fit error of each component."""
     from rich.table import Table
 
+    from loratwin.calibrate.prior_label import estimated_note, estimated_prefix, is_estimated
     from loratwin.cli.common import console
     from loratwin.profile.store import bundled_profiles, load_profile
 
@@ -84,16 +85,21 @@ def show_cmd(name: str = typer.Argument(None, help="Bundled name or JSON path"))
         console.print("bundled profiles: " + ", ".join(bundled_profiles()))
         return
     prof = load_profile(name)
-    table = Table(title=f"{prof.name} on {prof.gpu}")
+    table = Table(title=f"{estimated_prefix(prof)}{prof.name} on {prof.gpu}")
     table.add_column("coefficient")
     table.add_column("value", justify="right")
     for k, v in prof.step.model_dump().items():
+        if not k.endswith("_s"):  # dimensionless (split_k_fixed_fraction)
+            table.add_row(k, f"{v:.4g}")
+            continue
         unit = "us" if v < 1e-3 else "ms"
         table.add_row(k, f"{v * (1e6 if unit == 'us' else 1e3):.4g} {unit}")
     table.add_row("frontend_latency_s", f"{prof.frontend_latency_s * 1e3:.3g} ms")
     table.add_row("max_model_len", str(prof.max_model_len))
     console.print(table)
     _print_report(prof.name, prof.fit_report)
+    if is_estimated(prof):
+        console.print(estimated_note(prof))
 
 
 @profile_app.command("calibrate-serving")
@@ -177,3 +183,61 @@ def _grid(text: str, flag: str, lo: float, hi: float | None) -> list[float]:
         span = f">= {lo:g}" if hi is None else f"in [{lo:g}, {hi:g}]"
         raise DataError(f"expected comma-separated numbers {span} (got {text!r})", field=flag)
     return values
+
+
+@profile_app.command("prior")
+def prior_cmd(
+    hf_config: str = typer.Option(..., "--hf-config", help="config.json of the model, or a "
+                                  "bundled name (llama-3.1-8b, qwen2.5-7b, qwen3-8b, "
+                                  "mistral-7b, gemma-2-9b, llama-3.1-70b, ...)"),
+    gpu: str = typer.Option(..., help="GPU of the table (h100-sxm-80gb, h100-64gb, h200, "
+                            "a100-80gb, l40s, b200)"),
+    out: Path = typer.Option(..., "--out", "-o", help="Profile JSON to write"),
+    tp: int = typer.Option(1, "--tp", help="Tensor-parallel size (--tensor-parallel-size)"),
+    dtype: str | None = typer.Option(None, help="bf16 or fp16 (default: the config's)"),
+    vllm_version: str | None = typer.Option(None, help="vLLM version recorded in the profile "
+                                            "(default: the calibration profiles')"),
+    calibrate_on: list[str] | None = typer.Option(
+        None, "--calibrate-on", help="Measured profiles the efficiency factors are fitted on "
+        "(repeat the flag or separate by commas; default: every bundled measured profile)"),
+    name: str | None = typer.Option(None, help="Profile name (default <model>-<gpu>-prior)"),
+    generation_config: Path | None = typer.Option(
+        None, help="The model's generation_config.json: its repetition/frequency/presence "
+        "penalties cost every step (default: the bundled copy, none for a user's config)"),
+) -> None:
+    """Estimate a profile for a model and GPU nobody measured (a physics prior).
+
+    Step costs are a roofline of each step (weights and KV bytes read, FLOPs, LoRA kernel
+    shapes) with efficiency factors fitted here on the --calibrate-on profiles and shared by
+    all models; KV capacity and start-up failures come from vLLM's memory arithmetic; load
+    times from adapter bytes and PCIe bandwidth. Everything made from it says "estimated".
+    Leave-one-model-out in one command::
+
+        loratwin profile prior --hf-config qwen2.5-7b --gpu h100-64gb \\
+            --calibrate-on llama-3.1-8b-instruct -o qwen-prior.json
+    """
+    from loratwin.calibrate.prior import build_prior, calibrate, default_calibration_profiles
+    from loratwin.calibrate.prior_gpu import load_gpu
+    from loratwin.calibrate.prior_label import ESTIMATED
+    from loratwin.calibrate.prior_model import Shard, load_model_spec
+    from loratwin.calibrate.prior_report import prior_summary_table
+    from loratwin.cli.common import atomic_output, check_output_file, console
+    from loratwin.profile.store import load_profile, save_profile
+
+    check_output_file(out, "--out", (".json",))
+    spec = load_model_spec(hf_config, dtype=dtype, generation_config=generation_config)
+    gpu_spec = load_gpu(gpu)
+    Shard.of(spec, tp)  # reject a tp that does not split the model before the fit
+    names = [n.strip() for item in (calibrate_on or []) for n in item.split(",") if n.strip()]
+    if calibrate_on and not names:
+        raise ConfigError("no profile named", field="--calibrate-on")
+    profiles = [load_profile(n) for n in names] if names else default_calibration_profiles()
+    with console.status("fitting the efficiency factors on "
+                        + ", ".join(p.name for p in profiles)):
+        calib = calibrate(profiles)
+    prof = build_prior(spec, gpu_spec, calib, tp=tp, vllm_version=vllm_version, name=name)
+    with atomic_output(out) as tmp:
+        save_profile(prof, tmp)
+    console.print(prior_summary_table(prof))
+    console.print(f"wrote {out} ({ESTIMATED}: profile_kind prior, calibrated on "
+                  f"{', '.join(calib.calibrated_on)})")

@@ -34,6 +34,7 @@ def simulate_cmd(
     """Simulate one server over a benchmark window and print its metrics."""
     from rich.table import Table
 
+    from loratwin.calibrate.prior_label import estimated_prefix
     from loratwin.cli.common import atomic_output, check_output_file, console, fmt, write_json
     from loratwin.configfile import read_yaml_mapping
     from loratwin.twin.runconfig import parse_config, resolve_inputs
@@ -73,7 +74,8 @@ def simulate_cmd(
         )
     m = res.metrics
     srv = inp.server
-    table = Table(title=f"{inp.profile.name}: {len(inp.adapters)} adapters, "
+    table = Table(title=f"{estimated_prefix(inp.profile)}{inp.profile.name}: "
+                        f"{len(inp.adapters)} adapters, "
                         f"max_loras={srv.max_loras}, max_lora_rank={srv.max_lora_rank}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -98,7 +100,8 @@ def simulate_cmd(
         table.add_row(name, val if isinstance(val, str) else fmt(val))
     console.print(table)
     if json_out:
-        write_json(json_out, res.to_dict())
+        write_json(json_out, {**res.to_dict(), "profile": inp.profile.name,
+                              "profile_kind": inp.profile.profile_kind})
         console.print(f"wrote {json_out}")
     if requests_parquet and res.requests is not None:
         with atomic_output(requests_parquet) as tmp:

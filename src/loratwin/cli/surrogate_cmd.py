@@ -256,8 +256,10 @@ def predict_cmd(
 
     s = Surrogate.load(model)
     pred = s.predict_frame(df, source=str(features))
-    table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations (throughput in "
-                        "tok/s, latencies in ms)")
+    kind = str(s.meta.get("profile_kind", "measured"))
+    label = "estimated (prior profile): " if kind == "prior" else ""
+    table = Table(title=f"{label}surrogate {s.profile}: {len(pred)} configurations "
+                        "(throughput in tok/s, latencies in ms)")
     for col, just in (("row", "right"), ("throughput", "right"), ("ITL", "right"),
                       ("TTFT", "right"), ("p99 TTFT", "right"), ("starved", "left"),
                       ("p(starved)", "right"), ("in envelope", "left")):
@@ -275,7 +277,7 @@ def predict_cmd(
         console.print(f"{n_out} row(s) outside the training envelope: predictions there are "
                       "extrapolations")
     if json_out:
-        write_json(json_out, {"rows": pred.rows()})
+        write_json(json_out, {"profile_kind": kind, "rows": pred.rows()})
         console.print(f"wrote {json_out}")
 
 

@@ -23,6 +23,7 @@ def validate_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
+    from loratwin.calibrate.prior_label import estimated_prefix
     from loratwin.cli.common import check_number, check_output_file, console, fmt, write_json
     from loratwin.profile.store import load_profile
     from loratwin.twin.validate import read_real_runs, summarise, validate_runs
@@ -41,7 +42,7 @@ def validate_cmd(
                             on_done=lambda k: prog.update(task, completed=k))
     summary = summarise(res)
     if not quiet:
-        table = Table(title=f"{profile.name}: twin vs real runs")
+        table = Table(title=f"{estimated_prefix(profile)}{profile.name}: twin vs real runs")
         for col in ("row", "max_loras", "served", "req/s", "status", "thr real", "thr twin",
                     "ITL real", "ITL twin", "TTFT real", "TTFT twin", "starved r/t"):
             table.add_column(col, justify="right")
@@ -56,12 +57,13 @@ def validate_cmd(
                 f"{fmt(r['real_starvation'])}/{fmt(r['twin_starvation'])}",
             )
         console.print(table)
-    st = Table(title="summary")
+    st = Table(title=f"{estimated_prefix(profile)}summary")
     st.add_column("measure")
     st.add_column("value", justify="right")
     for k, v in summary.items():
         st.add_row(k, fmt(v, 2))
     console.print(st)
     if json_out:
-        write_json(json_out, {"summary": summary, "runs": res.to_dict(orient="records")})
+        write_json(json_out, {"summary": summary, "profile_kind": profile.profile_kind,
+                              "runs": res.to_dict(orient="records")})
         console.print(f"wrote {json_out}")
