@@ -37,10 +37,19 @@ DEFAULT_MODEL = "llama-3.1-8b-instruct"
 
 
 def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: int,
-             arrival_cv: float) -> PlacementProblem:
+             arrival_cv: float, vllm_version: str | None = None) -> PlacementProblem:
     # through the module attribute, so that tests can swap the surrogate for a stand-in
+    kw = {} if vllm_version is None else {"vllm_version": vllm_version}
     return predictor.make_problem(workload, model, surrogate=surrogate,
-                                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv)
+                                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, **kw)
+
+
+def _version_note(problem: PlacementProblem) -> str | None:
+    """The surrogate learnt the profile's release; twin runs follow the problem's."""
+    if problem.vllm_version is None or problem.vllm_version == problem.profile.vllm_version:
+        return None
+    return (f"surrogate predictions are for vLLM {problem.profile.vllm_version} (the twin runs "
+            f"it learnt from); twin runs follow vLLM {problem.vllm_version}")
 
 
 def _rates(problem: PlacementProblem) -> dict[str, float]:
@@ -70,6 +79,9 @@ def place_cmd(
     surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: the bundled "
                                                     "one of the model)"),
     max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release of the servers (0.8.5, 0.32, 0.33; "
+        "default: the profile's)"),
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
@@ -94,7 +106,7 @@ def place_cmd(
     if algorithm not in api.ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r} (one of "
                           f"{', '.join(api.ALGORITHMS)})", field="algorithm")
-    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     lb = lower_bound(problem, seed=seed)
     if gpus is not None and lb.gpus > gpus:
         raise ConfigError(f"the workload needs at least {lb.gpus} GPUs (lower bound), only "
@@ -120,7 +132,8 @@ def place_cmd(
     if verify or advice is not None:
         console.print(report.verified_table(placement))
     console.print(lb.describe())
-    for note in placement.notes:
+    version_note = _version_note(problem)
+    for note in (*placement.notes, *([version_note] if version_note else [])):
         console.print(f"note: {note}")
     if verify or advice is not None:
         bad = [k for k, g in enumerate(placement.servers)
@@ -167,6 +180,9 @@ def compare_cmd(
     seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
     surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
     max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release of the servers (0.8.5, 0.32, 0.33; "
+        "default: the profile's)"),
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
@@ -180,7 +196,7 @@ def compare_cmd(
         if unknown or not names:
             raise ConfigError(f"unknown algorithm {unknown[0] if unknown else '(none)'!r} "
                               f"(one of {', '.join(api.ALGORITHMS)})", field="algorithms")
-    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     lb = lower_bound(problem, seed=seed)
     placements: list[Placement] = []
     for name in names:

@@ -12,7 +12,7 @@ from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt, write_json
 from loratwin.configfile import read_yaml_mapping
 from loratwin.twin.runconfig import parse_config, resolve_inputs
-from loratwin.twin.simulate import simulate
+from loratwin.twin.simulate import estimated_note, simulate
 
 
 @app.command("simulate")
@@ -29,6 +29,9 @@ def simulate_cmd(
     max_lora_rank: int | None = typer.Option(None, help="--max-lora-rank of vLLM"),
     max_num_seqs: int | None = typer.Option(None, help="--max-num-seqs of vLLM"),
     max_num_batched_tokens: int | None = typer.Option(None, help="token budget per step"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release to follow (0.8.5, 0.32, 0.33; default: the "
+        "profile's)"),
     duration: float | None = typer.Option(None, help="Benchmark window in s"),
     seed: int | None = typer.Option(None, help="Seed of every random draw"),
     requests_parquet: Path | None = typer.Option(None, help="Per-request records (Parquet)"),
@@ -41,7 +44,8 @@ def simulate_cmd(
     server = dict(data.get("server") or {})
     for key, val in (("max_loras", max_loras), ("max_cpu_loras", max_cpu_loras),
                      ("max_lora_rank", max_lora_rank), ("max_num_seqs", max_num_seqs),
-                     ("max_num_batched_tokens", max_num_batched_tokens)):
+                     ("max_num_batched_tokens", max_num_batched_tokens),
+                     ("vllm_version", vllm_version)):
         if val is not None:
             server[key] = val
     data["server"] = server
@@ -61,9 +65,10 @@ def simulate_cmd(
             record_timeseries=timeseries_parquet is not None,
         )
     m = res.metrics
-    srv = inp.server
+    srv = inp.server.resolved(inp.profile)
     table = Table(title=f"{inp.profile.name}: {len(inp.adapters)} adapters, "
-                        f"max_loras={srv.max_loras}, max_lora_rank={srv.max_lora_rank}")
+                        f"max_loras={srv.max_loras}, max_lora_rank={srv.max_lora_rank}, "
+                        f"vLLM {srv.vllm_version}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     if m.memory_error:
@@ -86,8 +91,12 @@ def simulate_cmd(
     for name, val in rows:
         table.add_row(name, val if isinstance(val, str) else fmt(val))
     console.print(table)
+    note = estimated_note(inp.profile, srv)
+    if note:
+        console.print(f"note: {note}")
     if json_out:
-        write_json(json_out, res.to_dict())
+        write_json(json_out, {**res.to_dict(), "vllm_version": srv.vllm_version,
+                              **({"note": note} if note else {})})
         console.print(f"wrote {json_out}")
     if requests_parquet and res.requests is not None:
         requests_parquet.parent.mkdir(parents=True, exist_ok=True)

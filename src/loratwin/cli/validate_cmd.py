@@ -13,6 +13,7 @@ from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt, write_json
 from loratwin.errors import DataError
 from loratwin.profile.store import load_profile
+from loratwin.twin.release import normalise_version
 from loratwin.twin.validate import check_columns, summarise, validate_runs
 
 
@@ -24,6 +25,9 @@ def validate_cmd(
     seed: int = typer.Option(0, help="Seed of the rebuilt workloads"),
     jobs: int = typer.Option(-1, help="Worker processes (-1: all cores)"),
     quiet: bool = typer.Option(False, help="Only print the summary"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="Replay under this vLLM release's rules (default: the "
+        "profile's)"),
 ) -> None:
     """Simulate every run of the CSV and compare throughput, ITL, TTFT and starvation."""
     if not real_runs.is_file():
@@ -34,12 +38,15 @@ def validate_cmd(
         raise DataError(f"{real_runs}: cannot read CSV ({exc})") from None
     check_columns(df, str(real_runs))
     profile = load_profile(model)
+    if vllm_version is not None:
+        normalise_version(vllm_version)  # an unknown release is a one-line error up front
     n = int((df["status"].astype(str) != "failed").sum())
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("simulating runs", total=n)
         res = validate_runs(df, profile, seed=seed, n_jobs=jobs,
-                            on_done=lambda k: prog.update(task, completed=k))
+                            on_done=lambda k: prog.update(task, completed=k),
+                            vllm_version=vllm_version)
     summary = summarise(res)
     if not quiet:
         table = Table(title=f"{profile.name}: twin vs real runs")
