@@ -99,7 +99,8 @@ class Harness:
         # the model-class check runs in a subprocess that cannot import torch 2.13's
         # compiler next to vLLM 0.8.5's placeholder triton: run it in-process
         registry._run_in_subprocess = lambda fn: fn()  # type: ignore[attr-defined]
-        model = ModelConfig(model=str(self.model_dir), task="generate", tokenizer=None,
+        folder = str(self.model_dir)
+        model = ModelConfig(model=folder, task="generate", tokenizer=folder,
                             tokenizer_mode="auto", trust_remote_code=False, dtype="float32",
                             seed=0, skip_tokenizer_init=True, max_model_len=self.max_model_len,
                             use_async_output_proc=False)
@@ -156,7 +157,7 @@ class Harness:
         params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
         lora = LoRARequest(f"adapter-{adapter}", adapter + 1, f"/nonexistent/{adapter}")
         if _legacy():
-            return Request(request_id=str(rid), prompt=None, prompt_token_ids=tokens,
+            return Request(request_id=str(rid), prompt_token_ids=tokens,
                            multi_modal_inputs=None, multi_modal_hashes=None,
                            multi_modal_placeholders=None, sampling_params=params,
                            eos_token_id=None, arrival_time=0.0, lora_request=lora)

@@ -35,7 +35,7 @@ from loratwin.cli.common import console, fmt, write_json
 from loratwin.errors import DataError
 from loratwin.profile.store import load_profile
 from loratwin.surrogate.dataset import ChunkDone, DatasetRun, generate_dataset, load_dataset
-from loratwin.surrogate.design import DesignSpec, load_design_spec
+from loratwin.surrogate.design import DesignSpec, load_design_spec, parse_design_spec
 from loratwin.surrogate.explain import format_rules
 from loratwin.surrogate.model import (
     CLASS_TARGET,
@@ -100,11 +100,16 @@ def dataset_cmd(
     ),
     max_chunks: int | None = typer.Option(None, help="Stop after this many new chunks"),
     chunks: int | None = typer.Option(None, help="Only the design's first N chunks"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release the twin runs follow (overrides the "
+        "YAML's vllm_version; default: the profile's)"),
 ) -> None:
     """Run the twin over a sampling design; resumable (rerun the same command)."""
     spec = load_design_spec(grid)
     if model:
         spec = spec.model_copy(update={"model": model})
+    if vllm_version:
+        spec = parse_design_spec({**spec.model_dump(), "vllm_version": vllm_version})
     _run_dataset(spec, out, jobs, ray_address, max_chunks, chunks)
 
 

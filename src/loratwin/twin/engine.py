@@ -268,7 +268,6 @@ def run_engine(
 
     # asynchronous scheduling: requests whose last token the previous step sampled
     pend: list[int] = []
-    pend_cnt = [0] * n_ad if cap_counts_pending else []
     # tracing (tests): per-step records and the preemptions / finishes of the current step
     tr_pre: list[int] = []
     tr_fin: list[int] = []
@@ -440,8 +439,6 @@ def run_engine(
             freed = blk[r]
             blk[r] = 0
             state[r] = _DONE
-            if cap_counts_pending:
-                pend_cnt[ad[r]] -= 1
             return freed, 0
         demand = 0
         if state[r] == _DECODE:
@@ -474,8 +471,6 @@ def run_engine(
             state[r] = _PEND
             blk[r] = blocks
             pend.append(r)
-            if cap_counts_pending:
-                pend_cnt[ad[r]] += 1
         else:
             state[r] = _DONE
             free += blocks
@@ -798,8 +793,6 @@ def run_engine(
                     free += blk[r]
                     blk[r] = 0
                     n_running -= 1
-                    if cap_counts_pending:
-                        pend_cnt[ad[r]] -= 1
             pend.clear()
             pend_only.clear()
             released = True
@@ -870,8 +863,6 @@ def run_engine(
                 state[r] = _PEND
                 blk[r] = -(-done_tokens // bs)
                 pend.append(r)
-                if cap_counts_pending:
-                    pend_cnt[a] += 1
             else:
                 state[r] = _DONE
                 free += -(-done_tokens // bs)
