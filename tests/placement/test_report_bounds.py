@@ -18,8 +18,6 @@ from loratwin.placement.report import (
     placement_dict,
     placement_table,
     summarize,
-    vllm_command,
-    vllm_rank,
 )
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.profile.model import Profile
@@ -89,16 +87,6 @@ def test_split_adapters_are_shown_with_their_share() -> None:
     doc = placement_dict(Placement("t", (g,), 0.0), rates, lower_bound=1)
     assert doc["servers"][0]["traffic_share"] == [1.0, 0.25]
     assert doc["lower_bound"] == 1
-
-
-def test_vllm_flags() -> None:
-    assert [vllm_rank(r) for r in (1, 8, 9, 16, 24, 64, 300, 1000)] == \
-        [8, 8, 16, 16, 32, 64, 320, 1000]
-    argv = vllm_command(_gpu((Adapter("x", 8, 1.0),), None), "org/model", "/l/")
-    assert argv[argv.index("--max-loras") + 1] == "2"
-    assert argv[argv.index("--max-cpu-loras") + 1] == "3"
-    assert argv[argv.index("--max-num-batched-tokens") + 1] == "2048"
-    assert argv[-1] == "x=/l/x"
 
 
 class _FakeSurrogate:

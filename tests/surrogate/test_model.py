@@ -116,7 +116,8 @@ def test_envelope_flags(trained, synthetic_dataset) -> None:
 
 def test_predict_frame_defaults(trained, synthetic_dataset) -> None:
     s = trained.surrogate
-    df = synthetic_dataset.rows[list(FEATURES[:7])].head(5)
+    df = synthetic_dataset.rows[list(FEATURES[:7])]
+    df = df[df["max_rank"] >= 32].head(5)  # the synthetic rows have mean_rank 16, std_rank 4
     p = s.predict_frame(df)
     x = df.to_numpy(float)
     full = np.column_stack([x, np.full(5, s.default_input_tokens),
@@ -212,8 +213,12 @@ def test_training_with_offered_load_scores_the_blend(synthetic_dataset) -> None:
         rows["mean_input_tokens"] + rows["mean_output_tokens"])) * rng.normal(1, 0.01, len(rows))
     rows["starvation"] = rows["total_throughput_tok_s"] < 0.9 * rows["offered_throughput_tok_s"]
     ds = Dataset(rows=rows, profile=synthetic_dataset.profile, profile_sha256="", spec={})
-    res = train_surrogate(ds, FAST)
+    calls: list[tuple[int, int]] = []
+    res = train_surrogate(ds, FAST, on_fit=lambda done, total: calls.append((done, total)))
     meta = res.surrogate.meta
+    # progress: one call per fit, counting up to an exact total (folds, hold-out, final)
+    assert [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    assert calls[-1][0] == calls[-1][1] == len(calls)
     assert len(meta["cv"]["served_fraction"]["candidates"]) == 2
     modes = [c["transform"] for c in meta["cv"]["starvation"]["candidates"]]
     assert modes.count("blend") == 2 and modes.count("identity") == 2

@@ -30,11 +30,13 @@ advised separately; runs of different settings are never mixed in one curve.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from loratwin.errors import DataError
@@ -175,8 +177,11 @@ def read_csv(path: Path, field: str) -> pd.DataFrame:
     DataError
         If the file is empty or is not parseable as CSV.
     """
+    from loratwin.workload._csvio import check_fields
+
+    check_fields(path)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"cannot read {path} as CSV: {first}", field=field) from None
@@ -235,6 +240,7 @@ def validate_sweep(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
                 f"max_num_seqs {row[CONFIGURED_BATCH_COLUMN]}",
                 field=column,
             )
+    _check_ranges(out, needed)
     keys = [MODEL_COLUMN, CONFIGURED_BATCH_COLUMN, *present_setting_columns(out)]
     duplicated = out.duplicated(subset=keys)
     if duplicated.any():
@@ -242,6 +248,41 @@ def validate_sweep(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
         ident = ", ".join(f"{k}={row[k]}" for k in keys)
         raise DataError(f"duplicate run ({ident}); keep one row per run", field="SWEEP")
     return out
+
+
+#: (column, lowest allowed, highest allowed, must be an integer); checked when present.
+_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    (CONFIGURED_BATCH_COLUMN, 1, math.inf, True),
+    (REALISED_BATCH_COLUMN, 0, math.inf, False),
+    (THROUGHPUT_COLUMN, 0, math.inf, False),
+    (PREEMPTION_COLUMN, 0, math.inf, True),
+    ("kv_usage_peak_frac", 0, 1, False),
+    ("gpu_memory_utilization", 1e-9, 1, False),
+    ("kv_cache_size_gib", 0, math.inf, False),
+    ("peak_torch_memory_gib", 0, math.inf, False),
+    ("non_torch_memory_gib", 0, math.inf, False),
+    ("total_gpu_memory_gib", 1e-9, math.inf, False),
+)
+
+
+def _check_ranges(df: pd.DataFrame, needed: Iterable[str]) -> None:
+    """Every needed numeric column finite and in its range (a run cannot have 0 sequences,
+    negative throughput or a KV usage above 100 %)."""
+    needed = set(needed)
+    for column, lo, hi, integer in _RANGES:
+        if column not in df.columns or (column not in needed and column != REALISED_BATCH_COLUMN):
+            continue
+        values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+        present = df[column].notna().to_numpy()
+        bad = present & ~(np.isfinite(values) & (values >= lo) & (values <= hi))
+        if integer:
+            bad |= present & np.isfinite(values) & (values != np.round(values))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+            raise DataError(f"data row {k + 1} (model {df[MODEL_COLUMN].iloc[k]!r}): must be "
+                            f"{'an integer ' if integer else ''}{span} (got "
+                            f"{df[column].iloc[k]!r})", field=column)
 
 
 def present_setting_columns(df: pd.DataFrame) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ Examples
     loratwin place adapters.csv --algorithm loraserve --gpus 8 --json placement.json
     loratwin place adapters.csv --emit-vllm serve/ --lora-dir /models/loras --verify --jobs 2
     loratwin place adapters.csv --max-ttft-ms 2000 --advise
+    loratwin place adapters.csv --emit kubernetes --emit litellm --emit router out/
     loratwin compare adapters.csv --json compare.json --plot compare.png
 
 ``WORKLOAD`` is an adapters CSV (``id,rank,rate[,mean_input_tokens,mean_output_tokens]``,
@@ -17,27 +18,30 @@ rate in req/s) or YAML; ``loratwin workload from-trace`` makes one from the Azur
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from loratwin.advisor.gpu import GpuAdvice, advise_placement
+from loratwin.cli import names
 from loratwin.cli.app import app
-from loratwin.cli.common import console, err_console, write_json
 from loratwin.errors import ConfigError
-from loratwin.placement import api, predictor, report
-from loratwin.placement.bounds import lower_bound
-from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
-from loratwin.placement.prefix_search import SearchOptions
-from loratwin.placement.problem import PlacementProblem
-from loratwin.placement.types import Placement
-from loratwin.placement.verify import verify_placement
 
-DEFAULT_MODEL = "llama-3.1-8b-instruct"
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from loratwin.advisor.gpu import GpuAdvice
+    from loratwin.placement.problem import PlacementProblem
+
+DEFAULT_MODEL = names.DEFAULT_MODEL
+ALGORITHMS = names.ALGORITHMS
+#: Bins of the twin's running/waiting/KV time series kept per verified GPU (report plots).
+TIMESERIES_BINS = 120
 
 
 def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: int,
              arrival_cv: float, vllm_version: str | None = None) -> PlacementProblem:
+    from loratwin.placement import predictor
+
     # through the module attribute, so that tests can swap the surrogate for a stand-in
     kw = {} if vllm_version is None else {"vllm_version": vllm_version}
     return predictor.make_problem(workload, model, surrogate=surrogate,
@@ -61,17 +65,40 @@ def _check_jobs(jobs: int) -> None:
         raise ConfigError(f"must be >= 1 (got {jobs})", field="jobs")
 
 
+def _check_common(jobs: int, duration: float, seed: int, max_num_seqs: int,
+                  arrival_cv: float) -> None:
+    from loratwin.cli.common import check_number
+
+    _check_jobs(jobs)
+    check_number(duration, "--duration", gt=0)
+    check_number(seed, "--seed", ge=0)
+    check_number(max_num_seqs, "--max-num-seqs", ge=1)
+    check_number(arrival_cv, "--arrival-cv", ge=0)
+
+
 @app.command("place")
 def place_cmd(
     workload: Path = typer.Argument(..., help="Adapters CSV (id,rank,rate[,mean_input_tokens,"
                                               "mean_output_tokens]) or YAML"),
+    out: Path | None = typer.Argument(None, help="Folder for --emit: OUT/<format>/..."),
     model: str = typer.Option(DEFAULT_MODEL, help="Profile name or JSON path"),
-    algorithm: str = typer.Option("loratwin", help=f"One of {', '.join(api.ALGORITHMS)}"),
+    algorithm: str = typer.Option("loratwin", help=f"One of {', '.join(ALGORITHMS)}"),
     gpus: int | None = typer.Option(None, help="GPUs available (error if more are needed)"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the placement as JSON"),
     emit_vllm: Path | None = typer.Option(None, "--emit-vllm",
                                           help="Write one vllm serve script per GPU here"),
+    emit: list[str] = typer.Option([], "--emit", help="Write deployable files into OUT/<format>"
+                                   ": vllm, kubernetes, kserve, litellm, router (repeatable)"),
     lora_dir: str = typer.Option("./adapters", help="Adapter path prefix: <lora-dir>/<id>"),
+    adapter_uri_template: str = typer.Option(
+        "pvc://loratwin-adapters/{adapter_id}",
+        help="Adapter location for kubernetes/kserve; fields {adapter_id}, {rank}"),
+    api_base_template: str = typer.Option(
+        "http://{server}:8000/v1", help="Server address for litellm/router; fields {server} "
+                                        "(object name), {index}"),
+    name_prefix: str = typer.Option("loratwin", help="Object names: <prefix>-gpu-00, ..."),
+    image: str | None = typer.Option(None, help="kubernetes image (default vllm/vllm-openai:"
+                                                "v<profile's vLLM version>)"),
     verify: bool = typer.Option(False, "--verify", help="Simulate every GPU in the twin"),
     jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
     duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
@@ -94,7 +121,18 @@ def place_cmd(
                                 "KV or adapter slots (twin-verified)"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
-    _check_jobs(jobs)
+    from loratwin.cli.common import atomic_files, check_output_dir, check_output_file
+
+    _check_common(jobs, duration, seed, max_num_seqs, arrival_cv)
+    check_output_file(json_out, "--json")
+    check_output_dir(emit_vllm, "--emit-vllm")
+    from loratwin.advisor.gpu import advise_placement
+    from loratwin.cli.common import console, write_json
+    from loratwin.placement import api, report
+    from loratwin.placement.bounds import lower_bound
+    from loratwin.placement.prefix_search import SearchOptions
+    from loratwin.placement.verify import verify_placement
+
     for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
         if slo is not None and not slo > 0:
             raise ConfigError(f"must be > 0 (got {slo})", field=name)
@@ -103,9 +141,15 @@ def place_cmd(
                           field="algorithm")
     if gpus is not None and gpus < 1:
         raise ConfigError(f"must be >= 1 (got {gpus})", field="gpus")
-    if algorithm not in api.ALGORITHMS:
+    if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r} (one of "
-                          f"{', '.join(api.ALGORITHMS)})", field="algorithm")
+                          f"{', '.join(ALGORITHMS)})", field="algorithm")
+    from loratwin.deploy.fleet import FleetOptions
+    from loratwin.deploy.plan_io import check_emit
+
+    fleet_opts = FleetOptions(name_prefix, adapter_uri_template, api_base_template)
+    formats = check_emit(emit, out, emit_vllm, fleet_opts)
+    check_output_dir(out, "out")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     lb = lower_bound(problem, seed=seed)
     if gpus is not None and lb.gpus > gpus:
@@ -122,9 +166,12 @@ def place_cmd(
             placement, advice = advise_placement(problem, placement, duration_s=duration,
                                                  seed=seed, n_jobs=jobs)
     if verify and advice is None:
-        with console.status(f"verifying {placement.gpus} GPU(s) in the twin"):
+        from loratwin.cli.progress import progress_bar
+
+        with progress_bar("twin verification", placement.gpus, "GPUs") as advance:
             placement = verify_placement(problem, placement, duration_s=duration, seed=seed,
-                                         n_jobs=jobs)
+                                         n_jobs=jobs, timeseries_bins=TIMESERIES_BINS,
+                                         on_done=advance)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
     if advice is not None:
@@ -140,18 +187,38 @@ def place_cmd(
                if g.verified and (g.verified["starvation"] or g.verified["memory_error"])]
         console.print("twin: every GPU keeps up" if not bad else
                       f"[red]twin: GPU(s) {', '.join(map(str, bad))} starve or fail to start[/red]")
+    doc = report.placement_dict(placement, rates, lb.gpus)
+    for server, adv in zip(doc["servers"], advice or [], strict=False):
+        server["advice"] = adv.to_dict()
+    doc.update(_plan_context(problem, workload, max_ttft_ms, max_itl_ms))
     if json_out is not None:
-        doc = report.placement_dict(placement, rates, lb.gpus)
-        for server, adv in zip(doc["servers"], advice or [], strict=False):
-            server["advice"] = adv.to_dict()
         write_json(json_out, doc)
         console.print(f"wrote {json_out}")
-    if emit_vllm is not None:
-        paths = report.write_vllm_scripts(placement, problem.profile, emit_vllm, lora_dir, rates)
-        console.print(f"wrote {len(paths)} vllm serve script(s) to {emit_vllm}")
+    if formats or emit_vllm is not None:
+        from loratwin.deploy import write
+        from loratwin.deploy.options import EmitOptions
+        from loratwin.deploy.plan_io import render_plan
+
+        opts = EmitOptions(lora_dir=lora_dir, image=image,
+                           vllm_version=problem.profile.vllm_version)
+        for fmt, folder, files in render_plan(doc, formats, out, emit_vllm, fleet_opts, opts):
+            with atomic_files(folder) as tmp_dir:
+                write(files, tmp_dir)
+            console.print(f"wrote {len(files)} {fmt} file(s) to {folder}")
+
+
+def _plan_context(problem: PlacementProblem, workload: Path, max_ttft_ms: float | None,
+                  max_itl_ms: float | None) -> dict[str, object]:
+    from loratwin.deploy.fleet import plan_context
+
+    p = problem.profile
+    return plan_context(p.name, p.hf_model_name, p.profile_kind, p.vllm_version, workload.name,
+                        {"max_ttft_ms": max_ttft_ms, "max_itl_ms": max_itl_ms})
 
 
 def _advice_table(advice: list[GpuAdvice]) -> Table:
+    from rich.table import Table
+
     table = Table(title="batching advisor (Mind the Memory Gap), verified in the twin",
                   header_style="bold")
     for c in ("GPU", "B_opt", "freed\nGiB", "chosen", "max_num\n_seqs", "max_\nloras",
@@ -171,10 +238,12 @@ def compare_cmd(
     model: str = typer.Option(DEFAULT_MODEL, help="Profile name or JSON path"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON"),
     plot: Path | None = typer.Option(None, help="Write a bar chart (PNG)"),
+    html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report"),
     algorithms: str | None = typer.Option(None, help="Comma-separated subset of "
-                                                     f"{', '.join(api.ALGORITHMS)}"),
+                                                     f"{', '.join(ALGORITHMS)}"),
     optimum: bool = typer.Option(True, "--optimum/--no-optimum",
-                                 help=f"Exact optimum (HiGHS) for <= {MAX_ADAPTERS} adapters"),
+                                 help=f"Exact optimum (HiGHS) for <= {names.EXACT_MAX_ADAPTERS} "
+                                 "adapters"),
     jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
     duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
     seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
@@ -188,20 +257,36 @@ def compare_cmd(
                                  help="Let loratwin check borderline GPUs in the twin"),
 ) -> None:
     """Run every placement algorithm, verify each in the twin, and compare them."""
-    _check_jobs(jobs)
-    names = list(api.ALGORITHMS)
+    from loratwin.cli.common import atomic_output, check_output_file
+
+    _check_common(jobs, duration, seed, max_num_seqs, arrival_cv)
+    check_output_file(json_out, "--json")
+    check_output_file(plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
+    from loratwin.cli.common import console, err_console, write_json
+    from loratwin.placement import api, report
+    from loratwin.placement.bounds import lower_bound
+    from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+    from loratwin.placement.types import Placement
+    from loratwin.placement.verify import verify_placement
+
+    names = list(ALGORITHMS)
     if algorithms:
         names = [a.strip() for a in algorithms.split(",") if a.strip()]
-        unknown = [a for a in names if a not in api.ALGORITHMS]
+        unknown = [a for a in names if a not in ALGORITHMS]
         if unknown or not names:
             raise ConfigError(f"unknown algorithm {unknown[0] if unknown else '(none)'!r} "
-                              f"(one of {', '.join(api.ALGORITHMS)})", field="algorithms")
+                              f"(one of {', '.join(ALGORITHMS)})", field="algorithms")
+    check_output_file(html, "--html", suffixes=(".html", ".htm"))
+    from loratwin.cli.progress import progress_bar
+
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     lb = lower_bound(problem, seed=seed)
     placements: list[Placement] = []
-    for name in names:
-        with console.status(f"placing with {name}"):
+    with progress_bar("placing", len(names), "algorithms") as advance:
+        for name in names:
+            advance(0, description=f"placing: {name}")
             placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm))
+            advance()
     opt = None
     if optimum and len(problem.adapters) <= MAX_ADAPTERS:
         with console.status("exact optimum (HiGHS)"):
@@ -209,10 +294,12 @@ def compare_cmd(
     elif optimum:
         err_console.print(f"note: no exact optimum above {MAX_ADAPTERS} adapters")
     verified = []
-    for p in placements:
-        with console.status(f"verifying {p.algorithm}: {p.gpus} GPU(s) in the twin"):
-            verified.append(verify_placement(problem, p, duration_s=duration, seed=seed,
-                                             n_jobs=jobs))
+    with progress_bar("twin verification", sum(p.gpus for p in placements), "GPUs") as advance:
+        for p in placements:
+            advance(0, description=f"twin verification: {p.algorithm}")
+            verified.append(verify_placement(
+                problem, p, duration_s=duration, seed=seed, n_jobs=jobs, on_done=advance,
+                timeseries_bins=TIMESERIES_BINS if html is not None else 0))
     rows = [report.summarize(p) for p in verified]
     opt_gpus = opt.gpus if opt is not None else None
     console.print(report.compare_table(rows, lb.gpus, opt_gpus))
@@ -223,7 +310,19 @@ def compare_cmd(
         write_json(json_out, report.compare_dict(rows, lb.gpus, opt_gpus,
                                                  opt.describe() if opt else None))
         console.print(f"wrote {json_out}")
+    if html is not None:
+        from loratwin.report.html import compare_report
+
+        ctx = _plan_context(problem, workload, None, None)
+        plans = [{**report.placement_dict(p, _rates(problem), lb.gpus), **ctx}
+                 for p in verified]
+        doc = report.compare_dict(rows, lb.gpus, opt_gpus, opt.describe() if opt else None)
+        page = compare_report(doc, plans, f"{workload.name}: placement algorithms compared")
+        with atomic_output(html) as tmp:
+            tmp.write_text(page)
+        console.print(f"wrote {html}")
     if plot is not None:
-        report.plot_compare(rows, lb.gpus, opt_gpus, plot, title=f"{workload.name}: GPUs per "
-                            "placement algorithm")
+        with atomic_output(plot) as tmp:
+            report.plot_compare(rows, lb.gpus, opt_gpus, tmp, title=f"{workload.name}: GPUs "
+                                "per placement algorithm")
         console.print(f"wrote {plot}")

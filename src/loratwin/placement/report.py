@@ -1,5 +1,5 @@
-"""Reporting of placements: Rich tables, JSON documents, ``vllm serve`` scripts, and the
-algorithm comparison (table, JSON, plot).
+"""Reporting of placements: Rich tables, JSON documents and the algorithm comparison (table,
+JSON, plot); the ``vllm serve`` scripts and other deployable files are in :mod:`loratwin.deploy`.
 
 Aggregates of :func:`summarize` (``loratwin compare``): throughput is summed over GPUs; mean
 ITL and mean TTFT are averaged over GPUs weighted by each GPU's total throughput (tok/s), a
@@ -11,7 +11,6 @@ surrogate's predictions are used instead and ``verified`` is False.
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,11 +19,6 @@ from typing import Any
 from rich.table import Table
 
 from loratwin.placement.types import GpuAssignment, Placement
-from loratwin.profile.model import Profile
-
-#: Ranks vLLM 0.8.5 accepts for ``--max-lora-rank`` (``vllm/config.py``, ``LoRAConfig``).
-VLLM_MAX_LORA_RANKS: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 320, 512)
-
 
 # ----------------------------------------------------------------------------- one placement
 
@@ -109,82 +103,6 @@ def placement_dict(placement: Placement, rates: dict[str, float] | None = None,
     if lower_bound is not None:
         doc["lower_bound"] = lower_bound
     return doc
-
-
-# ----------------------------------------------------------------------------- vllm serve
-
-
-def vllm_rank(rank: int) -> int:
-    """Smallest ``--max-lora-rank`` vLLM accepts that holds ``rank``."""
-    return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), rank)
-
-
-def vllm_command(gpu: GpuAssignment, hf_model: str, lora_dir: str = "./adapters",
-                 max_num_batched_tokens: int | None = None) -> list[str]:
-    """The ``vllm serve`` argument list of one GPU (adapter paths ``<lora_dir>/<id>``).
-
-    Flags: ``--enable-lora --max-loras --max-cpu-loras --max-lora-rank --max-num-seqs
-    --max-num-batched-tokens`` (the twin's token budget, ``max(2048, max_num_seqs)``, unless
-    given) and ``--lora-modules id=path ...``. A rank vLLM does not accept is rounded up to
-    the next accepted one (:data:`VLLM_MAX_LORA_RANKS`).
-    """
-    budget = max_num_batched_tokens or max(2048, gpu.max_num_seqs)
-    base = lora_dir.rstrip("/") or "/"
-    modules = [f"{a.id}={base}/{a.id}" for a in gpu.adapters]
-    return [
-        "vllm", "serve", hf_model, "--enable-lora",
-        "--max-loras", str(gpu.max_loras),
-        "--max-cpu-loras", str(gpu.max_cpu_loras),
-        "--max-lora-rank", str(vllm_rank(gpu.max_lora_rank)),
-        "--max-num-seqs", str(gpu.max_num_seqs),
-        "--max-num-batched-tokens", str(budget),
-        "--lora-modules", *modules,
-    ]
-
-
-def vllm_script(gpu: GpuAssignment, index: int, placement: Placement, hf_model: str,
-                lora_dir: str = "./adapters", rates: dict[str, float] | None = None) -> str:
-    """A bash script starting the server of GPU ``index`` (port ``$PORT``, default 8000)."""
-    argv = vllm_command(gpu, hf_model, lora_dir)
-    head = argv[: argv.index("--lora-modules")]
-    mods = argv[len(head) + 1:]
-    p = gpu.predicted
-    lines = [
-        "#!/usr/bin/env bash",
-        f"# loratwin placement ({placement.algorithm}): GPU {index} of {placement.gpus}, "
-        f"{len(gpu.adapters)} adapter(s), {gpu.total_rate:.4g} req/s",
-        f"# predicted: {p.get('total_throughput_tok_s', math.nan):,.0f} tok/s, ITL "
-        f"{p.get('mean_itl_ms', math.nan):.1f} ms, TTFT {p.get('mean_ttft_ms', math.nan):.1f} ms, "
-        f"p(starve) {p.get('starvation_probability', math.nan):.3f}",
-    ]
-    if vllm_rank(gpu.max_lora_rank) != gpu.max_lora_rank:
-        lines.append(f"# max_lora_rank {gpu.max_lora_rank} rounded up to "
-                     f"{vllm_rank(gpu.max_lora_rank)} (values vLLM accepts); the prediction "
-                     f"assumed {gpu.max_lora_rank}")
-    split = [(i, s) for i, s in adapter_shares(rates or {}, gpu) if s < 1 - 1e-9]
-    if split:
-        lines.append("# split adapters (route this share of their requests here): "
-                     + ", ".join(f"{i} {s:.1%}" for i, s in split))
-    lines += ["set -euo pipefail", "exec " + " ".join(shlex.quote(x) for x in head)
-              + ' --port "${PORT:-8000}" --lora-modules \\']
-    lines += [f"    {shlex.quote(m)}" + (" \\" if k < len(mods) - 1 else "")
-              for k, m in enumerate(mods)]
-    return "\n".join(lines) + "\n"
-
-
-def write_vllm_scripts(placement: Placement, profile: Profile, out_dir: Path,
-                       lora_dir: str = "./adapters", rates: dict[str, float] | None = None
-                       ) -> list[Path]:
-    """Write ``gpu-00.sh``, ``gpu-01.sh``, ... (executable) into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    width = max(2, len(str(placement.gpus - 1)))
-    paths = []
-    for k, g in enumerate(placement.servers):
-        path = out_dir / f"gpu-{k:0{width}d}.sh"
-        path.write_text(vllm_script(g, k, placement, profile.hf_model_name, lora_dir, rates))
-        path.chmod(0o755)
-        paths.append(path)
-    return paths
 
 
 # ----------------------------------------------------------------------------- comparison

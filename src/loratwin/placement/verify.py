@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from joblib import Parallel, delayed
@@ -12,6 +13,7 @@ from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.surrogate.point import lengths_for
 from loratwin.twin.config import ClientConfig
 from loratwin.twin.simulate import simulate
+from loratwin.twin.timeseries import resample
 from loratwin.workload.lengths import BoundedHeavyTailed
 from loratwin.workload.spec import ArrivalSpec, generate_requests
 
@@ -25,11 +27,15 @@ def gpu_lengths(problem: PlacementProblem, gpu: GpuAssignment) -> BoundedHeavyTa
 
 
 def verify_gpu(
-    problem: PlacementProblem, gpu: GpuAssignment, *, duration_s: float = 3600.0, seed: int = 0
+    problem: PlacementProblem, gpu: GpuAssignment, *, duration_s: float = 3600.0, seed: int = 0,
+    timeseries_bins: int = 0,
 ) -> dict[str, Any]:
     """Twin metrics of one GPU (a benchmark window with the adapters' Poisson/gamma arrivals).
 
-    Returns the keys of the ``verified`` block of ``loratwin place --json``.
+    Returns the keys of the ``verified`` block of ``loratwin place --json``; with
+    ``timeseries_bins > 0`` also ``timeseries``: running and waiting requests and the KV cache
+    fraction in use, time-averaged over that many bins of the window
+    (:func:`loratwin.twin.timeseries.resample`).
     """
     # every adapter's means explicit (unset ones: the profile's ShareGPT means)
     adapters = [
@@ -45,8 +51,10 @@ def verify_gpu(
         max_num_batched_tokens=max(2048, gpu.max_num_seqs),
     )
     client = ClientConfig(duration_s=duration_s)
-    m = simulate(problem.profile, server, adapters, req, client).metrics
-    return {
+    res = simulate(problem.profile, server, adapters, req, client,
+                   record_timeseries=timeseries_bins > 0)
+    m = res.metrics
+    out = {
         "starvation": bool(m.starvation),
         "memory_error": bool(m.memory_error),
         "memory_error_reason": m.memory_error_reason,
@@ -60,6 +68,10 @@ def verify_gpu(
         "adapter_loads": m.adapter_loads,
         "duration_s": duration_s,
     }
+    if timeseries_bins > 0 and res.timeseries is not None and m.kv_cache_tokens > 0:
+        out["timeseries"] = resample(res.timeseries, duration_s, timeseries_bins,
+                                     m.kv_cache_tokens // server.block_size)
+    return out
 
 
 def verify_gpus(
@@ -69,22 +81,31 @@ def verify_gpus(
     duration_s: float = 3600.0,
     seed: int = 0,
     n_jobs: int = 1,
+    timeseries_bins: int = 0,
+    on_done: Callable[[], None] | None = None,
 ) -> list[GpuAssignment]:
-    """The GPUs with their ``verified`` block filled (in parallel with joblib)."""
-    res = Parallel(n_jobs=n_jobs)(
-        delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i)
+    """The GPUs with their ``verified`` block filled (in parallel with joblib); ``on_done`` is
+    called as each GPU's run finishes (progress)."""
+    res = []
+    for v in Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(verify_gpu)(problem, g, duration_s=duration_s, seed=seed + i,
+                            timeseries_bins=timeseries_bins)
         for i, g in enumerate(gpus)
-    )
+    ):
+        res.append(v)
+        if on_done is not None:
+            on_done()
     return [dataclasses.replace(g, verified=v) for g, v in zip(gpus, res, strict=True)]
 
 
 def verify_placement(
     problem: PlacementProblem, placement: Placement, *, duration_s: float = 3600.0,
-    seed: int = 0, n_jobs: int = 1,
+    seed: int = 0, n_jobs: int = 1, timeseries_bins: int = 0,
+    on_done: Callable[[], None] | None = None,
 ) -> Placement:
-    """``placement`` with every GPU verified by the twin."""
+    """``placement`` with every GPU verified by the twin (see :func:`verify_gpus`)."""
     servers = verify_gpus(problem, list(placement.servers), duration_s=duration_s, seed=seed,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, timeseries_bins=timeseries_bins, on_done=on_done)
     return dataclasses.replace(placement, servers=tuple(servers))
 
 

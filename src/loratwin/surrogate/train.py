@@ -318,6 +318,7 @@ def train_surrogate(
     *,
     model: str | None = None,
     on_progress: Callable[[str], None] | None = None,
+    on_fit: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train a surrogate on a data set (see the module docstring for the procedure).
 
@@ -331,6 +332,9 @@ def train_surrogate(
         Profile name; must match the data set's profile when both are known.
     on_progress:
         Called with a short message before each stage.
+    on_fit:
+        Called with (fits done, fits in all) after each model fit: the cross-validation
+        folds, then the hold-out and final fits (the total is exact once CV has chosen).
 
     Returns
     -------
@@ -349,6 +353,7 @@ def train_surrogate(
 
     cfg = config or TrainConfig()
     say = on_progress or (lambda _m: None)
+    fitted_one = on_fit or (lambda _done, _total: None)
     name = model or dataset.profile
     if not name:
         raise DataError("the data set does not name its profile; pass --model")
@@ -398,11 +403,16 @@ def train_surrogate(
     say(f"cross-validating {len(tasks)} configurations x {cfg.folds} folds on "
         f"{int(train.sum())} rows")
     jobs = [(t, c, tr, fold) for (t, c, tr) in tasks for fold in range(cfg.folds)]
-    scores = Parallel(n_jobs=cfg.jobs)(
+    n_targets = len(REGRESSION_TARGETS) + 1 + (fraction is not None)
+    total = len(jobs) + (2 if cfg.holdout_fraction > 0 else 1) * n_targets
+    scores = []
+    for score in Parallel(n_jobs=cfg.jobs, return_as="generator")(
         delayed(_fold_task)(c, t == CLASS_TARGET, cfg.seed, tr, xa_tr, x_tr, ys[t][train],
                             *splits[fold])
         for (t, c, tr, fold) in jobs
-    )
+    ):
+        scores.append(score)
+        fitted_one(len(scores), total)
     cv: dict[str, Any] = {}
     oof: dict[tuple[str, str, str], list[np.ndarray]] = {}
     for t, c, tr in tasks:
@@ -426,6 +436,8 @@ def train_surrogate(
     blended = chosen[CLASS_TARGET][1] == "blend"
     if not blended:
         chosen.pop(SERVED_FRACTION, None)
+    n_holdout = len(chosen) if test.any() else 0
+    total, done = len(jobs) + n_holdout + len(chosen), len(jobs)
 
     # hold-out figures of models trained on the training split
     holdout: dict[str, Any] = {"rows": int(test.sum())}
@@ -437,6 +449,8 @@ def train_surrogate(
             c, _ = chosen[SERVED_FRACTION]
             f_test = _fit(c, False, cfg.seed, xa_tr, ys[SERVED_FRACTION][train]).predict(
                 xa[test])
+            done += 1
+            fitted_one(done, total)
         for t, (c, tr) in chosen.items():
             if t == SERVED_FRACTION:
                 continue
@@ -444,6 +458,8 @@ def train_surrogate(
             z_tr = ys[t][train].astype(bool) if clf else forward_transform(tr, ys[t][train],
                                                                            x_tr)
             est = _fit(c, clf, cfg.seed, xa_tr, z_tr)
+            done += 1
+            fitted_one(done, total)
             ex = _explain_estimator(clf, cfg.explain_leaves, int(train.sum()), cfg.seed)
             ex.fit(xa_tr, z_tr)
             if clf:
@@ -472,6 +488,8 @@ def train_surrogate(
         tr = "identity" if tr == "blend" else tr
         z = y_starved if clf else forward_transform(tr, ys[t], x)
         est = _fit(c, clf, cfg.seed, xa, z)
+        done += 1
+        fitted_one(done, total)
         fitted[t] = est
         models[t] = (from_sklearn(est), tr)
         meta_models[t] = {"estimator": c.name, "family": c.family, "params": dict(c.params),

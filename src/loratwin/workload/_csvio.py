@@ -6,6 +6,7 @@ them); blank lines are skipped but still counted, so ``row N`` is line N of the 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,3 +93,30 @@ def int_column(df: pd.DataFrame, col: str, path: Path, min_value: int = 1) -> np
             r = int(np.flatnonzero(bad)[0])
             raise DataError(f"{path} row {df.index[r]}: {col}: {msg} (got {df[col].iloc[r]})")
     return vals.astype(np.int64)
+
+
+def check_fields(path: Path) -> None:
+    """Every non-blank row of a CSV has as many fields as the header (pandas fills a short
+    row with missing values without a word; this refuses it).
+
+    Raises
+    ------
+    DataError
+        ``runs.csv row 4: expected 13 fields, got 12``, or a file that is not UTF-8 text.
+    """
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            width = None
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if width is None:
+                    width = len(row)
+                elif len(row) != width:
+                    raise DataError(f"{path} row {reader.line_num}: expected {width} fields, "
+                                    f"got {len(row)}")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text (UTF-8) file") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None

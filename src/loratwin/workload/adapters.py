@@ -175,6 +175,56 @@ def _build(records: list[tuple[str, dict[str, Any]]], error: type[ConfigError | 
     return adapters
 
 
+def _read_csv_fast(path: Path) -> list[Adapter] | None:
+    """Whole-column read and checks (pyarrow); ``None`` if anything is off, so that
+    :func:`_read_csv` reads the file again row by row to name the first bad row."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh))
+    except (StopIteration, UnicodeDecodeError, csv.Error):
+        return None
+    if (sorted(set(header)) != sorted(header) or not set(REQUIRED_COLUMNS) <= set(header)
+            or not set(header) <= set(_ALL_COLUMNS)):
+        return None
+    types = {"id": pa.string(), "rank": pa.int64(), "rate": pa.float64(),
+             "mean_input_tokens": pa.float64(), "mean_output_tokens": pa.float64()}
+    try:
+        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+            column_types={c: types[c] for c in header}, null_values=[""]))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if table.num_rows == 0 or any(table.column(c).null_count for c in REQUIRED_COLUMNS):
+        return None
+    ids = pc.utf8_trim_whitespace(table.column("id").combine_chunks())
+    rank = table.column("rank").to_numpy()
+    rate = table.column("rate").to_numpy()
+    means = {c: table.column(c).to_numpy(zero_copy_only=False).astype(float)
+             if c in header else None for c in OPTIONAL_COLUMNS}
+    ok = (pc.min(pc.utf8_length(ids)).as_py() > 0
+          and len(pc.unique(ids)) == len(ids)
+          and int(rank.min()) >= 1 and int(rank.max()) <= np.iinfo(np.int32).max
+          and bool(np.isfinite(rate).all()) and bool((rate >= 0).all())
+          and all(m is None or bool(((m > 0) & np.isfinite(m) | np.isnan(m)).all())
+                  for m in means.values()))
+    if not ok:
+        return None
+    # a cell that is NaN in a mean column came from an empty cell (a literal "nan" also reads
+    # as NaN: the row-by-row reader refuses it, so only take the fast path without them)
+    for c, m in means.items():
+        if m is not None and int(np.isnan(m).sum()) != table.column(c).null_count:
+            return None
+    mi, mo = (means[c].tolist() if means[c] is not None else [None] * len(rank)
+              for c in OPTIONAL_COLUMNS)
+    return [Adapter(i, r, x, a if a == a else None, b if b == b else None)
+            for i, r, x, a, b in zip(ids.to_pylist(), rank.tolist(), rate.tolist(), mi, mo,
+                                     strict=True)]
+
+
 def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
@@ -274,13 +324,21 @@ def load_adapters(path: str | Path) -> list[Adapter]:
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        records = _read_csv(path)
-    elif suffix in (".yaml", ".yml"):
-        records = _read_yaml(path)
-    else:
+    if suffix not in (".csv", ".yaml", ".yml"):
         raise DataError(f"{path}: unsupported adapter file type {suffix!r} "
                         "(expected .csv, .yaml or .yml)")
+    if suffix == ".csv":
+        fast = _read_csv_fast(path)
+        if fast is not None:
+            return fast
+    try:
+        records = _read_csv(path) if suffix == ".csv" else _read_yaml(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text (UTF-8) file") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: invalid YAML (nested too deeply)") from None
     adapters = _build(records, DataError)
     if not adapters:
         raise DataError(f"{path}: no adapters")
