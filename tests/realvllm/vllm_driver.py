@@ -57,7 +57,8 @@ class Harness:
     """vLLM's config objects, built once (slow), and a fresh ``Scheduler`` per stream."""
 
     def __init__(self, max_model_len: int) -> None:
-        if _legacy():  # torch's compiler before vLLM 0.8.5's placeholder triton module
+        self.legacy = _vllm_version().startswith("0.8.")
+        if self.legacy:  # torch's compiler before vLLM 0.8.5's placeholder triton module
             import torch._inductor.compile_fx
         import torch
 
@@ -72,7 +73,7 @@ class Harness:
     def _config(self, max_num_seqs: int, budget: int, block_size: int, max_loras: int) -> Any:
         from vllm.config import CacheConfig, LoRAConfig, ModelConfig, SchedulerConfig, VllmConfig
 
-        if _legacy():
+        if self.legacy:
             return self._config_085(max_num_seqs, budget, block_size, max_loras)
         model = ModelConfig(model=str(self.model_dir), skip_tokenizer_init=True,
                             dtype="float32", max_model_len=self.max_model_len)
@@ -127,7 +128,7 @@ class Harness:
         lc.max_cpu_loras = max(stream["max_loras"], 1)
         bs = stream["block_size"]
         dtype = self.torch.float32
-        if _legacy():
+        if self.legacy:
             from vllm.v1.core.sched.scheduler import Scheduler
 
             spec = FullAttentionSpec(block_size=bs, num_kv_heads=1, head_size=1, dtype=dtype,
@@ -156,7 +157,7 @@ class Harness:
         tokens = [(rid * 7919 + i * 104729) % 997 + 1 for i in range(prompt)]
         params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
         lora = LoRARequest(f"adapter-{adapter}", adapter + 1, f"/nonexistent/{adapter}")
-        if _legacy():
+        if self.legacy:
             return Request(request_id=str(rid), prompt_token_ids=tokens,
                            multi_modal_inputs=None, multi_modal_hashes=None,
                            multi_modal_placeholders=None, sampling_params=params,
@@ -169,7 +170,7 @@ class Harness:
 
         tokens = [[7] if s else [] for s in sample]
         index = {r: i for i, r in enumerate(req_ids)}
-        if _legacy():
+        if self.legacy:
             return ModelRunnerOutput(req_ids=req_ids, req_id_to_index=index,
                                      sampled_token_ids=tokens, spec_token_ids=None,
                                      logprobs=None, prompt_logprobs_dict={})
@@ -182,7 +183,7 @@ class Harness:
         sched = self.scheduler(stream)
         reqs = stream["requests"]
         order = sorted(range(len(reqs)), key=lambda i: (reqs[i][0], i))
-        async_on = bool(stream["async_scheduling"]) and not _legacy()
+        async_on = bool(stream["async_scheduling"]) and not self.legacy
         clock = 0.0
         nxt = 0
         steps: list[list[Any]] = []
@@ -245,10 +246,6 @@ class Harness:
                       if r not in sched.requests or sched.requests[r].is_finished())
         steps[index][3] = done
         return bool(done)
-
-
-def _legacy() -> bool:
-    return _vllm_version().startswith("0.8.")
 
 
 def _has_requests(sched: Any) -> bool:
