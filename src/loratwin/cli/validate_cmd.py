@@ -18,6 +18,9 @@ def validate_cmd(
     seed: int = typer.Option(0, help="Seed of the rebuilt workloads"),
     jobs: int = typer.Option(-1, help="Worker processes (-1: all cores)"),
     quiet: bool = typer.Option(False, help="Only print the summary"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="Replay under this vLLM release's rules (default: the "
+        "profile's)"),
 ) -> None:
     """Simulate every run of the CSV and compare throughput, ITL, TTFT and starvation."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -26,6 +29,7 @@ def validate_cmd(
     from loratwin.calibrate.prior_label import estimated_prefix
     from loratwin.cli.common import check_number, check_output_file, console, fmt, write_json
     from loratwin.profile.store import load_profile
+    from loratwin.twin.release import normalise_version
     from loratwin.twin.validate import read_real_runs, summarise, validate_runs
 
     check_output_file(json_out, "--json")
@@ -33,13 +37,16 @@ def validate_cmd(
     if jobs == 0 or jobs < -1:
         raise DataError(f"must be >= 1 or -1 for all cores (got {jobs})", field="--jobs")
     profile = load_profile(model)
+    if vllm_version is not None:
+        normalise_version(vllm_version)  # an unknown release is a one-line error up front
     df = read_real_runs(real_runs)
     n = int((df["status"].astype(str) != "failed").sum())
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("simulating runs", total=n)
         res = validate_runs(df, profile, seed=seed, n_jobs=jobs,
-                            on_done=lambda k: prog.update(task, completed=k))
+                            on_done=lambda k: prog.update(task, completed=k),
+                            vllm_version=vllm_version)
     summary = summarise(res)
     if not quiet:
         table = Table(title=f"{estimated_prefix(profile)}{profile.name}: twin vs real runs")

@@ -13,7 +13,19 @@ from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
 from loratwin.twin.engine import run_engine
 from loratwin.twin.metrics import SimResult, build_result, memory_error_result
+from loratwin.twin.release import normalise_version
 from loratwin.workload.types import Adapter, Requests
+
+
+def estimated_note(profile: Profile, server: ServerConfig) -> str | None:
+    """A note for outputs whose timings are estimates: the step costs were measured on
+    another vLLM release than the one simulated (``None`` when they agree).
+    """
+    version = server.resolved(profile).vllm_version
+    if version == normalise_version(profile.vllm_version):
+        return None
+    return (f"timings estimated: profile {profile.name} was measured on vLLM "
+            f"{profile.vllm_version}, the scheduling rules are vLLM {version}'s")
 
 
 def check_server(profile: Profile, server: ServerConfig, adapters: Sequence[Adapter]) -> None:
@@ -47,7 +59,7 @@ def simulate(
     record_requests: bool = False,
     record_timeseries: bool = False,
 ) -> SimResult:
-    """Simulate one vLLM 0.8.5 V1 server serving LoRA adapters over a benchmark window.
+    """Simulate one vLLM V1 server serving LoRA adapters over a benchmark window.
 
     Parameters
     ----------
@@ -55,7 +67,9 @@ def simulate(
         Performance profile of the model on the GPU (see :mod:`loratwin.profile`).
     server:
         vLLM flags (``max_loras``, ``max_cpu_loras``, ``max_lora_rank``, ``max_num_seqs``,
-        ``max_num_batched_tokens``, ``gpu_memory_utilization``).
+        ``max_num_batched_tokens``, ``gpu_memory_utilization``) and the release whose rules
+        apply (``vllm_version``, default the profile's); unset flags take that release's
+        defaults (:meth:`ServerConfig.resolved`).
     adapters:
         The served adapters; ``requests.adapter`` indexes into this sequence.
     requests:
@@ -77,6 +91,7 @@ def simulate(
         For configurations vLLM rejects (see :func:`check_server`).
     """
     client = client or ClientConfig()
+    server = server.resolved(profile)
     check_server(profile, server, adapters)
     ids = [a.id for a in adapters]
     ranks = [a.rank for a in adapters]

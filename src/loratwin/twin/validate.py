@@ -165,10 +165,13 @@ class RunInputs:
     mean_output_tokens: float
 
 
-def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunInputs:
+def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int,
+               vllm_version: str | None = None) -> RunInputs:
     """Rebuild the workload of one real run (same rules as the authors' client).
 
     The seed of the row is ``seed + row_no``, so results do not depend on which rows are run.
+    The server is the run's (``gpu_memory_utilization`` 0.9, as in the measured runs) under
+    the rules of ``vllm_version`` (default: the profile's release).
 
     Raises
     ------
@@ -195,9 +198,11 @@ def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunI
         adapters, duration, ArrivalSpec(), lengths, int(rng.integers(0, 2**31 - 1))
     )
     server = ServerConfig(
+        vllm_version=vllm_version,
         max_loras=int(row["max_loras"]), max_cpu_loras=int(row["max_cpu_loras"]),
         max_lora_rank=int(row["max_lora_rank"]), max_num_seqs=int(row["max_num_seqs"]),
         max_num_batched_tokens=max(2048, int(row["max_num_seqs"])),
+        gpu_memory_utilization=0.9,
     )
     return RunInputs(server, adapters, requests, ClientConfig(duration_s=duration),
                      mean_in, mean_out)
@@ -212,8 +217,9 @@ def _pick(row: pd.Series, col: str, default: float) -> float:
     return v if math.isfinite(v) and v > 0 else default
 
 
-def _one(row: pd.Series, row_no: int, profile: Profile, seed: int) -> dict[str, Any]:
-    inp = run_inputs(row, row_no, profile, seed)
+def _one(row: pd.Series, row_no: int, profile: Profile, seed: int,
+         vllm_version: str | None = None) -> dict[str, Any]:
+    inp = run_inputs(row, row_no, profile, seed, vllm_version)
     res = simulate(profile, inp.server, inp.adapters, inp.requests, inp.client)
     m = res.metrics
     sum_rate = sum(a.rate for a in inp.adapters)
@@ -255,16 +261,18 @@ def validate_runs(
     seed: int = 0,
     n_jobs: int = 1,
     on_done: Callable[[int], None] | None = None,
+    vllm_version: str | None = None,
 ) -> pd.DataFrame:
     """Simulate every non-``failed`` row; one result row per run, in input order.
 
     ``on_done(k)`` is called as runs finish (for a progress bar). Runs are spread over
-    ``n_jobs`` worker processes with joblib.
+    ``n_jobs`` worker processes with joblib. ``vllm_version`` replays them under another
+    release's rules (default: the profile's; the measured runs are vLLM 0.8.5).
     """
     check_columns(df, "real runs")
     rows = [(i, r) for i, r in df.reset_index(drop=True).iterrows() if str(r["status"]) != "failed"]
     out: list[dict[str, Any]] = []
-    tasks = (delayed(_one)(r, i, profile, seed) for i, r in rows)
+    tasks = (delayed(_one)(r, i, profile, seed, vllm_version) for i, r in rows)
     for res in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
         out.append(res)
         if on_done is not None:
