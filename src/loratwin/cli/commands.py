@@ -2,6 +2,7 @@
 
 from loratwin.cli import (  # noqa: F401
     advise_cmd,
+    bench_cmd,
     place_cmd,
     profile_cmd,
     simulate_cmd,

@@ -13,7 +13,7 @@ from loratwin.cli.app import app
 from loratwin.cli.common import console, fmt, write_json
 from loratwin.errors import DataError
 from loratwin.profile.store import load_profile
-from loratwin.twin.validate import check_columns, summarise, validate_runs
+from loratwin.twin.validate import check_columns, resolve_run_files, summarise, validate_runs
 
 
 @app.command("validate")
@@ -33,6 +33,7 @@ def validate_cmd(
     except Exception as exc:
         raise DataError(f"{real_runs}: cannot read CSV ({exc})") from None
     check_columns(df, str(real_runs))
+    df = resolve_run_files(df, real_runs.parent)
     profile = load_profile(model)
     n = int((df["status"].astype(str) != "failed").sum())
     with Progress("[progress.description]{task.description}", BarColumn(),
