@@ -7,6 +7,7 @@ YAML or an invalid value is reported the same way: one line naming the file or t
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,14 +28,40 @@ def read_yaml_mapping(path: Path, what: str = "config") -> dict[str, Any]:
         Missing file, invalid YAML, or a top level that is not a mapping.
     """
     if not path.is_file():
-        raise DataError(f"{what} file not found: {path}")
+        raise DataError(f"{what} file not found: {path}" if not path.exists()
+                        else f"{what} file {path} is not a file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise DataError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DataError(f"{where}: invalid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text (UTF-8) file") from None
+    except RecursionError:
+        raise DataError(f"{path}: invalid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: the top level must be a mapping")
+        raise DataError(f"{path}: the top level must be a mapping (got "
+                        f"{type(data).__name__})")
     return data
+
+
+def _non_finite(data: Any, loc: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The location of the first NaN or infinity in a nested mapping/list, if any."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return loc
+    if isinstance(data, dict):
+        items: Any = ((str(k), v) for k, v in data.items())
+    elif isinstance(data, list | tuple):
+        items = ((str(i), v) for i, v in enumerate(data))
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, (*loc, key))
+        if found is not None:
+            return found
+    return None
 
 
 def validate(model: type[M], data: Any, field: str | None = None) -> M:
@@ -46,8 +73,13 @@ def validate(model: type[M], data: Any, field: str | None = None) -> M:
     Raises
     ------
     ConfigError
-        Invalid value, unknown key, or missing required key.
+        Invalid value, unknown key, missing required key, or a NaN / infinity anywhere
+        (YAML's ``.nan`` and ``.inf``: no configuration value is meant to be infinite).
     """
+    bad = _non_finite(data)
+    if bad is not None:
+        loc = ".".join(([field] if field else []) + list(bad)) or None
+        raise ConfigError("must be a finite number", field=loc)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

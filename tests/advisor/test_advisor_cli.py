@@ -124,11 +124,12 @@ def test_missing_column_exits_2(monkeypatch: pytest.MonkeyPatch,
         "error: num_preemptions_total: missing column in the sweep\n")
 
 
-def test_missing_output_directory(monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_output_under_a_file(monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "no").write_text("a file, not a folder\n")
     target = tmp_path / "no" / "a.json"
     assert _main(monkeypatch, ["advise", "bundled:sharegpt", "--json", str(target)]) == 2
-    assert "error: --json: directory does not exist" in capsys.readouterr().err
+    assert "error: --json: cannot write" in capsys.readouterr().err
 
 
 def test_twin_sweep_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -16,24 +16,24 @@ digital twin instead (not available yet).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from loratwin.advisor.advice import Advice, AdvisorOptions, advice_report, advise_sweep
-from loratwin.advisor.replication import ReplicationModel, bundled_replication_model
-from loratwin.advisor.rules import make_rule
-from loratwin.advisor.sweep import BUNDLED_PREFIX, BUNDLED_SWEEPS, read_sweep
-from loratwin.advisor.twin_sweep import sweep_from_twin_config
 from loratwin.cli.app import app
-from loratwin.errors import ConfigError, DataError
+from loratwin.cli.names import BUNDLED_SWEEP_NAMES
+from loratwin.errors import ConfigError
 
-_BUNDLED = ", ".join(BUNDLED_PREFIX + k for k in BUNDLED_SWEEPS)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from loratwin.advisor.advice import Advice, AdvisorOptions
+    from loratwin.advisor.replication import ReplicationModel
+
+_BUNDLED = ", ".join(BUNDLED_SWEEP_NAMES)
 
 
 def _jsonable(value: object) -> object:
@@ -65,6 +65,8 @@ def _replication_cell(advice: Advice) -> str:
 
 
 def _table(advices: tuple[Advice, ...]) -> Table:
+    from rich.table import Table
+
     rule = advices[0].rule
     lat = rule.latency.upper()
     table = Table(title="Batching configuration advice", header_style="bold")
@@ -113,12 +115,6 @@ def _render(console: Console, advices: tuple[Advice, ...], options: AdvisorOptio
                       markup=False, highlight=False)
 
 
-def _write_json(path: Path, document: dict[str, object]) -> None:
-    if not path.parent.exists():
-        raise DataError(f"directory does not exist: {path.parent}", field="--json")
-    path.write_text(json.dumps(_jsonable(document), indent=2) + "\n", encoding="utf-8")
-
-
 @app.command("advise")
 def advise(
     sweep: Annotated[str | None, typer.Argument(
@@ -165,6 +161,19 @@ def advise(
         metavar="FILE", show_default=False)] = None,
 ) -> None:
     """Recommend max_num_seqs and gpu_memory_utilization from a batch sweep (BCA)."""
+    from rich.console import Console
+
+    from loratwin.advisor.advice import AdvisorOptions, advice_report, advise_sweep
+    from loratwin.advisor.replication import bundled_replication_model
+    from loratwin.advisor.rules import make_rule
+    from loratwin.advisor.sweep import read_sweep
+    from loratwin.advisor.twin_sweep import sweep_from_twin_config
+    from loratwin.cli.common import atomic_output, check_number, check_output_file, write_json
+
+    check_output_file(json_out, "--json")
+    check_output_file(plot, "--plot", (".png", ".pdf", ".svg"))
+    check_number(gpu_memory_gib, "--gpu-memory-gib", gt=0)
+    check_number(kv_headroom, "--kv-headroom", ge=0)
     if (sweep is None) == (twin is None):
         raise ConfigError("give either a SWEEP file/bundled name or --twin CONFIG.yaml",
                           field="SWEEP")
@@ -180,10 +189,11 @@ def advise(
         console = Console(width=160)
     _render(console, advices, options, model)
     if json_out is not None:
-        _write_json(json_out, advice_report(advices, chosen, options, model))
+        write_json(json_out, _jsonable(advice_report(advices, chosen, options, model)))
         console.print(f"wrote {json_out}")
     if plot is not None:
         from loratwin.advisor.plot import plot_advice
 
-        plot_advice(frame, advices, chosen, plot)
+        with atomic_output(plot) as tmp:
+            plot_advice(frame, advices, chosen, tmp)
         console.print(f"wrote {plot}")

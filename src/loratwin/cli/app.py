@@ -1,17 +1,36 @@
 """The ``loratwin`` command: one Typer app, one module per command group.
 
-Errors a user can cause are turned into one line on stderr and exit code 2 (see
-:func:`main`); everything already written to disk stays there.
+Every exception that leaves a command is turned into one line on stderr (see :func:`main`):
+
+* bad input (a :class:`~loratwin.errors.LoraTwinError`, a usage error Typer raises for an
+  unknown flag or a bad value, a missing or unreadable file): ``error: ...`` naming the
+  field, file or flag, exit code 2;
+* anything else is an internal failure: ``error: internal error (...)`` with a hint to rerun
+  with ``--debug``, exit code 1; ``--debug`` (anywhere on the command line, or
+  ``LORATWIN_DEBUG=1``) prints the full traceback instead;
+* Ctrl-C: exit code 130; everything already written to disk stays there.
+
+This module imports only Typer and the standard library, so that ``loratwin --help`` and a
+refused flag are fast (issue 16); the command modules follow the same rule (``commands.py``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
+import warnings
+from collections.abc import Sequence
 
 import typer
-from pydantic import ValidationError
 
 from loratwin.errors import LoraTwinError
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "LORATWIN_DEBUG"
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="loratwin",
@@ -22,58 +41,159 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, DEBUG_FLAG, help="Show the full traceback of an "
+                               "internal error (also LORATWIN_DEBUG=1); allowed anywhere "
+                               "on the command line"),
+) -> None:
+    """Digital twin, surrogates and GPU placement for multi-LoRA serving on vLLM."""
+
+
 def _register_commands() -> None:
     """Import the command modules; each one attaches its commands to :data:`app`."""
     from loratwin.cli import commands  # noqa: F401
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        msg = err.get("msg", str(exc))
-        return f"{loc}: {msg}" if loc else msg
-    if isinstance(exc, FileNotFoundError):
-        return f"file not found: {exc.filename or exc}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """Remove ``--debug`` from the arguments (before a ``--`` separator)."""
+    args = list(argv)
+    end = args.index("--") if "--" in args else len(args)
+    debug = DEBUG_FLAG in args[:end]
+    if debug:
+        args = [a for a in args[:end] if a != DEBUG_FLAG] + args[end:]
+    return args, debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def _validation_message(exc: BaseException) -> str | None:
+    """One line for a pydantic ``ValidationError`` (without importing pydantic)."""
+    pyd = sys.modules.get("pydantic")
+    if pyd is None or not isinstance(exc, pyd.ValidationError):
+        return None
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+_USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+                   FileExistsError)
+
+
+def _os_message(exc: OSError) -> str:
+    name = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or _first_line(str(exc)) or type(exc).__name__
+    return f"{name}: {reason.lower()}" if name else reason.lower()
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """``No such option: --bogus (see 'loratwin place --help')``."""
+    msg = _first_line(exc.format_message()) or "invalid usage"
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    return f"{msg} (see '{path} --help')" if path else msg
+
+
+def _is_help_screen(exc: typer.TyperException) -> bool:
+    """A group called without a subcommand shows its help and raises a usage error whose
+    message is the help text, or empty when Rich has already printed it."""
+    return len(exc.format_message().strip().splitlines()) != 1
+
+
+def _fail(message: str, code: int) -> SystemExit:
+    print(f"error: {message}", file=sys.stderr)
+    return SystemExit(code)
+
+
+def _internal(exc: BaseException, debug: bool) -> SystemExit:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+        return SystemExit(EXIT_INTERNAL_ERROR)
+    detail = _first_line(str(exc))
+    what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return _fail(f"internal error ({what}); rerun with --debug for the traceback",
+                 EXIT_INTERNAL_ERROR)
+
+
+def _interrupted() -> SystemExit:
+    print("interrupted: finished work is kept; rerun the same command to resume",
+          file=sys.stderr)
+    return SystemExit(EXIT_INTERRUPTED)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: object = None, line: str | None = None) -> None:
+    print(f"warning: {_first_line(str(message))}", file=sys.stderr)
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """Run the app; return its exit code or raise ``SystemExit`` after printing one line."""
+    try:
+        _register_commands()
+        rc = app(args=args, standalone_mode=False, prog_name="loratwin")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        raise _interrupted() from None
+    except LoraTwinError as exc:
+        raise _fail(_first_line(str(exc)) or type(exc).__name__, EXIT_USER_ERROR) from None
+    except typer.TyperException as exc:
+        if _is_help_screen(exc):
+            if exc.format_message().strip():
+                print(exc.format_message().rstrip(), file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
+        if exc.exit_code == EXIT_USER_ERROR:
+            raise _fail(_usage_message(exc), EXIT_USER_ERROR) from None
+        raise _internal(exc, debug) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise _fail("aborted", EXIT_INTERNAL_ERROR) from None
+    except _USER_OS_ERRORS as exc:
+        if debug:
+            raise _internal(exc, debug) from None
+        raise _fail(_os_message(exc), EXIT_USER_ERROR) from None
+    except BrokenPipeError:
+        # stdout closed early (``loratwin ... | head``): nothing left to tell anyone
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+        raise SystemExit(EXIT_INTERNAL_ERROR) from None
+    except Exception as exc:
+        pyd_msg = _validation_message(exc)
+        if pyd_msg is not None and not debug:
+            raise _fail(pyd_msg, EXIT_USER_ERROR) from None
+        raise _internal(exc, debug) from None
+    # non-standalone Typer returns (not raises) the code of a command that called Exit
+    return rc if isinstance(rc, int) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``loratwin`` console script.
+
+    Parameters
+    ----------
+    argv:
+        Arguments without the program name (default: ``sys.argv[1:]``).
 
     Raises
     ------
     SystemExit
-        0 on success, 2 on a user error (printed as ``error: <one line>``), 130 on Ctrl-C.
+        0 on success, 2 on bad input (printed as ``error: <one line>``), 1 on an internal
+        failure (one line and a hint to rerun with ``--debug``, which prints the traceback),
+        130 on Ctrl-C.
     """
-    try:
-        _register_commands()
-        rc = app(args=argv, standalone_mode=False)
-    except (LoraTwinError, ValidationError, FileNotFoundError, IsADirectoryError) as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted: finished work is kept; rerun the same command to resume",
-              file=sys.stderr)
-        raise SystemExit(130) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        raise SystemExit(1) from None
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
-            raise SystemExit(2) from None
-        if isinstance(exc, click.exceptions.Exit):
-            raise SystemExit(exc.exit_code) from None
-        raise
-    # in non-standalone mode click returns (not raises) the code of an interrupted command
-    if isinstance(rc, int) and rc != 0:
-        if rc == 130:
-            print("interrupted: finished work is kept; rerun the same command to resume",
-                  file=sys.stderr)
+    args, debug = _split_debug(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _one_line_warning
+        rc = _run(args, debug)
+    if rc == EXIT_INTERRUPTED:
+        raise _interrupted()
+    if rc != 0:
         raise SystemExit(rc)
 
 

@@ -17,27 +17,28 @@ rate in req/s) or YAML; ``loratwin workload from-trace`` makes one from the Azur
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from loratwin.advisor.gpu import GpuAdvice, advise_placement
+from loratwin.cli import names
 from loratwin.cli.app import app
-from loratwin.cli.common import console, err_console, write_json
 from loratwin.errors import ConfigError
-from loratwin.placement import api, predictor, report
-from loratwin.placement.bounds import lower_bound
-from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
-from loratwin.placement.prefix_search import SearchOptions
-from loratwin.placement.problem import PlacementProblem
-from loratwin.placement.types import Placement
-from loratwin.placement.verify import verify_placement
 
-DEFAULT_MODEL = "llama-3.1-8b-instruct"
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from loratwin.advisor.gpu import GpuAdvice
+    from loratwin.placement.problem import PlacementProblem
+
+DEFAULT_MODEL = names.DEFAULT_MODEL
+ALGORITHMS = names.ALGORITHMS
 
 
 def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: int,
              arrival_cv: float) -> PlacementProblem:
+    from loratwin.placement import predictor
+
     # through the module attribute, so that tests can swap the surrogate for a stand-in
     return predictor.make_problem(workload, model, surrogate=surrogate,
                                   max_num_seqs=max_num_seqs, arrival_cv=arrival_cv)
@@ -52,12 +53,23 @@ def _check_jobs(jobs: int) -> None:
         raise ConfigError(f"must be >= 1 (got {jobs})", field="jobs")
 
 
+def _check_common(jobs: int, duration: float, seed: int, max_num_seqs: int,
+                  arrival_cv: float) -> None:
+    from loratwin.cli.common import check_number
+
+    _check_jobs(jobs)
+    check_number(duration, "--duration", gt=0)
+    check_number(seed, "--seed", ge=0)
+    check_number(max_num_seqs, "--max-num-seqs", ge=1)
+    check_number(arrival_cv, "--arrival-cv", ge=0)
+
+
 @app.command("place")
 def place_cmd(
     workload: Path = typer.Argument(..., help="Adapters CSV (id,rank,rate[,mean_input_tokens,"
                                               "mean_output_tokens]) or YAML"),
     model: str = typer.Option(DEFAULT_MODEL, help="Profile name or JSON path"),
-    algorithm: str = typer.Option("loratwin", help=f"One of {', '.join(api.ALGORITHMS)}"),
+    algorithm: str = typer.Option("loratwin", help=f"One of {', '.join(ALGORITHMS)}"),
     gpus: int | None = typer.Option(None, help="GPUs available (error if more are needed)"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the placement as JSON"),
     emit_vllm: Path | None = typer.Option(None, "--emit-vllm",
@@ -82,7 +94,18 @@ def place_cmd(
                                 "KV or adapter slots (twin-verified)"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
-    _check_jobs(jobs)
+    from loratwin.cli.common import atomic_files, check_output_dir, check_output_file
+
+    _check_common(jobs, duration, seed, max_num_seqs, arrival_cv)
+    check_output_file(json_out, "--json")
+    check_output_dir(emit_vllm, "--emit-vllm")
+    from loratwin.advisor.gpu import advise_placement
+    from loratwin.cli.common import console, write_json
+    from loratwin.placement import api, report
+    from loratwin.placement.bounds import lower_bound
+    from loratwin.placement.prefix_search import SearchOptions
+    from loratwin.placement.verify import verify_placement
+
     for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms)):
         if slo is not None and not slo > 0:
             raise ConfigError(f"must be > 0 (got {slo})", field=name)
@@ -91,9 +114,9 @@ def place_cmd(
                           field="algorithm")
     if gpus is not None and gpus < 1:
         raise ConfigError(f"must be >= 1 (got {gpus})", field="gpus")
-    if algorithm not in api.ALGORITHMS:
+    if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r} (one of "
-                          f"{', '.join(api.ALGORITHMS)})", field="algorithm")
+                          f"{', '.join(ALGORITHMS)})", field="algorithm")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
     lb = lower_bound(problem, seed=seed)
     if gpus is not None and lb.gpus > gpus:
@@ -134,11 +157,15 @@ def place_cmd(
         write_json(json_out, doc)
         console.print(f"wrote {json_out}")
     if emit_vllm is not None:
-        paths = report.write_vllm_scripts(placement, problem.profile, emit_vllm, lora_dir, rates)
+        with atomic_files(emit_vllm) as tmp_dir:
+            paths = report.write_vllm_scripts(placement, problem.profile, tmp_dir, lora_dir,
+                                              rates)
         console.print(f"wrote {len(paths)} vllm serve script(s) to {emit_vllm}")
 
 
 def _advice_table(advice: list[GpuAdvice]) -> Table:
+    from rich.table import Table
+
     table = Table(title="batching advisor (Mind the Memory Gap), verified in the twin",
                   header_style="bold")
     for c in ("GPU", "B_opt", "freed\nGiB", "chosen", "max_num\n_seqs", "max_\nloras",
@@ -159,9 +186,10 @@ def compare_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON"),
     plot: Path | None = typer.Option(None, help="Write a bar chart (PNG)"),
     algorithms: str | None = typer.Option(None, help="Comma-separated subset of "
-                                                     f"{', '.join(api.ALGORITHMS)}"),
+                                                     f"{', '.join(ALGORITHMS)}"),
     optimum: bool = typer.Option(True, "--optimum/--no-optimum",
-                                 help=f"Exact optimum (HiGHS) for <= {MAX_ADAPTERS} adapters"),
+                                 help=f"Exact optimum (HiGHS) for <= {names.EXACT_MAX_ADAPTERS} "
+                                 "adapters"),
     jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
     duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
     seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
@@ -172,14 +200,25 @@ def compare_cmd(
                                  help="Let loratwin check borderline GPUs in the twin"),
 ) -> None:
     """Run every placement algorithm, verify each in the twin, and compare them."""
-    _check_jobs(jobs)
-    names = list(api.ALGORITHMS)
+    from loratwin.cli.common import atomic_output, check_output_file
+
+    _check_common(jobs, duration, seed, max_num_seqs, arrival_cv)
+    check_output_file(json_out, "--json")
+    check_output_file(plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
+    from loratwin.cli.common import console, err_console, write_json
+    from loratwin.placement import api, report
+    from loratwin.placement.bounds import lower_bound
+    from loratwin.placement.exact import MAX_ADAPTERS, solve_exact
+    from loratwin.placement.types import Placement
+    from loratwin.placement.verify import verify_placement
+
+    names = list(ALGORITHMS)
     if algorithms:
         names = [a.strip() for a in algorithms.split(",") if a.strip()]
-        unknown = [a for a in names if a not in api.ALGORITHMS]
+        unknown = [a for a in names if a not in ALGORITHMS]
         if unknown or not names:
             raise ConfigError(f"unknown algorithm {unknown[0] if unknown else '(none)'!r} "
-                              f"(one of {', '.join(api.ALGORITHMS)})", field="algorithms")
+                              f"(one of {', '.join(ALGORITHMS)})", field="algorithms")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
     lb = lower_bound(problem, seed=seed)
     placements: list[Placement] = []
@@ -191,7 +230,7 @@ def compare_cmd(
         with console.status("exact optimum (HiGHS)"):
             opt = solve_exact(problem, placements, seed=seed, lower=lb.gpus)
     elif optimum:
-        err_console.print(f"note: no exact optimum above {MAX_ADAPTERS} adapters")
+        err_console.print(f"note: no exact optimum above {names.EXACT_MAX_ADAPTERS} adapters")
     verified = []
     for p in placements:
         with console.status(f"verifying {p.algorithm}: {p.gpus} GPU(s) in the twin"):
@@ -208,6 +247,7 @@ def compare_cmd(
                                                  opt.describe() if opt else None))
         console.print(f"wrote {json_out}")
     if plot is not None:
-        report.plot_compare(rows, lb.gpus, opt_gpus, plot, title=f"{workload.name}: GPUs per "
-                            "placement algorithm")
+        with atomic_output(plot) as tmp:
+            report.plot_compare(rows, lb.gpus, opt_gpus, tmp, title=f"{workload.name}: GPUs "
+                                "per placement algorithm")
         console.print(f"wrote {plot}")

@@ -6,13 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from loratwin.cli.app import app
-from loratwin.cli.common import console, fmt, write_json
-from loratwin.configfile import read_yaml_mapping
-from loratwin.twin.runconfig import parse_config, resolve_inputs
-from loratwin.twin.simulate import simulate
+from loratwin.errors import ConfigError
 
 
 @app.command("simulate")
@@ -36,9 +32,24 @@ def simulate_cmd(
     per_adapter_csv: Path | None = typer.Option(None, help="Per-adapter metrics (CSV)"),
 ) -> None:
     """Simulate one server over a benchmark window and print its metrics."""
+    from rich.table import Table
+
+    from loratwin.cli.common import atomic_output, check_output_file, console, fmt, write_json
+    from loratwin.configfile import read_yaml_mapping
+    from loratwin.twin.runconfig import parse_config, resolve_inputs
+    from loratwin.twin.simulate import simulate
+
+    outputs = ((json_out, "--json", ()), (requests_parquet, "--requests-parquet", (".parquet",)),
+               (timeseries_parquet, "--timeseries-parquet", (".parquet",)),
+               (per_adapter_csv, "--per-adapter-csv", (".csv",)))
+    for out_path, flag, suffixes in outputs:
+        check_output_file(out_path, flag, suffixes)
     data: dict[str, Any] = read_yaml_mapping(config) if config else {}
     base = config.parent if config else Path.cwd()
-    server = dict(data.get("server") or {})
+    server = data.get("server") or {}
+    if not isinstance(server, dict):
+        raise ConfigError(f"expected a mapping of vLLM flags (got {server!r})", field="server")
+    server = dict(server)
     for key, val in (("max_loras", max_loras), ("max_cpu_loras", max_cpu_loras),
                      ("max_lora_rank", max_lora_rank), ("max_num_seqs", max_num_seqs),
                      ("max_num_batched_tokens", max_num_batched_tokens)):
@@ -90,14 +101,14 @@ def simulate_cmd(
         write_json(json_out, res.to_dict())
         console.print(f"wrote {json_out}")
     if requests_parquet and res.requests is not None:
-        requests_parquet.parent.mkdir(parents=True, exist_ok=True)
-        res.requests.to_parquet(requests_parquet, index=False)
+        with atomic_output(requests_parquet) as tmp:
+            res.requests.to_parquet(tmp, index=False)
         console.print(f"wrote {requests_parquet}")
     if timeseries_parquet and res.timeseries is not None:
-        timeseries_parquet.parent.mkdir(parents=True, exist_ok=True)
-        res.timeseries.to_parquet(timeseries_parquet, index=False)
+        with atomic_output(timeseries_parquet) as tmp:
+            res.timeseries.to_parquet(tmp, index=False)
         console.print(f"wrote {timeseries_parquet}")
     if per_adapter_csv:
-        per_adapter_csv.parent.mkdir(parents=True, exist_ok=True)
-        res.per_adapter.to_csv(per_adapter_csv, index=False)
+        with atomic_output(per_adapter_csv) as tmp:
+            res.per_adapter.to_csv(tmp, index=False)
         console.print(f"wrote {per_adapter_csv}")

@@ -16,36 +16,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from loratwin.cli.app import app
-from loratwin.cli.common import console, fmt, write_json
+from loratwin.cli.names import DEFAULT_MODEL
 from loratwin.errors import DataError
-from loratwin.profile.store import load_profile
-from loratwin.surrogate.dataset import ChunkDone, DatasetRun, generate_dataset, load_dataset
-from loratwin.surrogate.design import DesignSpec, load_design_spec
-from loratwin.surrogate.explain import format_rules
-from loratwin.surrogate.model import (
-    CLASS_TARGET,
-    REGRESSION_TARGETS,
-    SERVED_FRACTION,
-    Surrogate,
-    bundled_path,
-)
-from loratwin.surrogate.real import predict_real_runs, score_real_runs
-from loratwin.surrogate.train import TrainConfig, evaluate_surrogate, train_surrogate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loratwin.surrogate.dataset import DatasetRun
+    from loratwin.surrogate.design import DesignSpec
+    from loratwin.surrogate.model import Surrogate
 
 surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
                             no_args_is_help=True)
@@ -60,6 +44,18 @@ _SHORT = {"total_throughput_tok_s": "throughput", "mean_itl_ms": "ITL", "mean_tt
 
 def _run_dataset(spec: DesignSpec, out: Path, jobs: int, ray_address: str | None,
                  max_chunks: int | None, first_chunks: int | None = None) -> DatasetRun:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from loratwin.cli.common import console
+    from loratwin.surrogate.dataset import ChunkDone, generate_dataset
+
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("points"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
@@ -102,10 +98,24 @@ def dataset_cmd(
     chunks: int | None = typer.Option(None, help="Only the design's first N chunks"),
 ) -> None:
     """Run the twin over a sampling design; resumable (rerun the same command)."""
+    from loratwin.cli.common import check_output_dir
+    from loratwin.surrogate.design import load_design_spec
+
+    check_output_dir(out, "--out")
+    _check_counts(jobs=jobs, max_chunks=max_chunks, chunks=chunks)
     spec = load_design_spec(grid)
     if model:
         spec = spec.model_copy(update={"model": model})
     _run_dataset(spec, out, jobs, ray_address, max_chunks, chunks)
+
+
+def _check_counts(jobs: int | None = None, **counts: int | None) -> None:
+    """``--jobs`` >= 1 or -1; every other count, when given, >= 1."""
+    if jobs is not None and (jobs == 0 or jobs < -1):
+        raise DataError(f"must be >= 1 or -1 for all cores (got {jobs})", field="--jobs")
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise DataError(f"must be >= 1 (got {value})", field=f"--{name.replace('_', '-')}")
 
 
 def _interrupted(out: Path) -> SystemExit:
@@ -121,6 +131,11 @@ def _interrupted(out: Path) -> SystemExit:
 
 
 def _print_scores(s: Surrogate) -> None:
+    from rich.table import Table
+
+    from loratwin.cli.common import console
+    from loratwin.surrogate.model import CLASS_TARGET, REGRESSION_TARGETS, SERVED_FRACTION
+
     cv = s.meta.get("cv", {})
     table = Table(title=f"cross-validation ({s.meta.get('training', {}).get('folds', '?')} "
                         "folds; SMAPE % lower is better, F1 higher is better)")
@@ -159,14 +174,25 @@ def train_cmd(
     chunks: int | None = typer.Option(None, help="Train on the design's first N chunks only"),
 ) -> None:
     """Train the surrogate models (chosen by cross-validation) and save them."""
+    from loratwin.cli.common import atomic_output, check_number, check_output_file, console
+    from loratwin.surrogate.dataset import load_dataset
+    from loratwin.surrogate.explain import format_rules
+    from loratwin.surrogate.train import TrainConfig, train_surrogate
+
     if out.suffix != ".npz":
         raise DataError("the surrogate file must end in .npz", field="out")
+    check_output_file(out, "--out", (".npz",))
+    _check_counts(jobs=jobs, chunks=chunks)
+    check_number(folds, "--folds", ge=2)
+    check_number(holdout, "--holdout", ge=0, le=0.9)
+    check_number(seed, "--seed", ge=0)
     ds = load_dataset(data, chunks)
     cfg = TrainConfig(folds=folds, holdout_fraction=holdout, seed=seed, jobs=jobs)
     with console.status("training") as status:
         res = train_surrogate(ds, cfg, model=model, on_progress=status.update)
     s = res.surrogate
-    s.save(out)
+    with atomic_output(out) as tmp:
+        s.save(tmp)
     d = s.meta["dataset"]
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {s.profile}, "
                   f"{d['used']:,} of {d['rows']:,} rows used")
@@ -179,12 +205,21 @@ def train_cmd(
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV indexed by file line number (header = 1), blank lines skipped."""
+    import numpy as np
+    import pandas as pd
+
     if not path.is_file():
-        raise DataError(f"file not found: {path}")
+        raise DataError(f"file not found: {path}" if not path.exists()
+                        else f"{path}: not a file")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, skip_blank_lines=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[-1]})"
+                        ) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    df.index = np.arange(len(df)) + 2
+    df = df.loc[~df.isna().all(axis=1)]
     if df.empty:
         raise DataError(f"{path}: no rows")
     return df
@@ -193,14 +228,22 @@ def _read_csv(path: Path) -> pd.DataFrame:
 @app.command("predict")
 def predict_cmd(
     features: Path = typer.Argument(..., help="CSV with the feature columns, one row per GPU"),
-    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name or .npz file"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or .npz file"),
     json_out: Path | None = typer.Option(None, "--json", help="Write {'rows': [...]} as JSON"),
     max_rows: int = typer.Option(50, help="Rows shown in the terminal table"),
 ) -> None:
     """Predict throughput, ITL, TTFT and starvation of GPU configurations."""
+    from rich.table import Table
+
+    from loratwin.cli.common import check_output_file, console, fmt, write_json
+    from loratwin.surrogate.model import Surrogate
+
+    check_output_file(json_out, "--json")
+    if max_rows < 0:
+        raise DataError(f"must be >= 0 (got {max_rows})", field="--max-rows")
     df = _read_csv(features)
     s = Surrogate.load(model)
-    pred = s.predict_frame(df)
+    pred = s.predict_frame(df, source=str(features))
     table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations")
     for col, just in (("row", "right"), ("throughput (tok/s)", "right"), ("ITL (ms)", "right"),
                       ("TTFT (ms)", "right"), ("starved", "left"), ("p(starved)", "right"),
@@ -242,6 +285,15 @@ def rebuild_cmd(
                                                  "bundled surrogates: see the package docs)"),
 ) -> None:
     """Generate (or resume) the data set and retrain a bundled surrogate in one go."""
+    from loratwin.cli.common import check_output_dir, check_output_file
+    from loratwin.profile.store import load_profile
+    from loratwin.surrogate.design import DesignSpec, load_design_spec
+    from loratwin.surrogate.model import bundled_path
+
+    load_profile(model)
+    _check_counts(jobs=jobs, chunks=chunks)
+    check_output_file(out, "--out", (".npz",))
+    check_output_dir(data, "--data")
     spec = load_design_spec(grid) if grid else DesignSpec()
     spec = spec.model_copy(update={"model": model})
     data_dir = data or Path("surrogate-data") / model
@@ -256,10 +308,18 @@ def rebuild_cmd(
 @surrogate_app.command("evaluate")
 def evaluate_cmd(
     data: Path = typer.Argument(..., help="Data-set directory of held-out twin runs"),
-    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name or .npz file"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or .npz file"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON"),
 ) -> None:
     """Score a surrogate against twin runs it was not trained on (SMAPE, F1)."""
+    from rich.table import Table
+
+    from loratwin.cli.common import check_output_file, console, write_json
+    from loratwin.surrogate.dataset import load_dataset
+    from loratwin.surrogate.model import CLASS_TARGET, REGRESSION_TARGETS, Surrogate
+    from loratwin.surrogate.train import evaluate_surrogate
+
+    check_output_file(json_out, "--json")
     s = Surrogate.load(model)
     ds = load_dataset(data)
     if ds.profile and s.profile and ds.profile != s.profile:
@@ -281,19 +341,23 @@ def evaluate_cmd(
 @surrogate_app.command("evaluate-real")
 def evaluate_real_cmd(
     runs: Path = typer.Argument(..., help="Real serving runs CSV (real_runs/<model>.csv)"),
-    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name"),
     surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
     json_out: Path | None = typer.Option(None, "--json", help="Write rows + scores as JSON"),
 ) -> None:
     """Score a surrogate against real serving runs (throughput SMAPE, starvation accuracy)."""
+    from rich.table import Table
+
+    from loratwin.cli.common import check_output_file, console, write_json
+    from loratwin.profile.store import load_profile
+    from loratwin.surrogate.model import Surrogate
+    from loratwin.surrogate.real import predict_real_runs, score_real_runs
+    from loratwin.twin.validate import read_real_runs
+
+    check_output_file(json_out, "--json")
     profile = load_profile(model)
     s = Surrogate.load(surrogate or profile.name)
-    if not runs.is_file():
-        raise DataError(f"real runs file not found: {runs}")
-    try:
-        df = pd.read_csv(runs)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{runs}: not a CSV ({str(exc).splitlines()[0]})") from None
+    df = read_real_runs(runs)
     pred = predict_real_runs(s, df, profile)
     sc = score_real_runs(pred)
     table = Table(title=f"surrogate {s.profile} vs {sc['runs']} real runs of {runs.name} "
@@ -310,10 +374,21 @@ def evaluate_real_cmd(
 
 @surrogate_app.command("show")
 def show_cmd(
-    model: str = typer.Option("llama-3.1-8b-instruct", help="Profile name or .npz file"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or .npz file"),
     explain: bool = typer.Option(False, "--explain", help="Print the interpretable rules"),
 ) -> None:
     """Show a surrogate's provenance, envelope and scores."""
+    from rich.table import Table
+
+    from loratwin.cli.common import console, fmt
+    from loratwin.surrogate.explain import format_rules
+    from loratwin.surrogate.model import (
+        CLASS_TARGET,
+        REGRESSION_TARGETS,
+        SERVED_FRACTION,
+        Surrogate,
+    )
+
     s = Surrogate.load(model)
     m = s.meta
     table = Table(title=f"surrogate {s.profile}")

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 
 from loratwin.cli.app import app
-from loratwin.cli.common import console, fmt, write_json
 from loratwin.errors import DataError
-from loratwin.profile.store import load_profile
-from loratwin.twin.validate import check_columns, resolve_run_files, summarise, validate_runs
 
 
 @app.command("validate")
@@ -26,15 +20,19 @@ def validate_cmd(
     quiet: bool = typer.Option(False, help="Only print the summary"),
 ) -> None:
     """Simulate every run of the CSV and compare throughput, ITL, TTFT and starvation."""
-    if not real_runs.is_file():
-        raise DataError(f"file not found: {real_runs}")
-    try:
-        df = pd.read_csv(real_runs)
-    except Exception as exc:
-        raise DataError(f"{real_runs}: cannot read CSV ({exc})") from None
-    check_columns(df, str(real_runs))
-    df = resolve_run_files(df, real_runs.parent)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from loratwin.cli.common import check_number, check_output_file, console, fmt, write_json
+    from loratwin.profile.store import load_profile
+    from loratwin.twin.validate import read_real_runs, summarise, validate_runs
+
+    check_output_file(json_out, "--json")
+    check_number(seed, "--seed", ge=0)
+    if jobs == 0 or jobs < -1:
+        raise DataError(f"must be >= 1 or -1 for all cores (got {jobs})", field="--jobs")
     profile = load_profile(model)
+    df = read_real_runs(real_runs)
     n = int((df["status"].astype(str) != "failed").sum())
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:

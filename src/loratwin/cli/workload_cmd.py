@@ -8,16 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from loratwin.cli.app import app
 from loratwin.errors import ConfigError
-from loratwin.workload.adapters import save_adapters_csv
-from loratwin.workload.from_trace import adapters_from_trace
-from loratwin.workload.trace import load_azure_trace
 
 workload_app = typer.Typer(
     name="workload",
@@ -70,15 +64,31 @@ def from_trace(
 ) -> None:
     """Synthesise N adapters from a trace: Dirichlet(alpha) popularity over the trace's
     requests; each adapter's rate and mean lengths come from its requests."""
-    df = load_azure_trace(trace)
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from loratwin.cli.common import atomic_output, check_number, check_output_file
+    from loratwin.workload.adapters import save_adapters_csv
+    from loratwin.workload.from_trace import adapters_from_trace
+    from loratwin.workload.trace import load_azure_trace
+
     if rank_order not in ("cycle", "random"):
         raise ConfigError(f"must be 'cycle' or 'random' (got {rank_order!r})",
                           field="--rank-order")
+    check_output_file(output, "--output", (".csv",))
+    check_number(adapters, "--adapters", ge=1)
+    check_number(seed, "--seed", ge=0)
+    check_number(rate_multiplier, "--rate-multiplier", gt=0)
+    check_number(alpha, "--alpha", gt=0)
+    rank_values = parse_ranks(ranks)
+    df = load_azure_trace(trace)
     result = adapters_from_trace(
-        df, adapters, ranks=parse_ranks(ranks), rate_multiplier=rate_multiplier, seed=seed,
+        df, adapters, ranks=rank_values, rate_multiplier=rate_multiplier, seed=seed,
         alpha=alpha, rank_order=rank_order,  # type: ignore[arg-type]
         drop_empty=drop_empty)
-    save_adapters_csv(result, output)
+    with atomic_output(output) as tmp:
+        save_adapters_csv(result, tmp)
 
     rates = np.array([a.rate for a in result])
     span = float(df["arrival_s"].max())

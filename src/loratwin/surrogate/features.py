@@ -65,21 +65,33 @@ def gpu_features(
 
 
 def feature_frame(
-    df: pd.DataFrame, *, default_input_tokens: float, default_output_tokens: float
+    df: pd.DataFrame, *, default_input_tokens: float, default_output_tokens: float,
+    source: str | None = None,
 ) -> np.ndarray:
     """Feature matrix (n, len(FEATURES)) from a table with the feature columns.
 
     The ``REQUIRED`` columns must be present; missing ``OPTIONAL`` columns (or empty cells)
-    take the profile's ShareGPT means and a Poisson arrival CV of 1.
+    take the profile's ShareGPT means and a Poisson arrival CV of 1. Each row must describe
+    adapters that can exist (:func:`check_feature_rows`).
+
+    Parameters
+    ----------
+    source:
+        The file the table was read from; its index then holds file line numbers (header =
+        1) and errors read ``FILE row N: ...``. Without it rows are counted from 1.
 
     Raises
     ------
     DataError
-        A required column is missing, or a value is not a finite number or is out of range.
+        A required column is missing, or a value is not a finite number, out of range, or
+        inconsistent with the other features of its row.
     """
+    where = f"{source}: " if source else ""
     for col in REQUIRED:
         if col not in df.columns:
-            raise DataError(f"missing column {col!r}")
+            raise DataError(f"{where}missing column {col!r}")
+    labels = df.index.to_numpy() if source else np.arange(len(df)) + 1
+    prefix = f"{source} " if source else ""
     defaults = {
         "mean_input_tokens": default_input_tokens,
         "mean_output_tokens": default_output_tokens,
@@ -90,20 +102,60 @@ def feature_frame(
         if col in df.columns:
             v = pd.to_numeric(df[col], errors="coerce")
             if col in defaults:
-                v = v.fillna(defaults[col])
+                v = v.where(df[col].notna(), defaults[col])
         else:
             v = pd.Series(defaults[col], index=df.index)
         arr = v.to_numpy(dtype=float)
         bad = ~np.isfinite(arr) | (arr < 0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"row {row + 1}: {col}: must be a finite number >= 0")
+            raise DataError(f"{prefix}row {labels[row]}: {col}: must be a finite number >= 0"
+                            + (f" (got {df[col].iloc[row]!r})" if col in df.columns else ""))
         cols.append(arr)
-    x = np.column_stack(cols)
-    served = x[:, FEATURES.index("served_adapters")]
-    loras = x[:, FEATURES.index("max_loras")]
-    bad = (served < 1) | (loras < 1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"row {row + 1}: served_adapters and max_loras must be >= 1")
+    x = np.column_stack(cols) if cols else np.empty((0, len(FEATURES)))
+    problem = check_feature_rows(x)
+    if problem is not None:
+        row, msg = problem
+        raise DataError(f"{prefix}row {labels[row]}: {msg}")
     return x
+
+
+def check_feature_rows(x: np.ndarray) -> tuple[int, str] | None:
+    """The first row of a feature matrix (n, len(FEATURES)) that no set of adapters has.
+
+    Rules (population statistics of ``n = served_adapters`` adapters with integer ranks
+    >= 1 and rates >= 0): ``served_adapters`` and ``max_loras`` integers >= 1; ``max_rank``
+    an integer >= 1; ``1 <= mean_rank <= max_rank``; ``std_rank^2 <= (max_rank - mean_rank)
+    (mean_rank - 1)`` (Bhatia-Davis bound on the variance of values in [1, max_rank]);
+    ``std_rate <= sum_rate_req_s * sqrt(n - 1) / n`` (all the rate on one adapter);
+    mean input and output tokens > 0. A relative tolerance of 1e-6 absorbs rounding.
+
+    Returns
+    -------
+    tuple[int, str] | None
+        ``(row index, message naming the feature)``, or ``None`` if every row is consistent.
+    """
+    f = {name: x[:, k] for k, name in enumerate(FEATURES)}
+    tol = 1e-6
+    n = f["served_adapters"]
+    mean_r, max_r, std_r = f["mean_rank"], f["max_rank"], f["std_rank"]
+    bd = np.sqrt(np.clip((max_r - mean_r) * (mean_r - 1.0), 0.0, None))
+    rate_bound = f["sum_rate_req_s"] * np.sqrt(np.clip(n - 1.0, 0.0, None)) / np.maximum(n, 1)
+    checks = (
+        ((n < 1) | (n != np.round(n)), "served_adapters: must be an integer >= 1"),
+        ((f["max_loras"] < 1) | (f["max_loras"] != np.round(f["max_loras"])),
+         "max_loras: must be an integer >= 1"),
+        ((max_r < 1) | (max_r != np.round(max_r)), "max_rank: must be an integer >= 1"),
+        (mean_r > max_r * (1 + tol), "mean_rank: must be <= max_rank"),
+        (mean_r < 1 - tol, "mean_rank: must be >= 1 (ranks are >= 1)"),
+        (std_r > bd * (1 + tol) + tol, "std_rank: too large for ranks between 1 and max_rank "
+         "with this mean_rank"),
+        (f["std_rate_req_s"] > rate_bound * (1 + tol) + tol,
+         "std_rate_req_s: too large for this sum_rate_req_s and served_adapters"),
+        (f["mean_input_tokens"] <= 0, "mean_input_tokens: must be > 0"),
+        (f["mean_output_tokens"] <= 0, "mean_output_tokens: must be > 0"),
+    )
+    for bad, msg in checks:
+        if bad.any():
+            return int(np.flatnonzero(bad)[0]), msg
+    return None

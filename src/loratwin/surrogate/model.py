@@ -388,16 +388,19 @@ class Surrogate:
             starvation_probability=p, out_of_envelope=self.out_of_envelope(x),
         )
 
-    def predict_frame(self, df: pd.DataFrame) -> Predictions:
+    def predict_frame(self, df: pd.DataFrame, source: str | None = None) -> Predictions:
         """Predict the rows of a table with the feature columns (optional ones defaulted).
+
+        ``source``: the file the table came from, its index holding file line numbers
+        (errors then name the file and line, see :func:`feature_frame`).
 
         Raises
         ------
         DataError
-            A required column is missing or a value is invalid.
+            A required column is missing, or a value is invalid or inconsistent.
         """
         x = feature_frame(df, default_input_tokens=self.default_input_tokens,
-                          default_output_tokens=self.default_output_tokens)
+                          default_output_tokens=self.default_output_tokens, source=source)
         return self.predict(x)
 
     def predict_one(self, features: Sequence[float]) -> PointPrediction:

@@ -105,7 +105,9 @@ def resolve_inputs(cfg: SimulationConfig, base_dir: Path | None = None) -> Simul
         adapters = [a.to_adapter() for a in cfg.adapters]
         check_adapters(adapters)
     if cfg.trace is not None:
-        trace_req, ids = load_trace_csv(_resolve(cfg.trace, base))
+        # adapters given: the trace may only use them (a misspelt id is an error)
+        trace_req, ids = load_trace_csv(_resolve(cfg.trace, base),
+                                        adapter_ids=[a.id for a in adapters] or None)
         known = {a.id: a for a in adapters}
         ordered = [known.get(i, Adapter(i, cfg.default_rank, 0.0)) for i in ids]
         keep = trace_req.arrival_s < cfg.duration_s

@@ -60,9 +60,87 @@ def check_columns(df: pd.DataFrame, source: str) -> None:
             raise DataError(f"{source}: missing column {col!r}")
 
 
+_INT_COLUMNS = ("max_lora_rank", "max_loras", "max_cpu_loras", "served_adapters",
+                "max_num_seqs")
+
+
+def read_real_runs(path: str | Path) -> pd.DataFrame:
+    """Read a real-runs CSV (schema of ``real_runs/<model>.csv``) and check every row.
+
+    Rows are numbered like file lines (header = row 1). Checked before any simulation: the
+    required columns; integer columns >= 1; ``rank_set`` / ``rates`` comma-separated lists
+    of positive integers / finite numbers >= 0; the vLLM flags consistent with each other
+    (``max_cpu_loras >= max_loras``, ranks <= ``max_lora_rank``, as vLLM's
+    ``LoRAConfig`` requires); ``total_time_s``, when given, finite and > 0.
+
+    Raises
+    ------
+    DataError
+        ``runs.csv row 5: max_loras: must be an integer >= 1 (got 'x')`` and the like.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[-1]})"
+                        ) from None
+    check_real_runs(df, str(path))
+    return resolve_run_files(df, path.parent)
+
+
+def check_real_runs(df: pd.DataFrame, source: str) -> None:
+    """The checks of :func:`read_real_runs` on a table already read (row 2 = first row).
+
+    Raises
+    ------
+    DataError
+        The first violation, naming the source, row and column.
+    """
+    check_columns(df, source)
+    if df.empty:
+        raise DataError(f"{source}: no runs")
+    rows = np.arange(len(df)) + 2
+    for col in _INT_COLUMNS:
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(v) | (v < 1) | (v != np.round(v)) | (v > 2**31 - 1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{source} row {rows[k]}: {col}: must be an integer >= 1 "
+                            f"(got {df[col].iloc[k]!r})")
+    if "total_time_s" in df.columns:
+        v = pd.to_numeric(df["total_time_s"], errors="coerce").to_numpy(dtype=float)
+        bad = df["total_time_s"].notna().to_numpy() & ~(np.isfinite(v) & (v > 0))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{source} row {rows[k]}: total_time_s: must be a finite number "
+                            f"> 0 (got {df['total_time_s'].iloc[k]!r})")
+    loras = df["max_loras"].to_numpy(dtype=float)
+    cpu = df["max_cpu_loras"].to_numpy(dtype=float)
+    bad = cpu < loras
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source} row {rows[k]}: max_cpu_loras: must be >= max_loras "
+                        f"({int(cpu[k])} < {int(loras[k])})")
+    max_rank = df["max_lora_rank"].to_numpy(dtype=float)
+    for k, (rank_text, rate_text) in enumerate(zip(df["rank_set"], df["rates"], strict=True)):
+        ranks = _ints(rank_text, "rank_set", int(rows[k]))
+        rates = _floats(rate_text, "rates", int(rows[k]))
+        if not ranks or min(ranks) < 1 or max(ranks) > max_rank[k]:
+            raise DataError(f"{source} row {rows[k]}: rank_set: expected ranks in [1, "
+                            f"max_lora_rank={int(max_rank[k])}] (got {rank_text!r})")
+        if not rates or not all(math.isfinite(r) and r >= 0 for r in rates):
+            raise DataError(f"{source} row {rows[k]}: rates: expected finite numbers >= 0 "
+                            f"(got {rate_text!r})")
+
+
 def _ints(text: Any, what: str, row: int) -> list[int]:
     try:
-        return [int(float(x)) for x in str(text).split(",") if x.strip()]
+        vals = [float(x) for x in str(text).split(",") if x.strip()]
+        if not all(math.isfinite(v) and v == int(v) for v in vals):
+            raise ValueError
+        return [int(v) for v in vals]
     except ValueError:
         raise DataError(f"row {row}: {what}: not a comma-separated list ({text!r})") from None
 
