@@ -7,17 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from loratwin.cli.app import app
-from loratwin.cli.common import console, fmt
 from loratwin.errors import ConfigError
-from loratwin.live.bench import BenchOptions, run_bench
-from loratwin.live.bench import Progress as BenchProgress
-from loratwin.live.client import base_url
-from loratwin.live.launcher import split_command
-from loratwin.live.workload import load_workload
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -37,7 +29,11 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def _summary_table(row: dict[str, Any]) -> Table:
+def _summary_table(row: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from loratwin.cli.common import fmt
+
     table = Table(title=f"{row['model']}: {row['served_adapters']} adapters, "
                         f"max_loras={row['max_loras']}, window {row['duration_s']:g} s")
     table.add_column("metric")
@@ -95,12 +91,28 @@ def bench_cmd(
     is still open. Writes run.csv (real-runs schema), requests.parquet, timeseries.parquet,
     trace.csv and adapters.csv to --out. Ctrl-C keeps what was measured.
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from loratwin.cli.common import check_number, check_output_dir, console
+    from loratwin.live.bench import BenchOptions, run_bench
+    from loratwin.live.bench import Progress as BenchProgress
+    from loratwin.live.client import base_url
+    from loratwin.live.launcher import split_command
+    from loratwin.live.workload import load_workload
+
     if (url is None) == (launch is None):
-        raise ConfigError("give exactly one of --url and --launch", field="url")
-    if max_concurrency < 1:
-        raise ConfigError(f"must be >= 1 (got {max_concurrency})", field="max_concurrency")
-    if not scrape_interval > 0:
-        raise ConfigError(f"must be > 0 (got {scrape_interval})", field="scrape_interval")
+        raise ConfigError("give exactly one of --url and --launch", field="--url")
+    check_number(duration, "--duration", gt=0)
+    check_number(seed, "--seed", ge=0)
+    check_number(max_concurrency, "--max-concurrency", ge=1)
+    check_number(max_requests, "--max-requests", ge=1)
+    check_number(scrape_interval, "--scrape-interval", gt=0)
+    check_number(cv, "--cv", gt=0)
+    for name, value in (("--max-loras", max_loras), ("--max-cpu-loras", max_cpu_loras),
+                        ("--max-lora-rank", max_lora_rank), ("--max-num-seqs", max_num_seqs),
+                        ("--max-num-batched-tokens", max_num_batched_tokens)):
+        check_number(value, name, ge=1)
+    check_output_dir(out, "--out")
     argv = split_command(launch) if launch is not None else None
     launch_env = parse_env(env)
     server_url = base_url(url) if url is not None else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -122,25 +123,24 @@ class BenchResult:
     out_dir: Path
 
 
-def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
-    """Create ``out_dir`` and check that it is writable and holds no earlier benchmark.
+def check_out_dir(out_dir: Path) -> None:
+    """Check, before any work, that ``out_dir`` can hold a new benchmark (nothing is created).
 
     Raises
     ------
     DataError
-        It is a file, cannot be created or written, or already holds ``run.csv``.
+        It is a file, holds ``run.csv`` already, or neither it nor its nearest existing
+        ancestor is a writable folder.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output folder is a file: {out_dir}")
-    if (out_dir / "run.csv").exists() and not overwrite:
+    if (out_dir / "run.csv").exists():
         raise DataError(f"{out_dir} already holds a benchmark (run.csv); choose another --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise DataError(f"cannot write to {out_dir} ({exc.strerror or exc})") from None
+    probe = out_dir.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write to {out_dir} ({probe} is not a writable folder)")
 
 
 async def _scrape(client: httpx.AsyncClient, url: str, t0: float
@@ -315,6 +315,35 @@ def _write_memory_error(workload: BenchWorkload, planned: Sequence[PlannedReques
     write_outputs(opts.out_dir, workload, RunLog(), [], row)
 
 
+def _connect(
+    workload: BenchWorkload, planned: Sequence[PlannedRequest], opts: BenchOptions,
+    stack: contextlib.ExitStack, report: Callable[[Progress], None],
+) -> tuple[str, dict[str, int], str]:
+    """The server's URL, the flags of its launch command and its platform (``cpu``/``gpu``);
+    starts the server (stopped when ``stack`` closes) when ``opts.launch`` is given."""
+    if opts.launch is None:
+        assert opts.url is not None
+        return opts.url, {}, "gpu"
+    argv = list(opts.launch)
+    command = command_flags(argv)
+    created = not opts.out_dir.exists()
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    server = LaunchedServer(argv, opts.out_dir / "server.log", env=opts.launch_env)
+    report(Progress("starting server", 0.0, workload.duration_s, 0, 0, len(planned)))
+    try:
+        stack.enter_context(server)
+    except StartupError as exc:
+        if exc.reason in MEMORY_FAILURES:
+            _write_memory_error(workload, planned, opts, command, exc)
+        elif exc.reason == "exec":  # nothing ran: leave nothing behind
+            server.log_path.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    opts.out_dir.rmdir()
+        raise
+    return server.url, command, _platform(server.log_text())
+
+
 def run_bench(
     workload: BenchWorkload, opts: BenchOptions,
     report: Callable[[Progress], None] = lambda p: None,
@@ -342,30 +371,13 @@ def run_bench(
         raise ConfigError(f"{len(planned):,} requests in the window, more than "
                           f"--max-requests {opts.max_requests:,}", field="max_requests")
     with contextlib.ExitStack() as stack:
-        command: dict[str, int] = {}
-        platform = "gpu"
-        server: LaunchedServer | None = None
-        if opts.launch is not None:
-            argv = list(opts.launch)
-            command = command_flags(argv)
-            server = LaunchedServer(argv, opts.out_dir / "server.log", env=opts.launch_env)
-            report(Progress("starting server", 0.0, workload.duration_s, 0, 0, len(planned)))
-            try:
-                stack.enter_context(server)
-            except StartupError as exc:
-                if exc.reason in MEMORY_FAILURES:
-                    _write_memory_error(workload, planned, opts, command, exc)
-                raise
-            url = server.url
-            platform = _platform(server.log_text())
-        else:
-            assert opts.url is not None
-            url = opts.url
+        url, command, platform = _connect(workload, planned, opts, stack, report)
         models = list(dict.fromkeys(p.model for p in planned))
         info, facts = asyncio.run(probe_server(url, models))
         _check_lengths(planned, info.get("max_model_len"))
         flags = resolve_flags(facts=facts, command=command, options=opts.flags,
                               workload=workload.declared_flags, platform=platform)
+        opts.out_dir.mkdir(parents=True, exist_ok=True)
         log = RunLog()
         scraper = _Scraper(url, opts.scrape_interval_s, time.perf_counter(), facts=facts)
         status, detail = "ok", ""

@@ -123,6 +123,10 @@ def load_workload(
     """
     if not path.is_file():
         raise DataError(f"workload file not found: {path}")
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
     data: dict[str, Any]
     if path.suffix.lower() in (".yaml", ".yml"):
         data = read_yaml_mapping(path, "workload")

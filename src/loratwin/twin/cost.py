@@ -28,10 +28,19 @@ The model has three additive parts, each fitted on real measurements (see
    request whose adapter would exceed ``max_loras``).
 
 Adapter loads (CPU->GPU and disk->CPU) are added by the engine for the step that needs them.
+
+On vLLM's CPU backend (``Profile.device == "cpu"``) the model runs eagerly (no CUDA-graph
+padding) and LoRA goes through the PyTorch ops of ``vllm/lora/punica_wrapper/punica_cpu.py``
+(``vllm/lora/ops/torch_ops``): every token gathers its adapter's stacked ``max_lora_rank``
+x dim weights and multiplies them (``bgmv``), a cost per token and slot rank that does not
+depend on ``max_loras`` or on the distinct adapters, plus a fixed cost per step. Those two
+terms (``lora_step_s``, ``lora_token_rank_s``, zero in the CUDA profiles) take the place of
+the Triton thread-block terms.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from loratwin.profile.model import Architecture, Profile, ceil_div
@@ -51,15 +60,27 @@ EXPAND_BLOCK_M = 64  # lora_expand.py: BLOCK_M = 64
 EXPAND_BLOCK_N = 128  # lora_expand.py: BLOCK_N = 128
 
 
-def padded_tokens(num_tokens: int) -> int:
-    """Token count the model runs on: padded up to a CUDA-graph size when <= 512."""
+def padded_tokens(num_tokens: int, sizes: tuple[int, ...] | None = None) -> int:
+    """Token count the model runs on: the smallest CUDA-graph size >= ``num_tokens``, or
+    ``num_tokens`` itself above the largest (eager). ``sizes`` default to vLLM 0.8.5's; an
+    empty tuple means no CUDA graphs (vLLM's CPU backend), so no padding."""
     if num_tokens <= 0:
         return 0
-    if num_tokens > MAX_CUDA_GRAPH_SIZE:
+    if sizes is None:
+        if num_tokens > MAX_CUDA_GRAPH_SIZE:
+            return num_tokens
+        if num_tokens <= 4:
+            return 1 if num_tokens == 1 else (2 if num_tokens == 2 else 4)
+        return ceil_div(num_tokens, 8) * 8
+    if not sizes or num_tokens > sizes[-1]:
         return num_tokens
-    if num_tokens <= 4:
-        return 1 if num_tokens == 1 else (2 if num_tokens == 2 else 4)
-    return ceil_div(num_tokens, 8) * 8
+    return sizes[bisect_left(sizes, num_tokens)]
+
+
+def graph_sizes(profile: Profile) -> tuple[int, ...] | None:
+    """CUDA-graph sizes of a profile's device: vLLM 0.8.5's on CUDA (``None``), none on
+    vLLM's CPU backend (``cudagraph_mode NONE``, ``vllm/platforms/cpu.py``)."""
+    return () if profile.device == "cpu" else None
 
 
 @dataclass(frozen=True)
@@ -103,11 +124,15 @@ def _split_k(m: int) -> int:
     return SHRINK_SPLIT_K_SMALL if m < SHRINK_SPLIT_K_THRESHOLD else SHRINK_SPLIT_K_LARGE
 
 
-def launched_ctas_per_slot(shapes: LoraShapes, num_tokens: int, max_lora_rank: int) -> int:
-    """LoRA thread blocks launched per slot id and per layer for a step of ``num_tokens``."""
+def launched_ctas_per_slot(
+    shapes: LoraShapes, num_tokens: int, max_lora_rank: int,
+    sizes: tuple[int, ...] | None = None,
+) -> int:
+    """LoRA thread blocks launched per slot id and per layer for a step of ``num_tokens``
+    (``sizes``: the CUDA-graph sizes, default 0.8.5's)."""
     if num_tokens <= 0:
         return 0
-    m_pad = padded_tokens(num_tokens)
+    m_pad = padded_tokens(num_tokens, sizes)
     rank_tiles = ceil_div(max_lora_rank, SHRINK_BLOCK_N)
     return (
         _split_k(m_pad) * ceil_div(m_pad, SHRINK_BLOCK_M) * rank_tiles * shapes.shrink_slices
@@ -116,7 +141,8 @@ def launched_ctas_per_slot(shapes: LoraShapes, num_tokens: int, max_lora_rank: i
 
 
 def lora_cta_counts(
-    shapes: LoraShapes, num_tokens: int, n_adapters: int, max_loras: int, max_lora_rank: int
+    shapes: LoraShapes, num_tokens: int, n_adapters: int, max_loras: int, max_lora_rank: int,
+    sizes: tuple[int, ...] | None = None,
 ) -> tuple[float, float, float]:
     """Empty and working LoRA thread blocks of one step, summed over all layers.
 
@@ -128,6 +154,8 @@ def lora_cta_counts(
         Distinct adapters among the step's requests.
     max_loras, max_lora_rank:
         Slot count and slot rank (the kernels' grid and N dimension).
+    sizes:
+        CUDA-graph sizes (default vLLM 0.8.5's).
 
     Returns
     -------
@@ -140,10 +168,10 @@ def lora_cta_counts(
     """
     if num_tokens <= 0:
         return 0.0, 0.0, 0.0
-    m_pad = padded_tokens(num_tokens)
+    m_pad = padded_tokens(num_tokens, sizes)
     rank_tiles = ceil_div(max_lora_rank, SHRINK_BLOCK_N)
     split_k = _split_k(m_pad)
-    launched = (max_loras + 1) * launched_ctas_per_slot(shapes, num_tokens, max_lora_rank)
+    launched = (max_loras + 1) * launched_ctas_per_slot(shapes, num_tokens, max_lora_rank, sizes)
     na = max(min(n_adapters, num_tokens), 0)
     tiles32 = na + (num_tokens - na) / SHRINK_BLOCK_M
     tiles64 = na + (num_tokens - na) / EXPAND_BLOCK_M
@@ -178,18 +206,22 @@ class StepCost:
         budget = server.max_num_batched_tokens
         shapes = LoraShapes.of(profile.arch)
         rank_tiles = ceil_div(server.max_lora_rank, SHRINK_BLOCK_N)
+        sizes = graph_sizes(profile)
+        max_graph = MAX_CUDA_GRAPH_SIZE if sizes is None else (sizes[-1] if sizes else 0)
         base: list[float] = []
         k32: list[float] = []
         for m in range(budget + 1):
-            mp = padded_tokens(m)
+            mp = padded_tokens(m, sizes)
             t = c.base_s + c.per_token_s * mp if m > 0 else 0.0
             if server.enable_lora and m > 0:
                 launched = (server.max_loras + 1) * launched_ctas_per_slot(
-                    shapes, m, server.max_lora_rank
+                    shapes, m, server.max_lora_rank, sizes
                 )
                 t += c.lora_empty_cta_s * shapes.layers * launched
-                if mp > MAX_CUDA_GRAPH_SIZE:
+                if mp > max_graph:
                     t += c.lora_eager_layer_s * shapes.layers
+                # PyTorch LoRA ops (CPU punica wrapper): per step, and per token x slot rank
+                t += c.lora_step_s + c.lora_token_rank_s * m * server.max_lora_rank
                 # working tiles move blocks from "empty" to "work": SPLIT_K(M) blocks per
                 # shrink tile and one per expand tile; blocks beyond the 8-way split cost
                 # the fraction split_k_fixed_fraction of a regular working block
@@ -280,6 +312,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "sched_steps",
     "sched_running",
     "sched_walked",
+    "lora_steps",
+    "lora_token_rank",
 )
 """Order of the summed step features, matching the fields of ``StepCoefficients``."""
 
@@ -296,24 +330,30 @@ class RecordingStepCost(StepCost):
         self.sums = dict.fromkeys(FEATURE_NAMES, 0.0)
         self._shapes = LoraShapes.of(profile.arch)
         self._server = server
+        self._sizes = graph_sizes(profile)
+        self._max_graph = (MAX_CUDA_GRAPH_SIZE if self._sizes is None
+                           else (self._sizes[-1] if self._sizes else 0))
 
     def _add(self, k: float, m: int, n_decode: int, n_prefill: int, ctx: float,
              n_adapters: int) -> None:
         s = self.sums
         s["steps"] += k
-        s["tokens"] += k * padded_tokens(m)
+        s["tokens"] += k * padded_tokens(m, self._sizes)
         s["decode_seqs"] += k * n_decode
         s["context_tokens"] += ctx
         s["prefill_reqs"] += k * n_prefill
         if self._server.enable_lora and m > 0:
             empty, work, extra = lora_cta_counts(
-                self._shapes, m, n_adapters, self._server.max_loras, self._server.max_lora_rank
+                self._shapes, m, n_adapters, self._server.max_loras, self._server.max_lora_rank,
+                self._sizes,
             )
             s["lora_empty_ctas"] += k * empty
             s["lora_work_ctas"] += k * work
             s["lora_split_extra"] += k * extra
-            if padded_tokens(m) > MAX_CUDA_GRAPH_SIZE:
+            if padded_tokens(m, self._sizes) > self._max_graph:
                 s["lora_eager_layers"] += k * self._shapes.layers
+            s["lora_steps"] += k
+            s["lora_token_rank"] += k * m * self._server.max_lora_rank
 
     def exec_s(
         self, num_tokens: int, n_decode: int, n_prefill: int, context_tokens: int, n_adapters: int
