@@ -28,6 +28,7 @@ class FakeVllm:
     token_s: float = 0.005
     metric_names: str = "0.32"
     fail_model: str | None = None  # a served name whose requests answer HTTP 500
+    roots: dict[str, str] = field(default_factory=dict)  # model name -> folder (/v1/models)
     port: int = 0
     seen: list[dict] = field(default_factory=list)
     closed_early: int = 0
@@ -106,8 +107,10 @@ class FakeVllm:
         elif path == "/version":
             self._send(writer, 200, json.dumps({"version": self.metric_names}).encode())
         elif path == "/v1/models":
-            data = [{"id": self.base_model, "parent": None, "max_model_len": 2048}]
-            data += [{"id": m, "parent": self.base_model} for m in self.models]
+            data = [{"id": self.base_model, "parent": None, "max_model_len": 2048,
+                     "root": self.roots.get(self.base_model, self.base_model)}]
+            data += [{"id": m, "parent": self.base_model, "root": self.roots.get(m, m)}
+                     for m in self.models]
             self._send(writer, 200, json.dumps({"object": "list", "data": data}).encode())
         elif path == "/metrics":
             self._send(writer, 200, self.metrics_text().encode(), "text/plain")
@@ -187,15 +190,34 @@ class FakeVllm:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m tests.live.fakevllm --port N [--delay S]``: serve until killed."""
+    """``python -m tests.live.fakevllm serve MODEL --port N [vllm serve flags]``: serve until
+    killed. Understands ``--enable-lora``, ``--max-loras``, ``--lora-modules name=path``,
+    ``--delay S`` (before listening) and ``--fail-above-loras N`` (exit with vLLM's KV
+    start-up error when ``--max-loras`` is larger); other flags are ignored."""
     import argparse
 
     p = argparse.ArgumentParser()
+    p.add_argument("words", nargs="*")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--delay", type=float, default=0.0, help="seconds before listening")
-    args = p.parse_args(argv)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--enable-lora", action="store_true")
+    p.add_argument("--max-loras", type=int, default=1)
+    p.add_argument("--lora-modules", nargs="*", default=[])
+    p.add_argument("--fail-above-loras", type=int, default=None)
+    args, _ = p.parse_known_args(argv)
     time.sleep(args.delay)
-    server = FakeVllm()
+    if args.fail_above_loras is not None and args.enable_lora \
+            and args.max_loras > args.fail_above_loras:
+        print("ValueError: To serve at least one request with the model's max seq len (2048), "
+              "(1.00 GiB KV cache is needed, which is larger than the available KV cache "
+              "memory (0.50 GiB).", flush=True)
+        raise SystemExit(1)
+    model = args.words[1] if len(args.words) > 1 else "tiny"
+    modules = dict(m.split("=", 1) for m in args.lora_modules) if args.enable_lora else {}
+    server = FakeVllm(models=tuple(modules), base_model=model, max_loras=args.max_loras,
+                      roots={model: model, **modules})
+    print("INFO [kv_cache_utils.py] CPU KV cache size: 4,096 tokens", flush=True)
 
     async def serve() -> None:
         srv = await asyncio.start_server(server._handle, "127.0.0.1", args.port)

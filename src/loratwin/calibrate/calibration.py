@@ -65,12 +65,16 @@ class CalibrationRun:
 
 
 def _closed_requests(
-    n: int, input_tokens: int, output_tokens: int, n_adapters: int, rng: np.random.Generator
+    n: int, input_tokens: int, output_tokens: int, n_adapters: int, rng: np.random.Generator,
+    round_robin: bool = False,
 ) -> Requests:
-    adapter = (
-        rng.integers(0, n_adapters, size=n).astype(np.int32)
-        if n_adapters > 1 else np.zeros(n, np.int32)
-    )
+    if round_robin:  # loratwin profile collect: request i went to adapter i mod k
+        adapter = (np.arange(n) % max(n_adapters, 1)).astype(np.int32)
+    else:
+        adapter = (
+            rng.integers(0, n_adapters, size=n).astype(np.int32)
+            if n_adapters > 1 else np.zeros(n, np.int32)
+        )
     return Requests(
         np.zeros(n, np.float64),
         adapter,
@@ -126,7 +130,8 @@ def _runs_from_frame(df: pd.DataFrame, csv: str, budget: int, block_size: int = 
             name=f"{csv}:{row['run'] if 'run' in row else len(runs)}",
             kind=kind,
             server=server,
-            requests=_closed_requests(n, pin, pout, n_adapters, rng),
+            requests=_closed_requests(n, pin, pout, n_adapters, rng,
+                                      str(row.get("adapter_assignment", "")) == "round_robin"),
             adapter_ranks=ranks,
             duration_s=_f(row, "duration_s"),
             mean_itl_ms=_f(row, "mean_itl_ms"),

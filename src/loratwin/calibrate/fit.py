@@ -185,14 +185,24 @@ def fit_load_model(df: pd.DataFrame) -> tuple[LoadModel, dict[str, float | int |
     cpu_coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     xd = np.array([[1.0, p.adapter_rank] for p in pts])
     yd = np.array([p.disk_ms for p in pts])
-    disk_coef, *_ = np.linalg.lstsq(xd, yd, rcond=None)
+    seen = np.isfinite(yd)  # a collected campaign may not have had adapters to miss with
+    disk_coef = (np.linalg.lstsq(xd[seen], yd[seen], rcond=None)[0] if seen.any()
+                 else np.zeros(2))
+    if not seen.all():
+        pts = tuple(p if math.isfinite(p.disk_ms) else p.model_copy(
+            update={"disk_ms": float(disk_coef[0] + disk_coef[1] * p.adapter_rank)})
+            for p in pts)
     report: dict[str, float | int | str] = {
         "rows": len(pts),
         "cpu_fit_mean_abs_err_ms": float(np.mean(np.abs(x @ cpu_coef - y))),
-        "disk_fit_mean_abs_err_ms": float(np.mean(np.abs(xd @ disk_coef - yd))),
-        "cpu_mean_ms": float(y.mean()),
-        "disk_mean_ms": float(yd.mean()),
     }
+    if seen.any():
+        report["disk_fit_mean_abs_err_ms"] = float(np.mean(np.abs(xd @ disk_coef - yd)[seen]))
+    report["cpu_mean_ms"] = float(y.mean())
+    if seen.any():
+        report["disk_mean_ms"] = float(yd[seen].mean())
+    else:
+        report["disk"] = "no disk load measured: 0 ms"
     return LoadModel(
         points=pts,
         cpu_coef=(float(cpu_coef[0]), float(cpu_coef[1]), float(cpu_coef[2])),
@@ -420,6 +430,14 @@ class FitContext:
     idle_ttft: pd.DataFrame | None = None
 
 
+def _prefill_like(run: CalibrationRun) -> bool:
+    """A prefill run: without LoRA, or with LoRA and one output token (a ``--url`` campaign
+    measures prefill on its LoRA server)."""
+    return run.kind == "prefill" or (
+        run.kind == "lora_mixed" and len(run.requests) > 0
+        and int(run.requests.output_tokens.max()) == 1)
+
+
 def collected_fields(meta: dict) -> dict[str, str]:
     """Profile fields a collected campaign's ``meta.json`` states (``device``,
     ``vllm_version``, ``profile_kind``); the measured folders state none of them."""
@@ -491,7 +509,7 @@ def prepare_fit(
                                              "absorbed by the execution coefficients"}
     fixed: dict[str, float] = {}
     n_prefill = sum(
-        1 for r in runs if r.kind == "prefill" and r.duration_s >= MIN_ENGINE_BOUND_DURATION_S
+        1 for r in runs if _prefill_like(r) and r.duration_s >= MIN_ENGINE_BOUND_DURATION_S
     )
     if n_prefill < MIN_PREFILL_RUNS:
         if reference is None:

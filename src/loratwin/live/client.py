@@ -173,11 +173,12 @@ def _error_text(body: bytes) -> str:
     return body.decode(errors="replace").strip()[:200] or "empty response"
 
 
-async def _stream_one(
+async def stream_one(
     client: httpx.AsyncClient, url: str, req: PlannedRequest, rec: RequestRecord, seed: int,
     t0: float,
 ) -> None:
-    """Send one request and fill ``rec`` while its chunks arrive."""
+    """Send one request to the completions endpoint ``url`` and fill ``rec`` while its
+    chunks arrive (times relative to the ``perf_counter`` value ``t0``)."""
     rec.send_s = time.perf_counter() - t0
     async with client.stream("POST", url, json=_payload(req, seed)) as resp:
         rec.http_status = resp.status_code
@@ -226,7 +227,7 @@ async def _guarded(
         if stop.is_set():
             return
         try:
-            await _stream_one(client, url, req, rec, seed, t0)
+            await stream_one(client, url, req, rec, seed, t0)
         except asyncio.CancelledError:
             rec.status = CANCELLED
             raise
