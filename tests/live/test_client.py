@@ -113,3 +113,21 @@ def test_down_server_is_one_line_error() -> None:
 def test_zero_concurrency_rejected(fake_vllm: FakeVllm) -> None:
     with pytest.raises(ConfigError, match="max_concurrency"):
         _run(fake_vllm.url, [], 1.0, max_concurrency=0)
+
+
+
+def test_sse_lines_split_at_newlines_only() -> None:
+    from loratwin.live.client import sse_lines
+
+    nel, lsep = "\u0085".encode(), "\u2028".encode()
+
+    async def chunks():
+        # U+0085 and U+2028 inside a JSON string, a message split across chunks
+        for c in (b'data: {"t": "a' + nel + b"b", lsep + b'"}\r\n\ndata: [DO', b"NE]\n\n"):
+            yield c
+
+    async def collect() -> list[str]:
+        return [line async for line in sse_lines(chunks())]
+
+    lines = [ln for ln in asyncio.run(collect()) if ln]
+    assert lines == ['data: {"t": "a\u0085b\u2028"}', "data: [DONE]"]

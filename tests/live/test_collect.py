@@ -127,6 +127,7 @@ def test_url_campaign_budget_resume_and_fit(url_fake, tmp_path: Path,
     load = pd.read_csv(out / "adapter_loading.csv")
     assert len(load) == 1 and load.loc[0, "n_disk_loads"] > 0  # 5 adapters > 4 CPU slots
     assert len(pd.read_csv(out / "ttft_idle.csv")) == 1
+    assert pd.read_csv(out / "frontend_rate.csv").loc[0, "per_request_ms"] > 0
     kv = pd.read_csv(out / "kv_capacity.csv")
     assert kv.loc[0, "kv_cache_tokens"] == 4096 and kv.loc[0, "max_loras"] == 2
     meta = json.loads((out / "meta.json").read_text())
@@ -146,6 +147,7 @@ def test_url_campaign_budget_resume_and_fit(url_fake, tmp_path: Path,
     assert prof.vllm_version == "0.32" and prof.block_size == 16
     assert prof.step.lora_empty_cta_s == 0.0 and prof.step.lora_work_cta_s == 0.0
     assert "frontend_latency" in prof.fit_report
+    assert prof.frontend_per_request_s > 0  # from frontend_rate.csv
     assert prof.frontend_latency_s >= 0.0
 
 
@@ -162,7 +164,7 @@ def test_launch_campaign_restarts_and_memory_error(tmp_path: Path) -> None:
                           loading_repeats=2, startup_timeout_s=60)
     summary = run_campaign(opts, launch=argv)
     # lora-4-r16 did not start: its KV row holds the memory error, its other points skipped
-    assert (summary.pending, summary.skipped) == (0, 4)
+    assert (summary.pending, summary.skipped) == (0, 5)
     state = json.loads((out / "campaign.json").read_text())
     assert state["device"] == "cpu"  # read from the launched server's log
     assert state["servers"]["lora-4-r16"]["failure"] == "kv_cache_smaller_than_max_model_len"

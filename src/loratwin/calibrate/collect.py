@@ -60,6 +60,13 @@ from loratwin.live.errors import ServerError, StartupError
 from loratwin.live.launcher import STARTUP_FAILURES, LaunchedServer, startup_failure
 
 STATE_FILE = "campaign.json"
+#: Largest burst, requests; bursts shorter than half the target are re-run this often, bigger.
+MAX_BATCH = 4096
+RESIZE_ATTEMPTS = 3
+FRONTEND_BURST = 64  # requests of the first front-end burst; 8x more while it lasts < 1 s
+FRONTEND_MIN_S = 1.0
+RESIZE_BELOW = 0.75  # of the target duration
+MAX_RESCALE = 4.0  # per attempt: step times are not linear in the batch
 MEMORY_FAILURES = frozenset(reason for reason, _ in STARTUP_FAILURES)
 
 
@@ -98,7 +105,7 @@ class CollectOptions:
     flags: dict[str, int | None] = field(default_factory=dict)
     device: str = "auto"
     plan: PlanOptions = field(default_factory=PlanOptions)
-    loading_repeats: int = 8
+    loading_repeats: int = 12
     startup_timeout_s: float = 900.0
     gpu_name: str | None = None
     gpu_memory_gib: float | None = None
@@ -188,6 +195,13 @@ class Campaign:
         self.report(CollectProgress(phase, sum(p.point_id in done for p in self.plan.points),
                                     len(self.plan.points), self.elapsed(), self.budget_s))
 
+    def prompt_seed(self) -> int:
+        """A seed no earlier request of this campaign used: prompts never repeat, so vLLM's
+        prefix cache (on by default from 0.32) never shortens a calibration request."""
+        n = int(self.state.get("prompt_calls", 0))
+        self.state["prompt_calls"] = n + 1
+        return self.opts.seed * 1_000_003 + n
+
     def server_state(self, key: str) -> dict[str, Any]:
         return self.state.setdefault("servers", {}).setdefault(key, {})
 
@@ -211,7 +225,7 @@ def _sized_batch(c: Campaign, probe: dict[str, float], point: SweepPoint) -> int
         return point.batch
     budget = int(c.state["max_num_batched_tokens"])
     want = math.ceil(c.opts.point_s / max(probe["prefill_step_s"], 1e-4) * budget / point.input)
-    return int(min(max(want, 4), 4096))
+    return int(min(max(want, 4), MAX_BATCH))
 
 
 def _round_robin(server: ServerSpec, k: int, n: int) -> list[str]:
@@ -219,13 +233,14 @@ def _round_robin(server: ServerSpec, k: int, n: int) -> list[str]:
     return [server.adapter_names[i % k] for i in range(n)]
 
 
-async def _probe(url: str, first: str, budget_tokens: int, max_model_len: int, seed: int
-                 ) -> dict[str, float]:
-    await sequential_ttft(url, [first], 8, seed=seed)  # warm the path (and the adapter)
-    log_itl = await closed_burst(url, [first], 1, 64, seed=seed)
+async def _probe(c: Campaign, url: str, first: str) -> dict[str, float]:
+    budget_tokens, max_model_len = int(c.state["max_num_batched_tokens"]), int(
+        c.state["max_model_len"])
+    await sequential_ttft(url, [first], 8, seed=c.prompt_seed())  # warm the path
+    log_itl = await closed_burst(url, [first], 1, 64, seed=c.prompt_seed())
     p = min(budget_tokens, max_model_len - 2)
-    ttft = await sequential_ttft(url, [first] * 3, p, seed=seed)
-    return {"decode_step_s": log_itl.mean_itl_ms / 1e3, "prefill_step_s": float(np.median(ttft)),
+    ttft = await sequential_ttft(url, [first] * 3, p, seed=c.prompt_seed())
+    return {"decode_step_s": log_itl.mean_itl_ms / 1e3, "prefill_step_s": float(np.min(ttft)),
             "prefill_probe_tokens": p}
 
 
@@ -235,9 +250,19 @@ async def _burst_point(c: Campaign, url: str, server: ServerSpec, point: SweepPo
     batch = _sized_batch(c, probe, point)
     k = point.adapters if server.enable_lora else 0
     if k:  # the replay starts with these adapters loaded, the last max_loras in slots
-        await sequential_ttft(url, list(server.adapter_names[:k]), 4, seed=c.opts.seed)
-    models = _round_robin(server, k, batch) if k else [model] * batch
-    res = await closed_burst(url, models, point.input, out, seed=c.opts.seed)
+        await sequential_ttft(url, list(server.adapter_names[:k]), 4, seed=c.prompt_seed())
+    for attempt in range(RESIZE_ATTEMPTS):
+        models = _round_robin(server, k, batch) if k else [model] * batch
+        res = await closed_burst(url, models, point.input, out, seed=c.prompt_seed())
+        # too short for the fit (step times change with the load): scale up once more
+        scale = min(c.opts.point_s / max(res.duration_s, 1e-3), MAX_RESCALE)
+        if res.duration_s >= RESIZE_BELOW * c.opts.point_s or attempt == RESIZE_ATTEMPTS - 1:
+            break
+        new_out = _sized_output(c, {"decode_step_s": res.duration_s / max(out, 1)}, point)
+        new_batch = batch if point.batch else int(min(math.ceil(batch * scale), MAX_BATCH))
+        if (new_out, new_batch) == (out, batch):
+            break
+        out, batch = new_out, new_batch
     row = burst_row(c.state["model"], point, server, res, batch=batch, output=out,
                     max_num_seqs=int(c.state["max_num_seqs"]),
                     kv_tokens=c.server_state(server.key).get("kv_cache_tokens"))
@@ -246,22 +271,34 @@ async def _burst_point(c: Campaign, url: str, server: ServerSpec, point: SweepPo
 
 async def _loading_point(c: Campaign, url: str, server: ServerSpec, point: SweepPoint) -> None:
     names, rank = server.adapter_names, server.adapter_ranks[0]
-    loras, cpu, reps, seed = server.max_loras, server.max_cpu_loras, c.opts.loading_repeats, \
-        c.opts.seed
-    await sequential_ttft(url, list(names[:loras + 1]), 8, seed=seed)
-    hit = (await sequential_ttft(url, [names[0]] * (reps + 1), 8, seed=seed))[1:]
+    loras, cpu, reps = server.max_loras, server.max_cpu_loras, c.opts.loading_repeats
+    await sequential_ttft(url, list(names[:loras + 1]), 8, seed=c.prompt_seed())
+    hit = (await sequential_ttft(url, [names[0]] * (reps + 1), 8, seed=c.prompt_seed()))[1:]
     cyc = [names[i % (loras + 1)] for i in range(reps + loras + 1)]
-    cpu_t = (await sequential_ttft(url, cyc, 8, seed=seed))[loras + 1:]
+    cpu_t = (await sequential_ttft(url, cyc, 8, seed=c.prompt_seed()))[loras + 1:]
     disk_t: list[float] = []
     if len(names) > cpu:
         cyc = [names[i % (cpu + 1)] for i in range(reps + cpu + 1)]
-        disk_t = (await sequential_ttft(url, cyc, 8, seed=seed))[cpu + 1:]
+        disk_t = (await sequential_ttft(url, cyc, 8, seed=c.prompt_seed()))[cpu + 1:]
     h, m = float(np.median(hit)), float(np.median(cpu_t))
     row = loading_row(c.state["model"], point, server, rank,
                       [max(t - h, 0.0) * 1e3 for t in cpu_t],
                       [max(t - m, 0.0) * 1e3 for t in disk_t])
     append_rows(c.opts.out_dir / SWEEP_FILES["loading"], [row])
     append_rows(c.opts.out_dir / IDLE_TTFT_FILE, [idle_row(point, server, rank, 8, h * 1e3)])
+
+
+async def _frontend_point(c: Campaign, url: str, point: SweepPoint, model: str) -> None:
+    """Bursts of 1-token requests; their duration per request is the API server's time."""
+    n = FRONTEND_BURST
+    while True:
+        res = await closed_burst(url, [model] * n, 1, 1, seed=c.prompt_seed())
+        if res.duration_s >= FRONTEND_MIN_S or n >= MAX_BATCH:
+            break
+        n = min(n * 8, MAX_BATCH)
+    append_rows(c.opts.out_dir / SWEEP_FILES["frontend"], [{
+        "point_id": point.point_id, "num_prompts": n, "duration_s": res.duration_s,
+        "n_sched_steps": res.n_steps, "per_request_ms": res.duration_s / n * 1e3}])
 
 
 def _kv_point(c: Campaign, server: ServerSpec, point: SweepPoint, failure: str | None = None,
@@ -282,7 +319,7 @@ async def _server_facts(c: Campaign, url: str, server: ServerSpec, log_text: str
     first = server.adapter_names[0] if server.enable_lora else None
     info = await check_server(url, [first] if first else [])
     if first:
-        await sequential_ttft(url, [first], 4, seed=c.opts.seed)  # lora_requests_info appears
+        await sequential_ttft(url, [first], 4, seed=c.prompt_seed())  # lora_requests_info appears
     _, facts = await scrape(url)
     st = c.server_state(server.key)
     st.update(kv_cache_tokens=facts.kv_cache_tokens, block_size=facts.block_size,
@@ -312,11 +349,10 @@ async def _measure_server(c: Campaign, url: str, server: ServerSpec, log_text: s
     bursts = [p for p in pending if p.sweep in ("decode", "prefill", "lora")]
     if bursts and "probe" not in st:
         c.tick(f"{server.key}: probing step times")
-        st["probe"] = await _probe(url, first, int(c.state["max_num_batched_tokens"]),
-                                   int(c.state["max_model_len"]), c.opts.seed)
+        st["probe"] = await _probe(c, url, first)
         c.save()
     for point in pending:
-        cost = 0.0 if point.sweep == "kv" else (30.0 if point.sweep == "loading"
+        cost = 0.0 if point.sweep == "kv" else (30.0 if point.sweep in ("loading", "frontend")
                                                  else 1.5 * c.opts.point_s + 5.0)
         if not c.fits(cost):
             return
@@ -325,6 +361,8 @@ async def _measure_server(c: Campaign, url: str, server: ServerSpec, log_text: s
             _kv_point(c, server, point)
         elif point.sweep == "loading":
             await _loading_point(c, url, server, point)
+        elif point.sweep == "frontend":
+            await _frontend_point(c, url, point, first)
         else:
             await _burst_point(c, url, server, point, first, st["probe"])
         c.measured += 1

@@ -19,6 +19,10 @@ and, for each, the :class:`SweepPoint` s measured on it, in the order of the fil
     ``max_cpu_loras + 1`` adapters (one disk load per request).
 ``kv`` (``kv_capacity.csv``)
     The KV cache blocks the server reports at start-up, or the memory error it fails with.
+``frontend`` (``frontend_rate.csv``)
+    A burst of 1-token requests with 1 output token: the engine needs a few steps for all of
+    them, so the burst lasts as long as the API server takes to hand them over one by one
+    (:mod:`loratwin.twin.frontend`).
 
 Against a running server (``--url``) only that server's points exist (no restarts): the
 no-LoRA sweeps become LoRA sweeps over one adapter. Point ids are stable, so a campaign
@@ -37,6 +41,7 @@ SWEEP_FILES: dict[str, str] = {
     "lora": "lora_overhead_sweep.csv",
     "loading": "adapter_loading.csv",
     "kv": "kv_capacity.csv",
+    "frontend": "frontend_rate.csv",
 }
 
 
@@ -145,6 +150,7 @@ def _lora_points(server: ServerSpec, opts: PlanOptions, decode_k1: bool) -> list
         pts.append(SweepPoint(f"{key}/lora-prefill", "lora", key, input=opts.prefill_inputs[-1],
                               output=1, adapters=min(server.max_loras, n), adapter_rank=rank))
     pts.append(SweepPoint(f"{key}/loading", "loading", key))
+    pts.append(SweepPoint(f"{key}/frontend", "frontend", key, input=1, output=1))
     pts.append(SweepPoint(f"{key}/kv", "kv", key))
     return pts
 
@@ -190,6 +196,7 @@ def launch_plan(adapter_ranks: Sequence[int], opts: PlanOptions, n_adapters: int
               for b in opts.decode_batches]
     points += [SweepPoint(f"nolora/prefill-p{p}", "prefill", "nolora", input=p, output=1)
                for p in opts.prefill_inputs]
+    points.append(SweepPoint("nolora/frontend", "frontend", "nolora", input=1, output=1))
     points.append(SweepPoint("nolora/kv", "kv", "nolora"))
     servers = [ServerSpec("nolora", enable_lora=False)]
     for i, loras in enumerate(opts.max_loras_grid):

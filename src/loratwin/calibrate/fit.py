@@ -45,7 +45,7 @@ from loratwin.calibrate.calibration import (
     read_csv,
     read_meta,
 )
-from loratwin.calibrate.frontend import fit_frontend_latency, read_idle_ttft
+from loratwin.calibrate.frontend import fit_frontend_latency, read_frontend_rate, read_idle_ttft
 from loratwin.errors import DataError
 from loratwin.profile.model import (
     Architecture,
@@ -60,6 +60,7 @@ from loratwin.profile.serving import ServingConstants, load_serving_constants
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import FEATURE_NAMES, RecordingStepCost
 from loratwin.twin.engine import run_engine
+from loratwin.twin.frontend import through_frontend
 from loratwin.workload.bundled import sharegpt_lengths_path
 from loratwin.workload.lengths import VLLM_SHAREGPT_FILTER, BoundedHeavyTailed, EmpiricalLengths
 from loratwin.workload.spec import ArrivalSpec, generate_requests
@@ -232,8 +233,10 @@ def replay(profile: Profile, run: CalibrationRun, *, requests: Requests | None =
            ) -> tuple[dict[str, float], object]:
     """Replay one calibration run; returns (summed step features, raw engine outcome)."""
     cost = RecordingStepCost(profile, run.server)
+    sent = requests or run.requests
     raw = run_engine(
-        profile, run.server, list(run.adapter_ranks), requests or run.requests,
+        profile, run.server, list(run.adapter_ranks),
+        through_frontend(sent, profile.frontend_per_request_s),
         ClientConfig(duration_s=1e9, max_ports=None), cost=cost, preload=True,
     )
     return cost.sums, raw
@@ -499,6 +502,7 @@ def prepare_fit(
             "FerranAgulloLopez/GPULLMAdapterOptimization; fitted by `loratwin profile fit`"
         ),
         **collected_fields(meta),
+        frontend_per_request_s=read_frontend_rate(model_dir),
     )
     runs = load_calibration_runs(model_dir)
     sums = [replay(skeleton, run)[0] for run in runs]
@@ -528,8 +532,9 @@ def prepare_fit(
     if scheduler_table is None and not table_path.is_file():
         # a collected campaign: its LoRA runs with more adapters than max_loras walk the
         # waiting queue, so the skip-loop cost is fitted with the execution costs
-        return replace(ctx, walk_in_exec=True, reports=dict(
+        ctx = replace(ctx, walk_in_exec=True, reports=dict(
             ctx.reports, scheduler_walk={"note": "fitted with the execution costs"}))
+        return _refit_staggered(ctx)
     # the walk counts of the scheduler table depend a little on step times: replay it with
     # a profile fitted so far
     first = finish_fit(ctx, load_serving_constants(), validate=False)
@@ -538,6 +543,22 @@ def prepare_fit(
     if fixed:
         reports["prefill_transfer"] = {"reference": reference.name if reference else ""}
     return replace(ctx, sched=(s0, s_run, s_walk), reports=reports)
+
+
+#: Replays of a profile fit whose bursts enter the engine one by one (front-end time > 0).
+STAGGERED_REFITS = 3
+
+
+def _refit_staggered(ctx: FitContext) -> FitContext:
+    """With an API-server time per request, a burst's requests reach the engine one after
+    the other, so its schedule depends on the step times: replay with the profile fitted so
+    far and refit, a few times (a fixed-point iteration; without it, one replay is exact)."""
+    if ctx.skeleton.frontend_per_request_s <= 0:
+        return ctx
+    for _ in range(STAGGERED_REFITS):
+        fitted = finish_fit(ctx, default_serving(ctx.skeleton), validate=False)
+        ctx = replace(ctx, sums=[replay(fitted, run)[0] for run in ctx.runs])
+    return ctx
 
 
 def finish_fit(ctx: FitContext, serving: ServingConstants, validate: bool = True) -> Profile:

@@ -3,10 +3,12 @@
 ``loratwin profile collect`` sends, one at a time, short requests to an adapter already in a
 LoRA slot (``ttft_idle.csv``: ``input_tokens, output_tokens, max_loras, max_lora_rank,
 adapter_rank, ttft_ms``, the median of several sends). The engine's part of such a TTFT is
-one prefill step, which the fitted step costs predict; the rest is what the API server and
-the client add (HTTP, request processing, streaming of the first token): the profile's
-``frontend_latency_s`` is the median of (measured TTFT - the twin's first-token time of the
-same request alone), and never negative.
+one prefill step, which the fitted step costs predict, after the API server's serial time
+per request (``frontend_rate.csv``: bursts of 1-token requests, whose duration per request is
+that time, :mod:`loratwin.twin.frontend`); the rest is what the API server and the client add
+(HTTP, streaming of the first token): the profile's ``frontend_latency_s`` is the median of
+(measured TTFT - serial time - the twin's first-token time of the same request alone), and
+never negative.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from loratwin.twin.engine import run_engine
 from loratwin.workload.types import Requests
 
 IDLE_TTFT_FILE = "ttft_idle.csv"
+#: Bursts of 1-token requests whose duration is the API server's serial intake
+#: (``point_id, num_prompts, duration_s, per_request_ms``).
+FRONTEND_RATE_FILE = "frontend_rate.csv"
 IDLE_TTFT_COLUMNS = ("input_tokens", "output_tokens", "max_loras", "max_lora_rank",
                      "adapter_rank", "ttft_ms")
 
@@ -43,6 +48,19 @@ def read_idle_ttft(model_dir: Path) -> pd.DataFrame | None:
     return df
 
 
+def read_frontend_rate(model_dir: Path) -> float:
+    """The API server's serial time per request (s): the median ``per_request_ms`` of the
+    folder's ``frontend_rate.csv``, 0 when it has none (the measured folders)."""
+    path = Path(model_dir) / FRONTEND_RATE_FILE
+    if not path.is_file():
+        return 0.0
+    from loratwin.calibrate.calibration import read_csv
+
+    v = pd.to_numeric(read_csv(path).get("per_request_ms"), errors="coerce")
+    v = v[np.isfinite(v)] if v is not None else []
+    return max(float(np.median(v)) / 1e3, 0.0) if len(v) else 0.0
+
+
 def engine_first_token_s(profile: Profile, row: pd.Series) -> float:
     """The twin's first-token time (s) of one request alone on an idle server."""
     server = ServerConfig(
@@ -61,7 +79,8 @@ def engine_first_token_s(profile: Profile, row: pd.Series) -> float:
 def fit_frontend_latency(profile: Profile, table: pd.DataFrame
                          ) -> tuple[float, dict[str, float | int | str]]:
     """``frontend_latency_s`` (see the module docstring) and its fit report."""
-    gaps = np.array([r["ttft_ms"] / 1e3 - engine_first_token_s(profile, r)
+    gaps = np.array([r["ttft_ms"] / 1e3 - profile.frontend_per_request_s
+                     - engine_first_token_s(profile, r)
                      for _, r in table.iterrows() if math.isfinite(float(r["ttft_ms"]))])
     if gaps.size == 0:
         return 0.0, {"rows": 0}

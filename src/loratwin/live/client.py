@@ -27,7 +27,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -173,6 +173,23 @@ def _error_text(body: bytes) -> str:
     return body.decode(errors="replace").strip()[:200] or "empty response"
 
 
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines of a server-sent-event stream, split at ``\n`` only.
+
+    Not ``httpx``'s ``aiter_lines``: that splits at every Unicode line boundary, and a JSON
+    string may hold U+0085, U+2028 or U+2029 unescaped (vLLM's generated text of a random
+    model does), which cut a ``data:`` line in two.
+    """
+    buf = b""
+    async for chunk in chunks:
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+    if buf:
+        yield buf.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
 async def stream_one(
     client: httpx.AsyncClient, url: str, req: PlannedRequest, rec: RequestRecord, seed: int,
     t0: float,
@@ -187,7 +204,7 @@ async def stream_one(
             rec.error = f"HTTP {resp.status_code}: {_error_text(await resp.aread())}"
             return
         last = math.nan
-        async for line in resp.aiter_lines():
+        async for line in sse_lines(resp.aiter_bytes()):
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()

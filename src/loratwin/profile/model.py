@@ -152,6 +152,11 @@ class Profile(BaseModel):
     frontend_latency_s: float = Field(
         description="client-visible latency added to TTFT (HTTP, tokenisation, streaming), s"
     )
+    frontend_per_request_s: float = Field(
+        default=0.0, ge=0.0,
+        description="serial API-server time per request before it reaches the engine, s "
+                    "(loratwin.twin.frontend; 0 when not measured)",
+    )
     sharegpt_mean_input_tokens: float
     sharegpt_mean_output_tokens: float
     sharegpt_std_input_tokens: float

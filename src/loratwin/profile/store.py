@@ -50,7 +50,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
 #: Fields added after the bundled profiles were written, omitted from the JSON while they
 #: hold their default, so that refitting a bundled profile rewrites the same file.
 OMIT_WHEN_DEFAULT: dict[str, tuple[str, ...]] = {
-    "": ("vllm_version", "profile_kind", "device"),
+    "": ("vllm_version", "profile_kind", "device", "frontend_per_request_s"),
     "step": ("lora_step_s", "lora_token_rank_s"),
 }
 
