@@ -594,6 +594,58 @@ def _surrogate_rebuild() -> st.SearchStrategy[Case]:
     ))
 
 
+BENCH_CONFIG = MappingSpec(
+    base={"adapters": "ad.csv", "lengths": {"kind": "fixed", "input_tokens": 8,
+                                            "output_tokens": 4}, "duration_s": 5, "seed": 0},
+    bad_values={"adapters": ("missing.csv", 7, []), "duration_s": (0, -5, "x", float("nan")),
+                "seed": (-1, "x", 1.5), "lengths": ("fixed", {"kind": "nope"}),
+                "lengths.input_tokens": (0, -1, "x"), "arrivals": ({"process": "nope"},),
+                "server.max_loras": (0, "x"), "bogus": (1,)},
+)
+#: Nothing listens on the discard port: a valid URL whose server is down.
+DOWN_URL = "http://127.0.0.1:9"
+
+
+@command("bench")
+def _bench() -> st.SearchStrategy[Case]:
+    good = (("ad.csv", ADAPTERS_CSV),)
+    cfg = (("w.yaml", json.dumps(BENCH_CONFIG.base).encode()),)
+    base = ("bench", "w.yaml", "--url", DOWN_URL, "--out", "o")
+    flags = {"--duration": ("0", "-1", "nan", "inf", "x"), "--seed": ("-1", "x"),
+             "--max-loras": ("0", "x"), "--max-cpu-loras": ("0",), "--max-lora-rank": ("0",),
+             "--max-num-seqs": ("0", "-3"), "--max-num-batched-tokens": ("0",),
+             "--max-concurrency": ("0", "-1"), "--max-requests": ("0",),
+             "--scrape-interval": ("0", "-1", "nan"), "--arrivals": ("nope",),
+             "--cv": ("0", "-1", "nan"), "--model": ("no-such-model",)}
+    url_cases = tuple(
+        Case("bench", ("bench", "w.yaml", *argv, "--out", "o"), (*cfg, *good), ("o",), why)
+        for argv, why in (
+            ((), "neither --url nor --launch"),
+            (("--url", "localhost:8000"), "--url without scheme"),
+            (("--url", "ftp://127.0.0.1:1"), "--url not http"),
+            (("--url", "http://h:99999"), "--url bad port"),
+            (("--url", DOWN_URL, "--launch", "vllm serve m"), "both --url and --launch"),
+            (("--url", DOWN_URL), "server down"),
+            (("--launch", "vllm serve 'unclosed"), "--launch unbalanced quote"),
+            (("--launch", " "), "--launch empty"),
+            (("--launch", "/nonexistent/vllm serve m"), "--launch program missing"),
+            (("--launch", "vllm serve m --max-loras many"), "--launch flag not an integer"),
+            (("--launch", "vllm serve m", "--env", "NOEQUALS"), "--env without ="),
+        ))
+    return st.one_of(
+        bad_mapping(BENCH_CONFIG).map(_file_case("bench", base, "w.yaml", good, ("o",))),
+        bad_table(ADAPTERS).map(_file_case("bench", ("bench", "ad.csv", "--url", DOWN_URL,
+                                                     "--out", "o"), "ad.csv", (), ("o",))),
+        bad_table(TRACE).map(_file_case("bench", ("bench", "tr.csv", "--url", DOWN_URL,
+                                                  "--out", "o"), "tr.csv", (), ("o",))),
+        bad_flag(flags).map(_flag_case("bench", base, (*cfg, *good))),
+        st.sampled_from(url_cases),
+        st.just(Case("bench", ("bench", "w.yaml", "--url", DOWN_URL, "--out", "f"),
+                     (*cfg, *good, ("f", b"x")), (), "--out is a file")),
+        _paths("bench", lambda p: ("bench", p, "--url", DOWN_URL)),
+    )
+
+
 @command("(top level)")
 def _top_level() -> st.SearchStrategy[Case]:
     return st.sampled_from(tuple(

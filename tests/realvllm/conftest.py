@@ -12,6 +12,9 @@ import importlib.util
 import pytest
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+
+if HAVE_VLLM:  # the shared tiny model and server (tests/realvllm/live_fixtures.py)
+    from tests.realvllm.live_fixtures import tiny_model, vllm_server  # noqa: F401
 SKIP_REASON = "vLLM is not installed: build .venv-vllm with .ci/vllm-env (the [vllm] extra)"
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from loratwin.cli.app import app
 from loratwin.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from loratwin.calibrate.collect import CollectOptions
 
 profile_app = typer.Typer(help="Fit and inspect performance profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
@@ -241,3 +245,100 @@ def prior_cmd(
     console.print(prior_summary_table(prof))
     console.print(f"wrote {out} ({ESTIMATED}: profile_kind prior, calibrated on "
                   f"{', '.join(calib.calibrated_on)})")
+
+
+@profile_app.command("collect")
+def collect_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Calibration folder to write (or resume)"),
+    launch: str | None = typer.Option(
+        None, help='Server command to start and vary, e.g. "vllm serve MODEL --lora-modules '
+                   'a=PATH"'),
+    url: str | None = typer.Option(None, help="http://HOST:PORT of a running server (no "
+                                              "restarts: its own configuration only)"),
+    env: list[str] = typer.Option([], help="KEY=VALUE for the launched servers (repeatable)"),
+    budget: float = typer.Option(60.0, help="Campaign budget, minutes"),
+    point_seconds: float = typer.Option(10.0, help="Target duration of one burst, s"),
+    seed: int = typer.Option(0, help="Seed of the prompts"),
+    model_name: str | None = typer.Option(None, help="Profile name (default: model folder)"),
+    hf_config: Path | None = typer.Option(None, help="The model's config.json"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    max_num_seqs: int | None = typer.Option(None, help="--max-num-seqs of the server"),
+    max_num_batched_tokens: int | None = typer.Option(
+        None, help="--max-num-batched-tokens of the server"),
+    max_cpu_loras: int | None = typer.Option(None, help="--max-cpu-loras (with --url)"),
+    max_lora_rank: int | None = typer.Option(None, help="--max-lora-rank (with --url)"),
+    max_loras_grid: str = typer.Option("4,1", help="max_loras of the LoRA servers (--launch)"),
+    quick: bool = typer.Option(False, help="The reduced plan (CI)"),
+    gpu_name: str | None = typer.Option(None, help="GPU model, for the profile"),
+    gpu_memory_gib: float | None = typer.Option(None, help="Total GPU memory, GiB"),
+    startup_timeout: float = typer.Option(900.0, help="Seconds to wait for a server start"),
+) -> None:
+    """Measure the calibration sweeps of a live deployment for `loratwin profile fit`.
+
+    With --launch loratwin starts and stops the server itself (no LoRA, then one server per
+    max_loras of --max-loras-grid, then extra start-ups for the KV table); with --url it
+    measures the running server only. Resumable: rerun the same command to continue.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from loratwin.calibrate.collect import CollectOptions, CollectProgress, run_campaign
+    from loratwin.calibrate.collect_plan import PlanOptions
+    from loratwin.cli.common import check_number, check_output_dir, console
+    from loratwin.errors import ConfigError
+
+    if (launch is None) == (url is None):
+        raise ConfigError("give exactly one of --launch and --url", field="--launch")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"must be auto, cpu or cuda (got {device!r})", field="--device")
+    check_number(budget, "--budget", gt=0)
+    check_number(point_seconds, "--point-seconds", gt=0)
+    check_number(seed, "--seed", ge=0)
+    check_number(startup_timeout, "--startup-timeout", gt=0)
+    check_number(gpu_memory_gib, "--gpu-memory-gib", gt=0)
+    for name, value in (("--max-num-seqs", max_num_seqs), ("--max-cpu-loras", max_cpu_loras),
+                        ("--max-num-batched-tokens", max_num_batched_tokens),
+                        ("--max-lora-rank", max_lora_rank)):
+        check_number(value, name, ge=1)
+    grid = tuple(int(v) for v in _grid(max_loras_grid, "--max-loras-grid", 1, None))
+    check_output_dir(out, "--out")
+    flags = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
+             "max_cpu_loras": max_cpu_loras, "max_lora_rank": max_lora_rank}
+    plan = PlanOptions(max_loras_grid=grid, quick=quick,
+                       **({"decode_batches": (1, 8, 32)} if quick else {}))
+    opts = CollectOptions(out_dir=out, budget_min=budget, point_s=point_seconds, seed=seed,
+                          model_name=model_name, hf_config=hf_config, flags=flags,
+                          device=device, plan=plan, startup_timeout_s=startup_timeout,
+                          gpu_name=gpu_name, gpu_memory_gib=gpu_memory_gib)
+    kwargs = _collect_target(launch, url, env, opts)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[clock]}"), console=console) as prog:
+        task = prog.add_task("starting", total=None, clock="")
+
+        def report(p: CollectProgress) -> None:
+            prog.update(task, description=str(p.phase), completed=p.done, total=p.total,
+                        clock=f"{p.elapsed_s / 60:.1f} of {p.budget_s / 60:.0f} min")
+
+        summary = run_campaign(opts, report=report, **kwargs)
+    note = " (budget reached: rerun to continue)" if summary.stopped_by_budget else ""
+    skipped = (f", {summary.skipped} skipped (server did not start)" if summary.skipped
+               else "")
+    console.print(f"measured {summary.measured} point(s), {summary.pending} pending{note}"
+                  f"{skipped}; "
+                  f"wrote {out} (fit it with: loratwin profile fit {out} -o DIR)")
+
+
+def _collect_target(launch: str | None, url: str | None, env: list[str],
+                    opts: CollectOptions) -> dict[str, Any]:
+    """``run_campaign`` keyword arguments of --launch or --url."""
+    from loratwin.cli.bench_cmd import parse_env
+    from loratwin.live.client import base_url
+    from loratwin.live.launcher import split_command
+
+    if launch is not None:
+        return {"launch": split_command(launch), "env": parse_env(env)}
+    from loratwin.calibrate.collect_url import url_server_spec
+
+    assert url is not None
+    server = base_url(url)
+    spec, config = url_server_spec(server, opts.flags, opts.hf_config, opts.seed)
+    return {"url": server, "url_server": spec, "config_json": config}

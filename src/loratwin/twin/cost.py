@@ -38,6 +38,14 @@ launch for (``max_loras + 1``, or with ``--specialize-active-lora`` the active a
 up to a captured count), and, with asynchronous scheduling, a step taking the longer of the
 execution and the scheduler's CPU time instead of their sum. The coefficients were fitted on
 vLLM 0.8.5, so the timings of the later releases are estimates.
+
+On vLLM's CPU backend (``Profile.device == "cpu"``) the model runs eagerly (no CUDA-graph
+padding) and LoRA goes through the PyTorch ops of ``vllm/lora/punica_wrapper/punica_cpu.py``
+(``vllm/lora/ops/torch_ops``): every token gathers its adapter's stacked ``max_lora_rank``
+x dim weights and multiplies them (``bgmv``), a cost per token and slot rank that does not
+depend on ``max_loras`` or on the distinct adapters, plus a fixed cost per step. Those two
+terms (``lora_step_s``, ``lora_token_rank_s``, zero in the CUDA profiles) take the place of
+the Triton thread-block terms.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from dataclasses import dataclass
 
 from loratwin.profile.model import Architecture, Profile, ceil_div, cpu_load_s, disk_load_s
 from loratwin.twin.config import ServerConfig
-from loratwin.twin.release import release_rules
+from loratwin.twin.release import ModelRunnerRules, release_rules
 
 #: CUDA-graph capture sizes of vLLM 0.8.5 (``vllm/config.py``): 1, 2, 4, then every 8 to 512.
 CUDA_GRAPH_SIZES: tuple[int, ...] = (1, 2, 4, *range(8, 513, 8))
@@ -66,7 +74,8 @@ EXPAND_BLOCK_N = 128  # lora_expand.py: BLOCK_N = 128
 
 def padded_tokens(num_tokens: int, sizes: tuple[int, ...] | None = None) -> int:
     """Token count the model runs on: the smallest CUDA-graph size >= ``num_tokens``, or
-    ``num_tokens`` itself above the largest (eager). ``sizes`` default to vLLM 0.8.5's."""
+    ``num_tokens`` itself above the largest (eager). ``sizes`` default to vLLM 0.8.5's; an
+    empty tuple means no CUDA graphs (vLLM's CPU backend), so no padding."""
     if num_tokens <= 0:
         return 0
     if sizes is None:
@@ -78,6 +87,15 @@ def padded_tokens(num_tokens: int, sizes: tuple[int, ...] | None = None) -> int:
     if not sizes or num_tokens > sizes[-1]:
         return num_tokens
     return sizes[bisect_left(sizes, num_tokens)]
+
+
+def graph_sizes(profile: Profile, runner: ModelRunnerRules, max_num_seqs: int,
+                max_num_batched_tokens: int) -> tuple[int, ...]:
+    """Token counts with a captured CUDA graph: the release's (``runner``) on CUDA, none on
+    vLLM's CPU backend (``cudagraph_mode NONE``, ``vllm/platforms/cpu.py``)."""
+    if profile.device == "cpu":
+        return ()
+    return runner.cudagraph_sizes(max_num_seqs, max_num_batched_tokens)
 
 
 @dataclass(frozen=True)
@@ -207,7 +225,7 @@ class StepCost:
         budget = server.max_num_batched_tokens
         shapes = LoraShapes.of(profile.arch)
         rank_tiles = ceil_div(server.max_lora_rank, SHRINK_BLOCK_N)
-        sizes = runner.cudagraph_sizes(server.max_num_seqs, budget)
+        sizes = graph_sizes(profile, runner, server.max_num_seqs, budget)
         max_graph = sizes[-1] if sizes else 0
         base: list[float] = []
         k32: list[float] = []
@@ -223,6 +241,8 @@ class StepCost:
                 )
                 if mp > max_graph:
                     t += c.lora_eager_layer_s * shapes.layers
+                # PyTorch LoRA ops (CPU punica wrapper): per step, and per token x slot rank
+                t += c.lora_step_s + c.lora_token_rank_s * m * server.max_lora_rank
                 # working tiles move blocks from "empty" to "work": SPLIT_K(M) blocks per
                 # shrink tile and one per expand tile; blocks beyond the 8-way split cost
                 # the fraction split_k_fixed_fraction of a regular working block
@@ -352,6 +372,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "sched_steps",
     "sched_running",
     "sched_walked",
+    "lora_steps",
+    "lora_token_rank",
 )
 """Order of the summed step features, matching the fields of ``StepCoefficients``."""
 
@@ -389,6 +411,8 @@ class RecordingStepCost(StepCost):
             s["lora_split_extra"] += k * extra
             if padded_tokens(m, self._sizes) > (self._sizes[-1] if self._sizes else 0):
                 s["lora_eager_layers"] += k * self._shapes.layers
+            s["lora_steps"] += k
+            s["lora_token_rank"] += k * m * self._server.max_lora_rank
 
     def exec_s(
         self, num_tokens: int, n_decode: int, n_prefill: int, context_tokens: int, n_adapters: int

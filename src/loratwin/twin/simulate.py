@@ -12,6 +12,7 @@ from loratwin.profile.model import Profile, kv_capacity
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
 from loratwin.twin.engine import run_engine
+from loratwin.twin.frontend import through_frontend
 from loratwin.twin.metrics import SimResult, build_result, memory_error_result
 from loratwin.twin.release import normalise_version
 from loratwin.workload.types import Adapter, Requests
@@ -105,8 +106,8 @@ def simulate(
     if cap.failure is not None:
         return memory_error_result(cap.failure, ids, ranks, requests, client.duration_s)
     raw = run_engine(
-        profile, server, ranks, requests, client, cost=StepCost(profile, server),
-        record_timeseries=record_timeseries,
+        profile, server, ranks, through_frontend(requests, profile.frontend_per_request_s),
+        client, cost=StepCost(profile, server), record_timeseries=record_timeseries,
     )
     result = build_result(
         raw, requests, ids, ranks, client.duration_s, profile.frontend_latency_s,
