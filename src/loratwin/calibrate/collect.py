@@ -274,13 +274,16 @@ async def _loading_point(c: Campaign, url: str, server: ServerSpec, point: Sweep
     loras, cpu, reps = server.max_loras, server.max_cpu_loras, c.opts.loading_repeats
     await sequential_ttft(url, list(names[:loras + 1]), 8, seed=c.prompt_seed())
     hit = (await sequential_ttft(url, [names[0]] * (reps + 1), 8, seed=c.prompt_seed()))[1:]
-    cyc = [names[i % (loras + 1)] for i in range(reps + loras + 1)]
-    cpu_t = (await sequential_ttft(url, cyc, 8, seed=c.prompt_seed()))[loras + 1:]
+    cpu_t: list[float] = []
+    if len(names) > loras:  # (a running server may register too few names to cycle)
+        cyc = [names[i % (loras + 1)] for i in range(reps + loras + 1)]
+        cpu_t = (await sequential_ttft(url, cyc, 8, seed=c.prompt_seed()))[loras + 1:]
     disk_t: list[float] = []
     if len(names) > cpu:
         cyc = [names[i % (cpu + 1)] for i in range(reps + cpu + 1)]
         disk_t = (await sequential_ttft(url, cyc, 8, seed=c.prompt_seed()))[cpu + 1:]
-    h, m = float(np.median(hit)), float(np.median(cpu_t))
+    h = float(np.median(hit))
+    m = float(np.median(cpu_t)) if cpu_t else h
     row = loading_row(c.state["model"], point, server, rank,
                       [max(t - h, 0.0) * 1e3 for t in cpu_t],
                       [max(t - m, 0.0) * 1e3 for t in disk_t])

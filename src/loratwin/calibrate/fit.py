@@ -183,7 +183,12 @@ def fit_load_model(df: pd.DataFrame) -> tuple[LoadModel, dict[str, float | int |
     )
     x = np.array([[1.0, p.max_lora_rank, p.adapter_rank] for p in pts])
     y = np.array([p.cpu_ms for p in pts])
-    cpu_coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    got = np.isfinite(y)  # a running server with too few adapters to cycle: no slot load
+    cpu_coef = (np.linalg.lstsq(x[got], y[got], rcond=None)[0] if got.any() else np.zeros(3))
+    if not got.all():
+        pts = tuple(p if math.isfinite(p.cpu_ms) else p.model_copy(update={"cpu_ms": float(
+            cpu_coef @ [1.0, p.max_lora_rank, p.adapter_rank])}) for p in pts)
+        y = np.array([p.cpu_ms for p in pts])
     xd = np.array([[1.0, p.adapter_rank] for p in pts])
     yd = np.array([p.disk_ms for p in pts])
     seen = np.isfinite(yd)  # a collected campaign may not have had adapters to miss with

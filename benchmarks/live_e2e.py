@@ -1,0 +1,236 @@
+"""End to end on a real vLLM CPU server: collect -> fit -> bench -> validate (issue 10).
+
+Builds the tiny random Llama and its LoRA adapters (:mod:`loratwin.live.tiny`, offline), then
+runs the four commands a user runs on their own deployment, each as a CLI subprocess:
+
+1. ``loratwin profile collect --launch "vllm serve ..." --quick`` (loratwin starts and stops
+   the servers of the campaign itself);
+2. ``loratwin profile fit`` of the campaign folder;
+3. ``loratwin bench --url`` on the configurations of :data:`CONFIGS` (servers started here
+   with other ``max_loras`` / adapter counts than the campaign's, workloads at rates from
+   light to starving): none of these runs is used for fitting;
+4. ``loratwin validate`` of the fitted profile against those bench rows.
+
+It prints the throughput SMAPE, mean-TTFT SMAPE and starvation agreement (issue 10's
+targets: <= 8 %, <= 25 %, all rows) and writes ``summary.json`` into ``--work``. Every step
+is resumable: a finished step (its output file exists) is skipped when rerun with the same
+``--work``. Needs vLLM (the ``[vllm]`` extra; with the shared venv run it as
+``PYTHONPATH=src /work/vllm-envs/v032/bin/python benchmarks/live_e2e.py --work DIR``).
+``--short`` runs two configurations only (the CI's version, on one server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loratwin.live.tiny import TinyModel
+
+#: Environment of a CPU vLLM server (GiB of KV cache; offline; runtime adapter loading).
+SERVER_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+}
+#: Request lengths of every bench workload (tokens): heavy-tailed around ShareGPT-like ratios.
+LENGTHS = ("{kind: heavy-tailed, mean_input: 96, mean_output: 48, std_input: 80, "
+           "std_output: 40, max_total: 1024}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One bench run: a server (``max_loras``, ``max_cpu_loras``, adapters of alternating
+    ranks 8 and 16) and a workload (``n_adapters`` used, each at ``rate`` req/s)."""
+
+    name: str
+    max_loras: int
+    max_cpu_loras: int
+    n_adapters: int
+    rate: float
+    duration_s: float = 40.0
+
+    @property
+    def server_key(self) -> tuple[int, int]:
+        return (self.max_loras, self.max_cpu_loras)
+
+
+#: Servers and workloads none of which the campaign measured (its servers: no LoRA,
+#: max_loras 4 with rank-16 slots, max_loras 1 with rank-8 slots; all of these have rank-16
+#: slots and 2 or 3 slots). Rates go from light load to well beyond the server's capacity.
+CONFIGS: tuple[BenchConfig, ...] = (
+    BenchConfig("l2-a2-light", 2, 6, 2, 0.4),
+    BenchConfig("l2-a6-mid", 2, 6, 6, 0.25),
+    BenchConfig("l2-a6-starve", 2, 6, 6, 1.5),
+    BenchConfig("l3-a3-light", 3, 4, 3, 0.3),
+    BenchConfig("l3-a4-mid", 3, 4, 4, 0.5),
+    BenchConfig("l3-a8-starve", 3, 4, 8, 0.8),
+)
+SHORT = ("l2-a2-light", "l2-a6-starve")
+
+
+def run(argv: list[str], log: Path) -> None:
+    """Run one CLI step, its output into ``log``; exit with its code when it fails."""
+    t0 = time.monotonic()
+    with log.open("w") as fh:
+        code = subprocess.call(argv, stdout=fh, stderr=subprocess.STDOUT)
+    print(f"  {argv[3]}: {time.monotonic() - t0:.0f} s (log {log})", flush=True)
+    if code != 0:
+        sys.exit(f"error: step failed with exit code {code}; see {log}")
+
+
+def loratwin(*args: str) -> list[str]:
+    return [sys.executable, "-m", "loratwin", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_command(base: Path, port: int) -> list[str]:
+    from loratwin.live.vllm_cli import command
+
+    return command(["serve", str(base), "--host", "127.0.0.1", "--port", str(port),
+                    "--max-model-len", "2048"])
+
+
+def collect_and_fit(work: Path, tiny: TinyModel, point_s: float, budget_min: float) -> Path:
+    """Steps 1 and 2; the fitted profile's path."""
+    cal, prof_dir = work / "cal", work / "profile"
+    prof = prof_dir / "tiny-llama-cpu.json"
+    if prof.is_file():
+        return prof
+    argv = [*serve_command(tiny.base, free_port()), "--lora-modules",
+            *[f"r{r}={p}" for r, p in tiny.adapters.items()]]
+    cmd = " ".join(argv)
+    env_flags = [x for k, v in SERVER_ENV.items() for x in ("--env", f"{k}={v}")]
+    print(f"profile collect: loratwin profile collect --out {cal} --launch \"{cmd}\" --quick",
+          flush=True)
+    run(loratwin("profile", "collect", "--out", str(cal), "--launch", cmd, *env_flags,
+                 "--quick", "--point-seconds", str(point_s), "--budget", str(budget_min),
+                 "--model-name", "tiny-llama-cpu"), work / "collect.log")
+    print(f"profile fit: loratwin profile fit {cal} -o {prof_dir}", flush=True)
+    run(loratwin("profile", "fit", str(cal), "-o", str(prof_dir), "--jobs", "1"),
+        work / "fit.log")
+    return prof
+
+
+def workload_yaml(cfg: BenchConfig, seed: int) -> str:
+    lines = "\n".join(f"  - {{id: b{i}, rank: {8 if i % 2 == 0 else 16}, rate: {cfg.rate}}}"
+                      for i in range(cfg.n_adapters))
+    return (f"adapters:\n{lines}\nlengths: {LENGTHS}\narrivals: {{process: poisson}}\n"
+            f"duration_s: {cfg.duration_s}\nseed: {seed}\n")
+
+
+def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[BenchConfig],
+                 seed: int) -> None:
+    """Start one server of ``key`` = (max_loras, max_cpu_loras), bench each config on it."""
+    from loratwin.live.launcher import LaunchedServer
+
+    todo = [c for c in cfgs if not (work / "bench" / c.name / "run.csv").is_file()]
+    if not todo:
+        return
+    n = max(c.n_adapters for c in cfgs)
+    argv = [*serve_command(tiny.base, free_port()),
+            "--enable-lora", "--max-loras", str(key[0]), "--max-cpu-loras", str(key[1]),
+            "--max-lora-rank", "16", "--lora-modules",
+            *[f"b{i}={tiny.adapters[8 if i % 2 == 0 else 16]}" for i in range(n)]]
+    log = work / "logs" / f"bench-l{key[0]}-c{key[1]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with LaunchedServer(argv, log, env=SERVER_ENV, startup_timeout_s=900) as server:
+        print(f"server max_loras={key[0]} max_cpu_loras={key[1]}: up in "
+              f"{time.monotonic() - t0:.0f} s ({' '.join(argv)})", flush=True)
+        for c in todo:
+            wl = work / "bench" / f"{c.name}.yaml"
+            wl.parent.mkdir(parents=True, exist_ok=True)
+            wl.write_text(workload_yaml(c, seed))
+            print(f"bench {c.name}: loratwin bench {wl} --url {server.url} --out "
+                  f"{work / 'bench' / c.name} --max-cpu-loras {key[1]} --max-lora-rank 16",
+                  flush=True)
+            run(loratwin("bench", str(wl), "--url", server.url, "--out",
+                         str(work / "bench" / c.name), "--max-cpu-loras", str(key[1]),
+                         "--max-lora-rank", "16"), work / "bench" / f"{c.name}.log")
+
+
+def collect_rows(work: Path, cfgs: list[BenchConfig]) -> Path:
+    """The bench rows in one CSV (paths made absolute so validate finds the traces)."""
+    import pandas as pd
+
+    rows = []
+    for c in cfgs:
+        d = work / "bench" / c.name
+        row = pd.read_csv(d / "run.csv")
+        for col in ("trace_file", "adapters_file"):
+            if col in row:
+                row[col] = [str((d / v).resolve()) if isinstance(v, str) else v
+                            for v in row[col]]
+        rows.append(row)
+    out = work / "bench_runs.csv"
+    pd.concat(rows, ignore_index=True).to_csv(out, index=False)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, required=True, help="Working folder (resumable)")
+    ap.add_argument("--short", action="store_true", help="Two configurations, one server")
+    ap.add_argument("--point-seconds", type=float, default=6.0)
+    ap.add_argument("--budget", type=float, default=40.0, help="Campaign budget, min")
+    ap.add_argument("--seed", type=int, default=3)
+    args = ap.parse_args()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from loratwin.live.tiny import build_tiny_model
+
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    tiny_dir = work / "tiny"
+    tiny = build_tiny_model(tiny_dir)
+    prof = collect_and_fit(work, tiny, args.point_seconds, args.budget)
+    cfgs = [c for c in CONFIGS if not args.short or c.name in SHORT]
+    for key in sorted({c.server_key for c in cfgs}):
+        bench_server(work, tiny, key, [c for c in cfgs if c.server_key == key], args.seed)
+    runs = collect_rows(work, cfgs)
+    out = work / "validate.json"
+    print(f"validate: loratwin validate {runs} --model {prof} --json {out}", flush=True)
+    run(loratwin("validate", str(runs), "--model", str(prof), "--json", str(out), "--jobs",
+                 "1"), work / "validate.log")
+    report(json.loads(out.read_text()), [c.name for c in cfgs], work, time.monotonic() - t0)
+
+
+def report(val: dict, names: list[str], work: Path, wall_s: float) -> None:
+    """Print the per-run table and the scores; write ``summary.json``."""
+    s = val["summary"]
+    print(f"\n{'run':<16}{'ml':>3}{'ad':>4}{'req/s':>7}{'thr real':>10}{'thr twin':>10}"
+          f"{'TTFT real':>11}{'TTFT twin':>11}{'starved r/t':>13}")
+    for r in val["runs"]:
+        print(f"{names[int(r['row'])]:<16}{r['max_loras']:>3}{r['served_adapters']:>4}"
+              f"{r['sum_rate_req_s']:>7.2f}{r['real_total_throughput']:>10.1f}"
+              f"{r['twin_total_throughput_tok_s']:>10.1f}{r['real_mean_ttft_ms']:>11.0f}"
+              f"{r['twin_mean_ttft_ms']:>11.0f}"
+              f"{str(r['real_starvation'])[0]}/{str(r['twin_starvation'])[0]:>1}".rjust(13))
+    st = val["runs"]
+    agree = sum(bool(r["real_starvation"]) == bool(r["twin_starvation"]) for r in st)
+    summary = {"throughput_smape_pct": s["throughput_smape_pct"],
+               "ttft_smape_pct": s["ttft_smape_pct"], "itl_smape_pct": s["itl_smape_pct"],
+               "starvation_agreement": f"{agree}/{len(st)}", "n_runs": s["n_runs"],
+               "wall_s": wall_s}
+    print(f"\nthroughput SMAPE {s['throughput_smape_pct']:.1f} % (target <= 8), mean TTFT "
+          f"SMAPE {s['ttft_smape_pct']:.1f} % (<= 25), ITL SMAPE {s['itl_smape_pct']:.1f} %, "
+          f"starvation agreement {agree}/{len(st)}; wall {wall_s / 60:.1f} min")
+    (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

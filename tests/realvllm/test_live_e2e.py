@@ -1,0 +1,66 @@
+"""The live path end to end on the shared CPU server, short version (the full one with six
+configurations and launched campaign servers is ``benchmarks/live_e2e.py``):
+``profile collect --url --quick`` -> ``profile fit`` -> two ``bench`` runs (a light one and
+one far beyond the server's capacity) -> ``validate`` of the fitted profile against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from loratwin.live.tiny import TinyModel
+from loratwin.profile.store import load_profile
+from tests.cli_run import run_cli
+from tests.realvllm.live_fixtures import ADAPTER_RANKS, RunningServer
+
+LENGTHS = ("{kind: heavy-tailed, mean_input: 96, mean_output: 48, std_input: 80, "
+           "std_output: 40, max_total: 1024}")
+#: (adapters used, req/s each): light load on 2 of 2 slots; 7 adapters at 14 req/s in all.
+RUNS = {"light": (2, 0.3), "starving": (7, 2.0)}
+DURATION_S = 20
+
+
+def _workload(path: Path, n: int, rate: float) -> Path:
+    items = list(ADAPTER_RANKS.items())[:n]
+    lines = "\n".join(f"  - {{id: {a}, rank: {r}, rate: {rate}}}" for a, r in items)
+    path.write_text(f"adapters:\n{lines}\nlengths: {LENGTHS}\narrivals: {{process: poisson}}\n"
+                    f"duration_s: {DURATION_S}\nseed: 5\n")
+    return path
+
+
+def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: TinyModel,
+                                    tmp_path: Path) -> None:
+    cal, prof_dir = tmp_path / "cal", tmp_path / "profile"
+    assert run_cli(["profile", "collect", "--url", vllm_server.url, "--out", str(cal),
+                    "--quick", "--point-seconds", "3", "--budget", "10",
+                    "--max-cpu-loras", "4", "--max-lora-rank", "16", "--model-name", "tiny-ci",
+                    "--hf-config", str(tiny_model.base / "config.json")]) == 0
+    loading = pd.read_csv(cal / "adapter_loading.csv").iloc[0]
+    assert loading["n_loads"] > 0 and loading["n_disk_loads"] > 0  # 5 rank-16 names > 4
+    assert run_cli(["profile", "fit", str(cal), "-o", str(prof_dir), "--jobs", "1"]) == 0
+    prof = load_profile(str(prof_dir / "tiny-ci.json"))
+    assert prof.device == "cpu" and prof.block_size == 128
+    assert prof.step.base_s > 0 and prof.step.per_token_s > 0
+    rows = []
+    for name, (n, rate) in RUNS.items():
+        out = tmp_path / name
+        wl = _workload(tmp_path / f"{name}.yaml", n, rate)
+        assert run_cli(["bench", str(wl), "--url", vllm_server.url, "--out", str(out),
+                        "--max-cpu-loras", "4", "--max-lora-rank", "16"]) == 0
+        row = pd.read_csv(out / "run.csv")
+        for col in ("trace_file", "adapters_file"):
+            row[col] = [str(out / v) for v in row[col]]
+        rows.append(row)
+    runs = tmp_path / "runs.csv"
+    pd.concat(rows, ignore_index=True).to_csv(runs, index=False)
+    assert [bool(r["starvation_est"].iloc[0]) for r in rows] == [False, True]
+    res = tmp_path / "validate.json"
+    assert run_cli(["validate", str(runs), "--model", str(prof_dir / "tiny-ci.json"),
+                    "--json", str(res), "--jobs", "1"]) == 0
+    summary = json.loads(res.read_text())["summary"]
+    assert summary["n_ok_runs"] == 2
+    assert summary["starvation_agreement"] == 1.0
+    # loose bounds for a shared CI machine (the benchmark reports the real figures)
+    assert summary["throughput_smape_pct"] <= 25.0
