@@ -82,7 +82,10 @@ def run(argv: list[str], log: Path) -> None:
     t0 = time.monotonic()
     with log.open("w") as fh:
         code = subprocess.call(argv, stdout=fh, stderr=subprocess.STDOUT)
-    print(f"  {argv[3]}: {time.monotonic() - t0:.0f} s (log {log})", flush=True)
+    # the machine's load: on a shared host the CPU server's step times follow it
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"  {argv[3]}: {time.monotonic() - t0:.0f} s, load average {load} (log {log})",
+          flush=True)
     if code != 0:
         sys.exit(f"error: step failed with exit code {code}; see {log}")
 
@@ -154,6 +157,7 @@ def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[B
         for c in todo:
             wl = work / "bench" / f"{c.name}.yaml"
             wl.parent.mkdir(parents=True, exist_ok=True)
+            probe(server.url, work / "bench" / f"{c.name}.probe.json", seed)
             wl.write_text(workload_yaml(c, seed))
             print(f"bench {c.name}: loratwin bench {wl} --url {server.url} --out "
                   f"{work / 'bench' / c.name} --max-cpu-loras {key[1]} --max-lora-rank 16",
@@ -161,6 +165,32 @@ def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[B
             run(loratwin("bench", str(wl), "--url", server.url, "--out",
                          str(work / "bench" / c.name), "--max-cpu-loras", str(key[1]),
                          "--max-lora-rank", "16"), work / "bench" / f"{c.name}.log")
+
+
+def probe(url: str, out: Path, seed: int) -> None:
+    """The campaign's decode probe (1 sequence of rank 16, 64 tokens) right before a bench
+    run: on a shared host the step times drift with its load, and this measures by how much
+    since the campaign (``decode_step_s`` of its rank-16 LoRA server)."""
+    import asyncio
+
+    from loratwin.live.closed import closed_burst
+
+    res = asyncio.run(closed_burst(url, ["b1"], 1, 64, seed=seed))
+    out.write_text(json.dumps({"decode_step_ms": res.mean_itl_ms,
+                               "load_average": os.getloadavg()}) + "\n")
+
+
+def drift(work: Path, names: list[str]) -> dict[str, float]:
+    """Probe step time before each bench run / the campaign's (rank-16 LoRA server)."""
+    state = json.loads((work / "cal" / "campaign.json").read_text())
+    ref = [v["probe"]["decode_step_s"] * 1e3 for k, v in state["servers"].items()
+           if k.startswith("lora-") and k.endswith("-r16") and "probe" in v]
+    out = {}
+    for n in names:
+        path = work / "bench" / f"{n}.probe.json"
+        if ref and path.is_file():
+            out[n] = json.loads(path.read_text())["decode_step_ms"] / ref[0]
+    return out
 
 
 def collect_rows(work: Path, cfgs: list[BenchConfig]) -> Path:
@@ -206,26 +236,31 @@ def main() -> None:
     print(f"validate: loratwin validate {runs} --model {prof} --json {out}", flush=True)
     run(loratwin("validate", str(runs), "--model", str(prof), "--json", str(out), "--jobs",
                  "1"), work / "validate.log")
-    report(json.loads(out.read_text()), [c.name for c in cfgs], work, time.monotonic() - t0)
+    names = [c.name for c in cfgs]
+    report(json.loads(out.read_text()), names, drift(work, names), work, time.monotonic() - t0)
 
 
-def report(val: dict, names: list[str], work: Path, wall_s: float) -> None:
+def report(val: dict, names: list[str], slow: dict[str, float], work: Path,
+           wall_s: float) -> None:
     """Print the per-run table and the scores; write ``summary.json``."""
     s = val["summary"]
     print(f"\n{'run':<16}{'ml':>3}{'ad':>4}{'req/s':>7}{'thr real':>10}{'thr twin':>10}"
-          f"{'TTFT real':>11}{'TTFT twin':>11}{'starved r/t':>13}")
+          f"{'ITL real':>9}{'ITL twin':>9}{'TTFT real':>11}{'TTFT twin':>11}{'starved r/t':>13}"
+          f"{'probe x':>9}")
     for r in val["runs"]:
         print(f"{names[int(r['row'])]:<16}{r['max_loras']:>3}{r['served_adapters']:>4}"
               f"{r['sum_rate_req_s']:>7.2f}{r['real_total_throughput']:>10.1f}"
-              f"{r['twin_total_throughput_tok_s']:>10.1f}{r['real_mean_ttft_ms']:>11.0f}"
+              f"{r['twin_total_throughput_tok_s']:>10.1f}{r['real_mean_itl_ms']:>9.1f}"
+              f"{r['twin_mean_itl_ms']:>9.1f}{r['real_mean_ttft_ms']:>11.0f}"
               f"{r['twin_mean_ttft_ms']:>11.0f}"
-              f"{str(r['real_starvation'])[0]}/{str(r['twin_starvation'])[0]:>1}".rjust(13))
+              f"{str(r['real_starvation'])[0] + '/' + str(r['twin_starvation'])[0]:>13}"
+              f"{slow.get(names[int(r['row'])], float('nan')):>9.2f}")
     st = val["runs"]
     agree = sum(bool(r["real_starvation"]) == bool(r["twin_starvation"]) for r in st)
     summary = {"throughput_smape_pct": s["throughput_smape_pct"],
                "ttft_smape_pct": s["ttft_smape_pct"], "itl_smape_pct": s["itl_smape_pct"],
                "starvation_agreement": f"{agree}/{len(st)}", "n_runs": s["n_runs"],
-               "wall_s": wall_s}
+               "probe_step_time_vs_campaign": slow, "wall_s": wall_s}
     print(f"\nthroughput SMAPE {s['throughput_smape_pct']:.1f} % (target <= 8), mean TTFT "
           f"SMAPE {s['ttft_smape_pct']:.1f} % (<= 25), ITL SMAPE {s['itl_smape_pct']:.1f} %, "
           f"starvation agreement {agree}/{len(st)}; wall {wall_s / 60:.1f} min")

@@ -15,17 +15,18 @@ from loratwin.profile.store import load_profile
 from tests.cli_run import run_cli
 from tests.realvllm.live_fixtures import ADAPTER_RANKS, RunningServer
 
-LENGTHS = ("{kind: heavy-tailed, mean_input: 96, mean_output: 48, std_input: 80, "
-           "std_output: 40, max_total: 1024}")
-#: (adapters used, req/s each): light load on 2 of 2 slots; 7 adapters at 14 req/s in all.
-RUNS = {"light": (2, 0.3), "starving": (7, 2.0)}
+#: (adapters used, req/s each, prompt tokens, output tokens): light load on the 2 slots, with
+#: requests short beside the window (few cut by its end); 7 adapters whose prompts alone are
+#: several times what the server prefills in a second.
+RUNS = {"light": (2, 0.4, 32, 8), "starving": (7, 3.0, 512, 8)}
 DURATION_S = 20
 
 
-def _workload(path: Path, n: int, rate: float) -> Path:
+def _workload(path: Path, n: int, rate: float, prompt: int, output: int) -> Path:
     items = list(ADAPTER_RANKS.items())[:n]
     lines = "\n".join(f"  - {{id: {a}, rank: {r}, rate: {rate}}}" for a, r in items)
-    path.write_text(f"adapters:\n{lines}\nlengths: {LENGTHS}\narrivals: {{process: poisson}}\n"
+    path.write_text(f"adapters:\n{lines}\nlengths: {{kind: fixed, input_tokens: {prompt}, "
+                    f"output_tokens: {output}}}\narrivals: {{process: poisson}}\n"
                     f"duration_s: {DURATION_S}\nseed: 5\n")
     return path
 
@@ -34,8 +35,9 @@ def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: Tiny
                                     tmp_path: Path) -> None:
     cal, prof_dir = tmp_path / "cal", tmp_path / "profile"
     assert run_cli(["profile", "collect", "--url", vllm_server.url, "--out", str(cal),
-                    "--quick", "--point-seconds", "3", "--budget", "10",
+                    "--quick", "--point-seconds", "2", "--budget", "10",
                     "--max-cpu-loras", "4", "--max-lora-rank", "16", "--model-name", "tiny-ci",
+                    "--device", "cpu",
                     "--hf-config", str(tiny_model.base / "config.json")]) == 0
     loading = pd.read_csv(cal / "adapter_loading.csv").iloc[0]
     assert loading["n_loads"] > 0 and loading["n_disk_loads"] > 0  # 5 rank-16 names > 4
@@ -44,9 +46,9 @@ def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: Tiny
     assert prof.device == "cpu" and prof.block_size == 128
     assert prof.step.base_s > 0 and prof.step.per_token_s > 0
     rows = []
-    for name, (n, rate) in RUNS.items():
+    for name, (n, rate, prompt, output) in RUNS.items():
         out = tmp_path / name
-        wl = _workload(tmp_path / f"{name}.yaml", n, rate)
+        wl = _workload(tmp_path / f"{name}.yaml", n, rate, prompt, output)
         assert run_cli(["bench", str(wl), "--url", vllm_server.url, "--out", str(out),
                         "--max-cpu-loras", "4", "--max-lora-rank", "16"]) == 0
         row = pd.read_csv(out / "run.csv")
@@ -59,8 +61,8 @@ def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: Tiny
     res = tmp_path / "validate.json"
     assert run_cli(["validate", str(runs), "--model", str(prof_dir / "tiny-ci.json"),
                     "--json", str(res), "--jobs", "1"]) == 0
-    summary = json.loads(res.read_text())["summary"]
-    assert summary["n_ok_runs"] == 2
-    assert summary["starvation_agreement"] == 1.0
-    # loose bounds for a shared CI machine (the benchmark reports the real figures)
-    assert summary["throughput_smape_pct"] <= 25.0
+    val = json.loads(res.read_text())
+    assert val["summary"]["n_ok_runs"] == 2
+    assert val["summary"]["starvation_agreement"] == 1.0
+    light = val["runs"][0]  # a loose bound: CI machines are shared (figures: docs/live.md)
+    assert abs(light["twin_total_throughput_tok_s"] / light["real_total_throughput"] - 1) < 0.25
