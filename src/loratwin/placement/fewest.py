@@ -65,14 +65,14 @@ class _Search:
     opts: SearchOptions
     target: LatencyTarget
 
-    def balanced(self, n: int, starts: Sequence[np.ndarray], max_moves: int | None = None
-                 ) -> Layout | None:
+    def balanced(self, n: int, starts: Sequence[np.ndarray], max_moves: int | None = None,
+                 stop_at: float | None = None) -> Layout | None:
         """The balanced layout on n GPUs from the best of the given starts (None: none)."""
         start = self.best_start(n, starts)
         if start is None:
             return None
-        return balance(self.problem, self.items, start.owner, n, self.opts, self.target,
-                       max_moves)
+        return balance(self.problem, self.items, start, n, self.opts, self.target,
+                       max_moves, stop_at=stop_at)
 
     def best_start(self, n: int, starts: Sequence[np.ndarray]) -> Layout | None:
         """The start of lowest worst cost (ties: lower largest starvation probability)."""
@@ -124,11 +124,10 @@ def _greedy_owner(problem: PlacementProblem, items: Items, opts: SearchOptions
 
 
 def _servers(problem: PlacementProblem, items: Items, lay: Layout) -> list[GpuAssignment]:
-    out = []
-    for g, members in enumerate(lay.groups(items)):
-        ads = _merge_pieces([items.adapters[i] for i in members])
-        out.append(problem.assignment(ads, int(min(lay.loras[g], len(ads)))))
-    return out
+    groups = [_merge_pieces([items.adapters[i] for i in members])
+              for members in lay.groups(items)]
+    return problem.assignments(groups, [int(min(m, len(g)))
+                                        for g, m in zip(groups, lay.loras, strict=True)])
 
 
 class _Confirmer:
@@ -213,10 +212,12 @@ def place_fewest(
         n -= 1
         layouts[n] = lay
     notes.append(f"{n0} GPU(s) by filling one GPU at a time; {n} after balancing")
-    # polish the count found with a longer search from where the short one stopped
-    polished = balance(problem, items, layouts[n].owner, n, opts, tgt, max_moves=4 * n + 40)
-    if polished.worst <= layouts[n].worst:
-        layouts[n] = polished
+    # polish the count found with a longer search from where the short one stopped, unless
+    # its worst GPU is frozen: then no transfer can lower the worst cost any more
+    if not _worst_final(layouts[n]):
+        polished = balance(problem, items, layouts[n], n, opts, tgt, max_moves=4 * n + 40)
+        if polished.worst <= layouts[n].worst:
+            layouts[n] = polished
 
     chosen, servers = _confirmed(problem, items, layouts, n, opts, tgt, confirmer, notes)
     if chosen is None:
@@ -234,6 +235,12 @@ def place_fewest(
         tradeoff = _tradeoff(search(opts), layouts, chosen, servers, tgt)
     return Placement("loratwin", tuple(servers), time.perf_counter() - t0, tuple(notes),
                      tradeoff=tradeoff)
+
+
+def _worst_final(lay: Layout) -> bool:
+    """The local search froze the worst GPU: every later transfer must lower the cost of
+    the GPU it works on below that GPU's cost, so the worst cost cannot go down any more."""
+    return lay.frozen is not None and bool(lay.frozen[int(np.argmax(lay.cost))])
 
 
 def _pick(lay: Layout | None) -> Layout:
@@ -280,25 +287,37 @@ def _tradeoff(s: _Search, layouts: dict[int, Layout], chosen: Layout,
               servers: Sequence[GpuAssignment], tgt: LatencyTarget) -> SloTradeoff:
     """The latency target at the chosen count, or the smallest count meeting it.
 
-    Counts above the chosen one are scanned with their best start alone (one surrogate call
-    each) up to the first that meets the target; that count and the one below it are then
-    balanced, and the smallest balanced count meeting the target is reported.
+    The smallest count above the chosen one whose best start (one surrogate call per start)
+    meets the target is found by galloping (n + 1, n + 2, n + 4, ...) then bisection, up to
+    twice the GPUs: more GPUs give every start less load per GPU, so meeting the target is
+    taken as monotone in the count. That count's predecessor is then balanced (stopping as
+    soon as it meets the target), and the smaller of the two that meets it is reported.
     """
     n = chosen.gpus
     at = _worst(servers)
     if chosen.worst <= 1.0:
         return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, n, *at)
-    first = None
-    for m in range(n + 1, 2 * n + 2):
+
+    def start_meets(m: int) -> bool:
         start = s.best_start(m, s.starts(m, None))
-        if start is not None and start.worst <= 1.0:
+        return start is not None and start.worst <= 1.0
+
+    top = 2 * n + 1
+    below, first, step = n, None, 1  # below: a count whose start misses the target
+    while below < top:
+        m = min(below + step, top)
+        if start_meets(m):
             first = m
             break
+        below, step = m, 2 * step
     if first is None:
         return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, None)
+    while first - below > 1:
+        mid = (below + first) // 2
+        below, first = (below, mid) if start_meets(mid) else (mid, first)
     found = None
     for m in sorted({max(n + 1, first - 1), first}):
-        lay = layouts.get(m) or s.balanced(m, s.starts(m, None))
+        lay = layouts.get(m) or s.balanced(m, s.starts(m, None), stop_at=1.0)
         if lay is not None and lay.worst <= 1.0:
             found = lay
             break
