@@ -37,6 +37,7 @@ in ``tests/fuzz/registry.py`` (see that module).
 
 from loratwin.cli import (  # noqa: F401
     advise_cmd,
+    bench_cmd,
     place_cmd,
     profile_cmd,
     replan_cmd,
