@@ -131,11 +131,18 @@ def _servers(problem: PlacementProblem, items: Items, lay: Layout) -> list[GpuAs
 
 
 class _Confirmer:
-    """Twin confirmations of borderline GPUs, cached by GPU content."""
+    """Twin confirmations of borderline GPUs, cached by GPU content.
 
-    def __init__(self, confirm: ConfirmMany | None, p_confirm: float) -> None:
+    One rejected GPU rejects its layout, so the borderline GPUs are simulated riskiest first
+    (highest predicted starvation probability) in batches of ``chunk`` (0: all at once), and
+    a layout stops being simulated after the first batch holding a rejection: the decision is
+    the same as with every GPU simulated, for fewer runs.
+    """
+
+    def __init__(self, confirm: ConfirmMany | None, p_confirm: float, chunk: int = 0) -> None:
         self.confirm = confirm
         self.p_confirm = p_confirm
+        self.chunk = chunk
         self.cache: dict[tuple[tuple[tuple[str, float], ...], int], bool] = {}
         self.runs = 0
 
@@ -144,20 +151,31 @@ class _Confirmer:
         return tuple(sorted((a.id, round(a.rate, 9)) for a in g.adapters)), g.max_loras
 
     def failed(self, servers: Sequence[GpuAssignment]) -> list[int]:
-        """Indices of the GPUs the twin rejects (borderline ones only are simulated)."""
+        """Indices of GPUs the twin rejects (empty: every borderline GPU passes). Not every
+        rejected GPU is listed: the search stops at the first batch holding one."""
         if self.confirm is None:
             return []
-        todo = [k for k, g in enumerate(servers)
-                if g.predicted["starvation_probability"] >= self.p_confirm
-                and self.key(g) not in self.cache]
-        if todo:
-            res = self.confirm([servers[k] for k in todo])
-            self.runs += len(todo)
-            for k, ok in zip(todo, res, strict=True):
-                self.cache[self.key(servers[k])] = bool(ok)
-        return [k for k, g in enumerate(servers)
-                if g.predicted["starvation_probability"] >= self.p_confirm
-                and not self.cache[self.key(g)]]
+        border = sorted((k for k, g in enumerate(servers)
+                         if g.predicted["starvation_probability"] >= self.p_confirm),
+                        key=lambda k: -servers[k].predicted["starvation_probability"])
+        known = [k for k in border if self.cache.get(self.key(servers[k])) is False]
+        if known:
+            return sorted(known)
+        todo: dict[tuple[tuple[tuple[str, float], ...], int], int] = {}
+        for k in border:
+            todo.setdefault(self.key(servers[k]), k)  # identical GPUs: one run
+        keys = [key for key in todo if key not in self.cache]
+        step = self.chunk if self.chunk > 0 else max(1, len(keys))
+        for lo in range(0, len(keys), step):
+            part = keys[lo:lo + step]
+            res = self.confirm([servers[todo[key]] for key in part])
+            self.runs += len(part)
+            for key, ok in zip(part, res, strict=True):
+                self.cache[key] = bool(ok)
+            bad = [k for k in border if self.cache.get(self.key(servers[k])) is False]
+            if bad:
+                return sorted(bad)
+        return []
 
 
 def place_fewest(
@@ -168,6 +186,7 @@ def place_fewest(
     objective: Objective = "latency",
     confirm: ConfirmMany | None = None,
     lower: int = 1,
+    confirm_chunk: int = 0,
 ) -> Placement:
     """Place the adapters on the fewest GPUs, balanced for latency (module docstring).
 
@@ -186,6 +205,9 @@ def place_fewest(
         Batch twin check of borderline GPUs (``None``: surrogate only).
     lower:
         A lower bound on the GPUs: the downward search stops there.
+    confirm_chunk:
+        GPUs per ``confirm`` call (0: every borderline GPU of a layout in one call); with a
+        positive chunk a layout's remaining GPUs are not simulated once one is rejected.
     """
     t0 = time.perf_counter()
     opts = options or SearchOptions()
@@ -194,7 +216,7 @@ def place_fewest(
     items = Items.build(problem, adapters)
     replicas = int(np.bincount(items.ident).max())
     floor = max(1, lower, replicas)
-    confirmer = _Confirmer(confirm, opts.p_confirm)
+    confirmer = _Confirmer(confirm, opts.p_confirm, confirm_chunk)
 
     def search(o: SearchOptions) -> _Search:
         return _Search(problem, items, o, tgt)
