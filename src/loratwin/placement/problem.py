@@ -131,8 +131,19 @@ class PlacementProblem:
         return np.where(ok[:, 0], last - 1.0, 0.0)
 
     def evaluate(self, features: np.ndarray) -> Predictions:
-        """Surrogate predictions for a (n, len(FEATURES)) feature matrix."""
-        return self.predictor.predict(np.asarray(features, dtype=float))
+        """Surrogate predictions for a (n, len(FEATURES)) feature matrix.
+
+        Repeated rows are predicted once (the surrogate answers each row on its own, so the
+        result is the same): a local search scores one sender-side row per moved set and
+        receiver, i.e. the same row several times.
+        """
+        x = np.asarray(features, dtype=float)
+        if len(x) > 1:
+            uniq, inv = np.unique(x, axis=0, return_inverse=True)
+            # two rows at least: a batch of one is summed in another order (ulp changes)
+            if 2 <= len(uniq) < len(x):
+                return self.predictor.predict(uniq).take(inv.reshape(-1))
+        return self.predictor.predict(x)
 
     def assignment(
         self, adapters: Sequence[Adapter], max_loras: int, pred: Predictions | None = None,
