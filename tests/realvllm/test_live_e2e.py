@@ -1,7 +1,8 @@
 """The live path end to end on the shared CPU server, short version (the full one with six
 configurations and launched campaign servers is ``benchmarks/live_e2e.py``):
-``profile collect --url --quick`` -> ``profile fit`` -> two ``bench`` runs (a light one and
-one far beyond the server's capacity) -> ``validate`` of the fitted profile against them."""
+``profile collect --url --quick`` (bursts of >= 7 s: ``profile fit`` uses those of >= 5 s)
+-> ``profile fit`` -> two ``bench`` runs (a light one and one far beyond the server's
+capacity) -> ``validate`` of the fitted profile against them."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: Tiny
                                     tmp_path: Path) -> None:
     cal, prof_dir = tmp_path / "cal", tmp_path / "profile"
     assert run_cli(["profile", "collect", "--url", vllm_server.url, "--out", str(cal),
-                    "--quick", "--point-seconds", "2", "--budget", "10",
+                    "--quick", "--point-seconds", "7", "--budget", "10",
                     "--max-cpu-loras", "4", "--max-lora-rank", "16", "--model-name", "tiny-ci",
                     "--device", "cpu",
                     "--hf-config", str(tiny_model.base / "config.json")]) == 0
