@@ -310,6 +310,14 @@ def collect_cmd(
                           device=device, plan=plan, startup_timeout_s=startup_timeout,
                           gpu_name=gpu_name, gpu_memory_gib=gpu_memory_gib)
     kwargs = _collect_target(launch, url, env, opts)
+    from loratwin.calibrate.collect import RESIZE_BELOW
+    from loratwin.calibrate.fit import MIN_ENGINE_BOUND_DURATION_S
+
+    if point_seconds * RESIZE_BELOW < MIN_ENGINE_BOUND_DURATION_S:
+        console.print(f"[yellow]note: bursts may last {point_seconds * RESIZE_BELOW:g} s; "
+                      f"profile fit uses those of >= {MIN_ENGINE_BOUND_DURATION_S:g} s only "
+                      f"(--point-seconds >= "
+                      f"{MIN_ENGINE_BOUND_DURATION_S / RESIZE_BELOW:.3g})[/yellow]")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[clock]}"), console=console) as prog:
         task = prog.add_task("starting", total=None, clock="")
