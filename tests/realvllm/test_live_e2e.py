@@ -17,7 +17,7 @@ from tests.cli_run import run_cli
 from tests.realvllm.live_fixtures import ADAPTER_RANKS, RunningServer
 
 #: (adapters used, req/s each, prompt tokens, output tokens): light load on the 2 slots, with
-#: requests short beside the window and enough of them (about 40) that the one or two cut by
+#: requests short beside the window and enough of them (about 40 expected) that one or two cut by
 #: its end stay under the starvation rule's 10 %; 7 adapters whose prompts alone are several
 #: times what the server prefills in a second.
 RUNS = {"light": (2, 1.0, 32, 8), "starving": (7, 3.0, 512, 8)}
