@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, command_group
 from loratwin.errors import DataError
 
-profile_app = typer.Typer(help="Fit and inspect performance profiles.", no_args_is_help=True)
+profile_app = command_group("Fit and inspect performance profiles.")
 app.add_typer(profile_app, name="profile")
 
 
