@@ -2,11 +2,13 @@
 
 Workload of the issue: 256 adapters, ranks 8/16 alternating, rates 1.6/0.8/0.4 req/s cycled,
 max_loras 32, ShareGPT-like lengths, one simulated hour (a saturated server). Also a
-moderate and a light load, for reference. Run: ``python benchmarks/twin_speed.py``.
+moderate and a light load, for reference. Run: ``python benchmarks/twin_speed.py`` (add
+``--vllm-version 0.32`` for another release's rules; ``twin_speed_ab.py`` compares two trees).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -17,12 +19,14 @@ from loratwin.workload.spec import ArrivalSpec, generate_requests
 from loratwin.workload.types import Adapter
 
 
-def case(n: int, rates: tuple[float, ...], max_loras: int, repeat: int = 3) -> None:
+def case(n: int, rates: tuple[float, ...], max_loras: int, repeat: int = 3,
+         vllm_version: str | None = None) -> None:
     profile = load_profile("llama-3.1-8b-instruct")
     adapters = [Adapter(f"a{i}", (8, 16)[i % 2], rates[i % len(rates)]) for i in range(n)]
     requests = generate_requests(adapters, 3600.0, ArrivalSpec(), default_lengths(profile), 0)
     server = ServerConfig(max_loras=max_loras, max_cpu_loras=n, max_lora_rank=16,
-                          max_num_seqs=2048, max_num_batched_tokens=2048)
+                          max_num_seqs=2048, max_num_batched_tokens=2048,
+                          vllm_version=vllm_version)
     walls = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -37,6 +41,9 @@ def case(n: int, rates: tuple[float, ...], max_loras: int, repeat: int = 3) -> N
 
 
 if __name__ == "__main__":
-    case(256, (1.6, 0.8, 0.4), 32)
-    case(128, (0.1, 0.05, 0.025), 32)
-    case(8, (0.1, 0.05, 0.025), 8)
+    ap = argparse.ArgumentParser(description="twin wall time per simulated hour")
+    ap.add_argument("--vllm-version", default=None, help="release rules (default: profile's)")
+    v = ap.parse_args().vllm_version
+    case(256, (1.6, 0.8, 0.4), 32, vllm_version=v)
+    case(128, (0.1, 0.05, 0.025), 32, vllm_version=v)
+    case(8, (0.1, 0.05, 0.025), 8, vllm_version=v)

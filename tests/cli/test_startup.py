@@ -8,7 +8,8 @@ import sys
 
 HEAVY = ("numpy", "pandas", "scipy", "sklearn", "matplotlib", "pyarrow", "yaml", "rich",
          "joblib", "highspy", "ray", "loratwin.twin", "loratwin.placement", "loratwin.surrogate",
-         "loratwin.workload", "loratwin.profile", "loratwin.advisor", "loratwin.calibrate")
+         "loratwin.workload", "loratwin.profile", "loratwin.advisor", "loratwin.calibrate",
+         "loratwin.live", "httpx", "prometheus_client")
 
 _PROBE = """
 import sys

@@ -455,6 +455,51 @@ def _profile_show() -> st.SearchStrategy[Case]:
     )
 
 
+_HF_CONFIG = MappingSpec(
+    base={"architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 512,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "vocab_size": 32000, "max_position_embeddings": 2048, "torch_dtype": "bfloat16"},
+    bad_values={"architectures": ("LlamaForCausalLM", ["FooForCausalLM"], [], 5),
+                "hidden_size": (0, -1, "x", 2.5, True), "num_attention_heads": (0, 3, "x"),
+                "num_key_value_heads": (3, -2, "x"), "num_hidden_layers": (0, None, 1.5),
+                "intermediate_size": (0, "big"), "vocab_size": (0, -5),
+                "max_position_embeddings": (0, "x"), "torch_dtype": ("int8", 16),
+                "tie_word_embeddings": ("yes", 1)},
+    unknown_key_bad=False,
+)
+_PRIOR_BASE = ("profile", "prior", "--hf-config", "config.json", "--gpu", "h200", "-o",
+               "p.json")
+
+
+@command("profile prior")
+def _profile_prior() -> st.SearchStrategy[Case]:
+    cfg = (("config.json", json.dumps(_HF_CONFIG.base).encode()),)
+    return st.one_of(
+        bad_mapping(_HF_CONFIG, "json").map(
+            _file_case("profile prior", _PRIOR_BASE, "config.json", (), ("p.json",))),
+        bad_flag({"--gpu": ("h300", "", "H100"), "--tp": ("0", "-1", "3", "x", "1.5"),
+                  "--dtype": ("int8", "fp8", ""),
+                  "--calibrate-on": ("no-such-model", "missing.json", ","),
+                  "--generation-config": ("missing.json",)}).map(
+            lambda aw: Case("profile prior", (*_PRIOR_BASE, *aw[0]), cfg, ("p.json",),
+                            why=aw[1])),
+        bad_output("-o", "p.json").map(
+            _output_case("profile prior", _PRIOR_BASE[:-2], cfg)),
+        st.sampled_from((
+            Case("profile prior", ("profile", "prior", "--hf-config", "no-such-model",
+                                   "--gpu", "h200", "-o", "p.json"), (), ("p.json",),
+                 "unknown bundled model"),
+            Case("profile prior", ("profile", "prior", "--hf-config", "missing.json",
+                                   "--gpu", "h200", "-o", "p.json"), (), ("p.json",),
+                 "missing config.json"),
+            Case("profile prior", (*_PRIOR_BASE[:-1], "p.txt"), cfg, ("p.txt",), "-o suffix"),
+            Case("profile prior", ("profile", "prior", "--hf-config", "opt-1.3b", "--gpu",
+                                   "l40s", "--tp", "3", "-o", "p.json"), (), ("p.json",),
+                 "tp does not divide the heads"),
+        )),
+    )
+
+
 @command("profile calibrate-serving")
 def _calibrate_serving() -> st.SearchStrategy[Case]:
     files = (("runs.csv", REAL_RUNS_CSV), ("cal/", b""))
@@ -547,6 +592,58 @@ def _surrogate_rebuild() -> st.SearchStrategy[Case]:
         Case("surrogate rebuild", ("surrogate", "rebuild", "--model", MODEL, "--grid", "g.yaml"),
              (("g.yaml", b"chunk_size: 0\n"),), (), "bad grid"),
     ))
+
+
+BENCH_CONFIG = MappingSpec(
+    base={"adapters": "ad.csv", "lengths": {"kind": "fixed", "input_tokens": 8,
+                                            "output_tokens": 4}, "duration_s": 5, "seed": 0},
+    bad_values={"adapters": ("missing.csv", 7, []), "duration_s": (0, -5, "x", float("nan")),
+                "seed": (-1, "x", 1.5), "lengths": ("fixed", {"kind": "nope"}),
+                "lengths.input_tokens": (0, -1, "x"), "arrivals": ({"process": "nope"},),
+                "server.max_loras": (0, "x"), "bogus": (1,)},
+)
+#: Nothing listens on the discard port: a valid URL whose server is down.
+DOWN_URL = "http://127.0.0.1:9"
+
+
+@command("bench")
+def _bench() -> st.SearchStrategy[Case]:
+    good = (("ad.csv", ADAPTERS_CSV),)
+    cfg = (("w.yaml", json.dumps(BENCH_CONFIG.base).encode()),)
+    base = ("bench", "w.yaml", "--url", DOWN_URL, "--out", "o")
+    flags = {"--duration": ("0", "-1", "nan", "inf", "x"), "--seed": ("-1", "x"),
+             "--max-loras": ("0", "x"), "--max-cpu-loras": ("0",), "--max-lora-rank": ("0",),
+             "--max-num-seqs": ("0", "-3"), "--max-num-batched-tokens": ("0",),
+             "--max-concurrency": ("0", "-1"), "--max-requests": ("0",),
+             "--scrape-interval": ("0", "-1", "nan"), "--arrivals": ("nope",),
+             "--cv": ("0", "-1", "nan"), "--model": ("no-such-model",)}
+    url_cases = tuple(
+        Case("bench", ("bench", "w.yaml", *argv, "--out", "o"), (*cfg, *good), ("o",), why)
+        for argv, why in (
+            ((), "neither --url nor --launch"),
+            (("--url", "localhost:8000"), "--url without scheme"),
+            (("--url", "ftp://127.0.0.1:1"), "--url not http"),
+            (("--url", "http://h:99999"), "--url bad port"),
+            (("--url", DOWN_URL, "--launch", "vllm serve m"), "both --url and --launch"),
+            (("--url", DOWN_URL), "server down"),
+            (("--launch", "vllm serve 'unclosed"), "--launch unbalanced quote"),
+            (("--launch", " "), "--launch empty"),
+            (("--launch", "/nonexistent/vllm serve m"), "--launch program missing"),
+            (("--launch", "vllm serve m --max-loras many"), "--launch flag not an integer"),
+            (("--launch", "vllm serve m", "--env", "NOEQUALS"), "--env without ="),
+        ))
+    return st.one_of(
+        bad_mapping(BENCH_CONFIG).map(_file_case("bench", base, "w.yaml", good, ("o",))),
+        bad_table(ADAPTERS).map(_file_case("bench", ("bench", "ad.csv", "--url", DOWN_URL,
+                                                     "--out", "o"), "ad.csv", (), ("o",))),
+        bad_table(TRACE).map(_file_case("bench", ("bench", "tr.csv", "--url", DOWN_URL,
+                                                  "--out", "o"), "tr.csv", (), ("o",))),
+        bad_flag(flags).map(_flag_case("bench", base, (*cfg, *good))),
+        st.sampled_from(url_cases),
+        st.just(Case("bench", ("bench", "w.yaml", "--url", DOWN_URL, "--out", "f"),
+                     (*cfg, *good, ("f", b"x")), (), "--out is a file")),
+        _paths("bench", lambda p: ("bench", p, "--url", DOWN_URL)),
+    )
 
 
 @command("(top level)")

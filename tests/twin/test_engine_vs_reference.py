@@ -1,18 +1,31 @@
-"""The fast event loop must reproduce the literal vLLM scheduling loop request by request."""
+"""The fast event loop must reproduce the literal vLLM scheduling loop of each release,
+request by request (times, preemptions, adapter loads) and step by step (traces)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.engine import run_engine
+from loratwin.twin.trace import StepTrace
 from loratwin.workload.types import Requests
-from tests.twin.reference import reference_run
+from tests.twin import reference_0_8_5, reference_0_32, reference_0_33
+from tests.twin.stepcost import UnitStepCost
+
+REFERENCES: dict[str, Callable[..., tuple[list[float], list[float], int, int]]] = {
+    "0.8.5": reference_0_8_5.reference_run,
+    "0.32": reference_0_32.reference_run,
+    "0.33": reference_0_33.reference_run,
+}
 
 
-def _random_case(seed: int) -> tuple[ServerConfig, list[int], Requests, ClientConfig]:
+def _random_case(seed: int, version: str) -> tuple[ServerConfig, list[int], Requests,
+                                                   ClientConfig]:
     rng = np.random.default_rng(seed)
     n_ad = int(rng.integers(1, 13))
     max_loras = int(rng.integers(1, min(n_ad, 4) + 1))
@@ -21,9 +34,13 @@ def _random_case(seed: int) -> tuple[ServerConfig, list[int], Requests, ClientCo
     budget = int(rng.integers(max(seqs, 32), 512))
     # a small KV cache (low gpu_memory_utilization) forces preemptions
     gmu = float(rng.choice([0.9, 0.3, 0.29, 0.28, 0.275]))
+    extra = {}
+    if version != "0.8.5" and rng.random() < 0.25:
+        extra["async_scheduling"] = False
     server = ServerConfig(
-        max_loras=max_loras, max_cpu_loras=cpu, max_lora_rank=16, max_num_seqs=seqs,
-        max_num_batched_tokens=budget, gpu_memory_utilization=gmu, max_model_len=2048,
+        vllm_version=version, max_loras=max_loras, max_cpu_loras=cpu, max_lora_rank=16,
+        max_num_seqs=seqs, max_num_batched_tokens=budget, gpu_memory_utilization=gmu,
+        max_model_len=2048, **extra,
     )
     ranks = [int(rng.choice([8, 16])) for _ in range(n_ad)]
     duration = float(rng.uniform(20, 60))
@@ -45,13 +62,38 @@ def _random_case(seed: int) -> tuple[ServerConfig, list[int], Requests, ClientCo
     return server, ranks, req, client
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_engine_matches_reference(seed: int) -> None:
-    profile = load_profile("llama-3.1-8b-instruct")
-    server, ranks, req, client = _random_case(seed)
-    raw = run_engine(profile, server, ranks, req, client)
-    first, finish, preemptions, loads = reference_run(profile, server, ranks, req, client)
+@pytest.fixture(scope="module")
+def llama() -> Profile:
+    return load_profile("llama-3.1-8b-instruct")
+
+
+@pytest.mark.parametrize("version", list(REFERENCES))
+@pytest.mark.parametrize("seed", range(20))
+def test_engine_matches_reference(llama: Profile, version: str, seed: int) -> None:
+    server, ranks, req, client = _random_case(seed, version)
+    raw = run_engine(llama, server, ranks, req, client)
+    first, finish, preemptions, loads = REFERENCES[version](llama, server, ranks, req, client)
     np.testing.assert_allclose(raw.first_token_s, np.array(first), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(raw.finish_s, np.array(finish), rtol=1e-9, atol=1e-9)
     assert raw.preemptions == preemptions
     assert raw.adapter_loads == loads
+
+
+def _steps(trace: list[StepTrace]) -> list[tuple]:
+    return [(s.step, s.t_s, s.scheduled, s.preempted, s.finished) for s in trace]
+
+
+@pytest.mark.parametrize("version", list(REFERENCES))
+@pytest.mark.parametrize("seed", range(100, 110))
+def test_engine_traces_match_reference_step_by_step(llama: Profile, version: str,
+                                                     seed: int) -> None:
+    server, ranks, req, client = _random_case(seed, version)
+    # arrivals on whole steps (1 s each with the costs taken out)
+    req = Requests(np.ceil(req.arrival_s), req.adapter, req.input_tokens, req.output_tokens)
+    fast: list[StepTrace] = []
+    ref: list[StepTrace] = []
+    run_engine(llama, server, ranks, req, client, cost=UnitStepCost(llama, server), trace=fast)
+    REFERENCES[version](llama, server, ranks, req, client, cost=UnitStepCost(llama, server),
+                        trace=ref)
+    assert len(fast) > 0
+    assert _steps(fast) == _steps(ref)

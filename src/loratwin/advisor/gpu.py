@@ -31,7 +31,6 @@ from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.placement.verify import gpu_lengths, is_healthy, verify_gpu
 from loratwin.profile.model import GIB, kv_capacity
-from loratwin.twin.config import ServerConfig
 from loratwin.workload.lengths import sample_lengths
 from loratwin.workload.types import Requests
 
@@ -104,13 +103,14 @@ def _sweep(problem: PlacementProblem, gpu: GpuAssignment, num_prompts: int, seed
     for b in SWEEP_BATCHES:
         if b > gpu.max_num_seqs:
             break
-        server = ServerConfig(
+        server = problem.server(
             max_loras=gpu.max_loras, max_cpu_loras=gpu.max_cpu_loras,
             max_lora_rank=gpu.max_lora_rank, max_num_seqs=b,
             max_num_batched_tokens=max(2048, b),
         )
-        if kv_capacity(problem.profile, gpu.max_loras, gpu.max_lora_rank,
-                       max_num_seqs=b).failure is not None:
+        if kv_capacity(problem.profile, gpu.max_loras, gpu.max_lora_rank, max_num_seqs=b,
+                       gpu_memory_utilization=server.gpu_memory_utilization
+                       ).failure is not None:
             continue
         row = sweep_row(problem.profile, server, len(adapters), req)
         row["model"] = problem.profile.name

@@ -111,13 +111,16 @@ def sweep_row(profile: Profile, server: ServerConfig, n_adapters: int, req: Requ
     }
 
 
-def sweep_from_twin_config(path: str | Path) -> pd.DataFrame:
+def sweep_from_twin_config(path: str | Path, vllm_version: str | None = None) -> pd.DataFrame:
     """Simulate a ``max_num_seqs`` sweep with the digital twin.
 
     Parameters
     ----------
     path:
         Twin configuration (YAML, see the module docstring).
+    vllm_version:
+        vLLM release whose rules apply; overrides ``server.vllm_version`` of the YAML
+        (default: the profile's release).
 
     Returns
     -------
@@ -132,6 +135,8 @@ def sweep_from_twin_config(path: str | Path) -> pd.DataFrame:
     """
     p = Path(path)
     cfg = validate(TwinSweepConfig, read_yaml_mapping(p, "config"))
+    if vllm_version is not None:
+        cfg = cfg.model_copy(update={"server": {**cfg.server, "vllm_version": vllm_version}})
     profile = load_profile(cfg.model)
     base = build_lengths(cfg.lengths, p.parent) if cfg.lengths else default_lengths(profile)
     settings: list[int | None] = list(cfg.output_lens) if cfg.output_lens else [None]
@@ -149,7 +154,7 @@ def sweep_from_twin_config(path: str | Path) -> pd.DataFrame:
                 "max_num_batched_tokens": max(2048, b),
                 **cfg.server, "max_num_seqs": b,
                 "max_cpu_loras": max(cfg.server.get("max_loras", 1), cfg.adapters),
-            }, field="server")
+            }, field="server").resolved(profile)
             cap = kv_capacity(profile, server.max_loras, server.max_lora_rank,
                               enable_lora=server.enable_lora, max_num_seqs=b,
                               gpu_memory_utilization=server.gpu_memory_utilization,

@@ -65,12 +65,16 @@ class CalibrationRun:
 
 
 def _closed_requests(
-    n: int, input_tokens: int, output_tokens: int, n_adapters: int, rng: np.random.Generator
+    n: int, input_tokens: int, output_tokens: int, n_adapters: int, rng: np.random.Generator,
+    round_robin: bool = False,
 ) -> Requests:
-    adapter = (
-        rng.integers(0, n_adapters, size=n).astype(np.int32)
-        if n_adapters > 1 else np.zeros(n, np.int32)
-    )
+    if round_robin:  # loratwin profile collect: request i went to adapter i mod k
+        adapter = (np.arange(n) % max(n_adapters, 1)).astype(np.int32)
+    else:
+        adapter = (
+            rng.integers(0, n_adapters, size=n).astype(np.int32)
+            if n_adapters > 1 else np.zeros(n, np.int32)
+        )
     return Requests(
         np.zeros(n, np.float64),
         adapter,
@@ -87,7 +91,8 @@ def _f(row: pd.Series, col: str) -> float:
         return float("nan")
 
 
-def _runs_from_frame(df: pd.DataFrame, csv: str, budget: int) -> list[CalibrationRun]:
+def _runs_from_frame(df: pd.DataFrame, csv: str, budget: int, block_size: int = 16
+                     ) -> list[CalibrationRun]:
     rng = np.random.default_rng(REPLAY_SEED)
     runs: list[CalibrationRun] = []
     for _, row in df.iterrows():
@@ -109,12 +114,14 @@ def _runs_from_frame(df: pd.DataFrame, csv: str, budget: int) -> list[Calibratio
             server = ServerConfig(
                 max_loras=max_loras, max_cpu_loras=max(max_loras, n_adapters),
                 max_lora_rank=rank, max_num_seqs=seqs, max_num_batched_tokens=budget,
+                block_size=block_size,
             )
             ranks = (int(_f(row, "adapter_rank")),) * n_adapters
             kind = "lora" if pin < 16 else "lora_mixed"
         else:
             server = ServerConfig(
-                max_num_seqs=seqs, max_num_batched_tokens=max(budget, seqs), enable_lora=False
+                max_num_seqs=seqs, max_num_batched_tokens=max(budget, seqs), enable_lora=False,
+                block_size=block_size,
             )
             ranks = (8,)
             n_adapters = 1
@@ -123,7 +130,8 @@ def _runs_from_frame(df: pd.DataFrame, csv: str, budget: int) -> list[Calibratio
             name=f"{csv}:{row['run'] if 'run' in row else len(runs)}",
             kind=kind,
             server=server,
-            requests=_closed_requests(n, pin, pout, n_adapters, rng),
+            requests=_closed_requests(n, pin, pout, n_adapters, rng,
+                                      str(row.get("adapter_assignment", "")) == "round_robin"),
             adapter_ranks=ranks,
             duration_s=_f(row, "duration_s"),
             mean_itl_ms=_f(row, "mean_itl_ms"),
@@ -160,15 +168,16 @@ def read_meta(model_dir: Path) -> dict:
 def load_calibration_runs(model_dir: Path) -> list[CalibrationRun]:
     """All replayable runs of ``decode_sweep``, ``prefill_sweep`` and ``lora_overhead_sweep``.
 
-    Runs that did not finish (``status != ok``) are skipped. ``max_num_batched_tokens`` is
-    taken from ``meta.json`` (2048 in the measurements).
+    Runs that did not finish (``status != ok``) are skipped. ``max_num_batched_tokens`` and
+    the KV block size are taken from ``meta.json`` (2048 and 16 in the measurements).
     """
     meta = read_meta(model_dir)
     budget = int(meta["serving_engine"]["max_num_batched_tokens"])
+    block = int(meta["serving_engine"].get("block_size_tokens", 16))
     runs: list[CalibrationRun] = []
     for csv in ("decode_sweep.csv", "prefill_sweep.csv", "lora_overhead_sweep.csv"):
         df = read_csv(model_dir / csv)
         if "lora_enabled" not in df.columns:
             df["lora_enabled"] = False
-        runs.extend(_runs_from_frame(df, csv.removesuffix(".csv"), budget))
+        runs.extend(_runs_from_frame(df, csv.removesuffix(".csv"), budget, block))
     return runs

@@ -45,6 +45,7 @@ from loratwin.calibrate.calibration import (
     read_csv,
     read_meta,
 )
+from loratwin.calibrate.frontend import fit_frontend_latency, read_frontend_rate, read_idle_ttft
 from loratwin.errors import DataError
 from loratwin.profile.model import (
     Architecture,
@@ -59,6 +60,7 @@ from loratwin.profile.serving import ServingConstants, load_serving_constants
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import FEATURE_NAMES, RecordingStepCost
 from loratwin.twin.engine import run_engine
+from loratwin.twin.frontend import through_frontend
 from loratwin.workload.bundled import sharegpt_lengths_path
 from loratwin.workload.lengths import VLLM_SHAREGPT_FILTER, BoundedHeavyTailed, EmpiricalLengths
 from loratwin.workload.spec import ArrivalSpec, generate_requests
@@ -85,6 +87,11 @@ EXEC_FIELDS = (
     "base_s", "per_token_s", "per_decode_seq_s", "per_context_token_s", "per_prefill_req_s",
     "lora_empty_cta_s", "lora_work_cta_s",
 )
+#: vLLM's CPU backend: the PyTorch LoRA ops replace the Triton thread-block terms.
+TORCH_EXEC_FEATURES = (*FEATURE_NAMES[:5], "lora_steps", "lora_token_rank")
+TORCH_EXEC_FIELDS = (*EXEC_FIELDS[:5], "lora_step_s", "lora_token_rank_s")
+#: Fitted with the execution costs when no scheduler table gives the skip-loop cost.
+WALK_FEATURE, WALK_FIELD = "sched_walked", "sched_per_walked_s"
 
 #: Placeholder costs for replays whose schedule does not depend on time.
 _PLACEHOLDER = StepCoefficients(
@@ -115,23 +122,21 @@ def fit_kv_model(kv_df: pd.DataFrame, meta: dict) -> tuple[KVModel, dict[str, fl
         ))
     rank_lines: dict[int, tuple[float, float]] = {}
     load_lines: dict[int, tuple[float, float]] = {}
+    flat: list[int] = []
     for rank in sorted({p.max_lora_rank for p in points}):
         ok = [p for p in points if p.max_lora_rank == rank and p.kv_cache_tokens is not None]
-        if len(ok) < 2:
-            raise DataError(f"kv_capacity.csv: fewer than two successful rows for rank {rank}")
-        x = np.array([p.max_loras for p in ok], float)
-        y = np.array([p.kv_cache_tokens for p in ok], float)
-        slope, icpt = np.polyfit(x, y, 1)
-        rank_lines[rank] = (float(icpt), float(-slope))
+        if not ok:
+            raise DataError(f"kv_capacity.csv: no successful row for rank {rank}")
+        rank_lines[rank] = _line(ok, lambda p: float(p.kv_cache_tokens), negate=True)
+        if len({p.max_loras for p in ok}) < 2:
+            flat.append(rank)  # one max_loras measured: the slot memory is not identified
         ld = [p for p in points if p.max_lora_rank == rank and p.model_load_gib is not None]
-        xl = np.array([p.max_loras for p in ld], float)
-        yl = np.array([p.model_load_gib for p in ld], float)
-        s2, i2 = np.polyfit(xl, yl, 1)
-        load_lines[rank] = (float(i2), float(s2))
+        load_lines[rank] = _line(ld, lambda p: float(p.model_load_gib)) if ld else (0.0, 0.0)
     mem = meta["memory"]
     by_seqs = mem["kv_cache_tokens_lora_disabled_by_max_num_seqs"]
     no_lora = {int(k): int(v) for k, v in by_seqs.items()}
-    graph = float(kv_df["cuda_graph_gib"].dropna().max()) if "cuda_graph_gib" in kv_df else 0.0
+    graph = (float(kv_df["cuda_graph_gib"].dropna().max())
+             if "cuda_graph_gib" in kv_df and kv_df["cuda_graph_gib"].notna().any() else 0.0)
     model = KVModel(
         points=tuple(points),
         rank_lines=rank_lines,
@@ -150,7 +155,21 @@ def fit_kv_model(kv_df: pd.DataFrame, meta: dict) -> tuple[KVModel, dict[str, fl
         "kv_line_mean_rel_err_pct": 100 * float(np.mean(rel)),
         "kv_line_max_rel_err_pct": 100 * float(np.max(rel)),
     }
+    if flat:
+        report["flat_ranks"] = ",".join(map(str, flat))
     return model, report
+
+
+def _line(points: list[KVPoint], value: Callable[[KVPoint], float], negate: bool = False
+          ) -> tuple[float, float]:
+    """(intercept, slope) of ``value`` against ``max_loras`` (slope negated for KV tokens);
+    a flat line through the mean when only one ``max_loras`` was measured."""
+    x = np.array([p.max_loras for p in points], float)
+    y = np.array([value(p) for p in points], float)
+    if len(set(x.tolist())) < 2:
+        return float(y.mean()), 0.0
+    slope, icpt = np.polyfit(x, y, 1)
+    return float(icpt), float(-slope if negate else slope)
 
 
 def fit_load_model(df: pd.DataFrame) -> tuple[LoadModel, dict[str, float | int | str]]:
@@ -167,14 +186,24 @@ def fit_load_model(df: pd.DataFrame) -> tuple[LoadModel, dict[str, float | int |
     cpu_coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     xd = np.array([[1.0, p.adapter_rank] for p in pts])
     yd = np.array([p.disk_ms for p in pts])
-    disk_coef, *_ = np.linalg.lstsq(xd, yd, rcond=None)
+    seen = np.isfinite(yd)  # a collected campaign may not have had adapters to miss with
+    disk_coef = (np.linalg.lstsq(xd[seen], yd[seen], rcond=None)[0] if seen.any()
+                 else np.zeros(2))
+    if not seen.all():
+        pts = tuple(p if math.isfinite(p.disk_ms) else p.model_copy(
+            update={"disk_ms": float(disk_coef[0] + disk_coef[1] * p.adapter_rank)})
+            for p in pts)
     report: dict[str, float | int | str] = {
         "rows": len(pts),
         "cpu_fit_mean_abs_err_ms": float(np.mean(np.abs(x @ cpu_coef - y))),
-        "disk_fit_mean_abs_err_ms": float(np.mean(np.abs(xd @ disk_coef - yd))),
-        "cpu_mean_ms": float(y.mean()),
-        "disk_mean_ms": float(yd.mean()),
     }
+    if seen.any():
+        report["disk_fit_mean_abs_err_ms"] = float(np.mean(np.abs(xd @ disk_coef - yd)[seen]))
+    report["cpu_mean_ms"] = float(y.mean())
+    if seen.any():
+        report["disk_mean_ms"] = float(yd[seen].mean())
+    else:
+        report["disk"] = "no disk load measured: 0 ms"
     return LoadModel(
         points=pts,
         cpu_coef=(float(cpu_coef[0]), float(cpu_coef[1]), float(cpu_coef[2])),
@@ -204,8 +233,10 @@ def replay(profile: Profile, run: CalibrationRun, *, requests: Requests | None =
            ) -> tuple[dict[str, float], object]:
     """Replay one calibration run; returns (summed step features, raw engine outcome)."""
     cost = RecordingStepCost(profile, run.server)
+    sent = requests or run.requests
     raw = run_engine(
-        profile, run.server, list(run.adapter_ranks), requests or run.requests,
+        profile, run.server, list(run.adapter_ranks),
+        through_frontend(sent, profile.frontend_per_request_s),
         ClientConfig(duration_s=1e9, max_ports=None), cost=cost, preload=True,
     )
     return cost.sums, raw
@@ -310,29 +341,43 @@ def fit_exec(
     sched: Callable[[dict], float],
     fixed: dict[str, float] | None = None,
     serving: ServingConstants | None = None,
+    *,
+    device: str = "cuda",
+    walk: bool = False,
 ) -> tuple[dict[str, float], dict[str, float | int | str]]:
     """Non-negative least squares of (duration - scheduler time) on the summed features.
 
     ``fixed`` maps coefficient names (``EXEC_FIELDS``) to values that are not fitted; their
     contribution is subtracted from the targets first. ``serving`` supplies the constants
     no calibration run identifies: the eager launch cost is subtracted from the targets and
-    the extra split-K blocks are weighted into the working-block feature.
+    the extra split-K blocks are weighted into the working-block feature. ``device="cpu"``
+    fits the PyTorch LoRA terms (``TORCH_EXEC_FIELDS``) instead of the Triton ones; ``walk``
+    also fits ``sched_per_walked_s`` (when no scheduler table gives it).
     """
     fixed = fixed or {}
     phi = serving.split_k_fixed_fraction if serving else 1.0
     eager = serving.lora_eager_layer_s if serving else 0.0
-    free_idx = [i for i, f in enumerate(EXEC_FIELDS) if f not in fixed]
+    fields = list(TORCH_EXEC_FIELDS if device == "cpu" else EXEC_FIELDS)
+    features = list(TORCH_EXEC_FEATURES if device == "cpu" else EXEC_FEATURES)
+    if walk:
+        fields.append(WALK_FIELD)
+        features.append(WALK_FEATURE)
+    free_idx = [i for i, f in enumerate(fields) if f not in fixed]
     rows, ys = [], []
     for run, s in zip(runs, sums, strict=True):
         if run.duration_s < MIN_ENGINE_BOUND_DURATION_S:
             continue
-        feats = [s[f] for f in EXEC_FEATURES]
-        feats[-1] += phi * s["lora_split_extra"]
+        feats = [s[f] for f in features]
+        if device != "cpu":
+            feats[6] += phi * s["lora_split_extra"]
         rows.append(feats)
         ys.append(run.duration_s - sched(s) - eager * s["lora_eager_layers"])
     a = np.array(rows, float)
     y = np.array(ys, float)
-    fixed_vec = np.array([fixed.get(f, 0.0) for f in EXEC_FIELDS])
+    if not rows:
+        raise DataError(f"calibration: no run of at least {MIN_ENGINE_BOUND_DURATION_S:g} s "
+                        "to fit the step costs on")
+    fixed_vec = np.array([fixed.get(f, 0.0) for f in fields])
     target = y - a @ fixed_vec
     af = a[:, free_idx]
     scale = np.where(af.max(axis=0) > 0, af.max(axis=0), 1.0)
@@ -348,7 +393,7 @@ def fit_exec(
     }
     if fixed:
         report["fixed"] = ", ".join(sorted(fixed))
-    return dict(zip(EXEC_FIELDS, map(float, coef), strict=True)), report
+    return dict(zip(fields, map(float, coef), strict=True)), report
 
 
 def linear_flops_per_token(arch: Architecture) -> float:
@@ -384,6 +429,26 @@ class FitContext:
     sched: tuple[float, float, float]
     fixed: dict[str, float]
     reports: dict[str, dict[str, float | int | str]]
+    walk_in_exec: bool = False
+    idle_ttft: pd.DataFrame | None = None
+
+
+def _prefill_like(run: CalibrationRun) -> bool:
+    """A prefill run: without LoRA, or with LoRA and one output token (a ``--url`` campaign
+    measures prefill on its LoRA server)."""
+    return run.kind == "prefill" or (
+        run.kind == "lora_mixed" and len(run.requests) > 0
+        and int(run.requests.output_tokens.max()) == 1)
+
+
+def collected_fields(meta: dict) -> dict[str, str]:
+    """Profile fields a collected campaign's ``meta.json`` states (``device``,
+    ``vllm_version``, ``profile_kind``); the measured folders state none of them."""
+    engine = meta.get("serving_engine", {})
+    out = {k: str(engine[k]) for k in ("device", "vllm_version") if engine.get(k)}
+    if meta.get("profile_kind"):
+        out["profile_kind"] = str(meta["profile_kind"])
+    return out
 
 
 def prepare_fit(
@@ -399,10 +464,12 @@ def prepare_fit(
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
     hf = meta.get("hf_model_name", "")
-    if hf not in ARCHITECTURES:
-        raise DataError(f"{model_dir}/meta.json: unknown architecture {hf!r}")
+    shapes = ARCHITECTURES.get(hf) or meta.get("architecture_shapes")
+    if not shapes:
+        raise DataError(f"{model_dir}/meta.json: unknown architecture {hf!r} (and no "
+                        "'architecture_shapes')")
     arch = Architecture(
-        **ARCHITECTURES[hf],
+        **shapes,
         kv_bytes_per_token=int(meta["memory"]["kv_bytes_per_token_from_architecture"]),
     )
     kv_model, kv_report = fit_kv_model(read_csv(model_dir / "kv_capacity.csv"), meta)
@@ -429,18 +496,24 @@ def prepare_fit(
         sharegpt_mean_output_tokens=mean_out,
         sharegpt_std_input_tokens=cv_in * mean_in,
         sharegpt_std_output_tokens=cv_out * mean_out,
-        source=(
+        source=meta.get("profile_source") or (
             "vLLM 0.8.5 (V1) measurements on an NVIDIA H100 64 GB by Agullo et al. "
             "(arXiv 2508.08343, 2602.24044), public repository "
             "FerranAgulloLopez/GPULLMAdapterOptimization; fitted by `loratwin profile fit`"
         ),
+        **collected_fields(meta),
+        frontend_per_request_s=read_frontend_rate(model_dir),
     )
     runs = load_calibration_runs(model_dir)
     sums = [replay(skeleton, run)[0] for run in runs]
-    s0, s_run, sched_report = fit_sched_running(runs, sums)
+    if sum(math.isfinite(r.mean_sched_ms) for r in runs) >= 2:
+        s0, s_run, sched_report = fit_sched_running(runs, sums)
+    else:  # no scheduler times logged: the execution terms absorb the scheduler's cost
+        s0, s_run, sched_report = 0.0, 0.0, {"runs": 0, "note": "no scheduler time logged; "
+                                             "absorbed by the execution coefficients"}
     fixed: dict[str, float] = {}
     n_prefill = sum(
-        1 for r in runs if r.kind == "prefill" and r.duration_s >= MIN_ENGINE_BOUND_DURATION_S
+        1 for r in runs if _prefill_like(r) and r.duration_s >= MIN_ENGINE_BOUND_DURATION_S
     )
     if n_prefill < MIN_PREFILL_RUNS:
         if reference is None:
@@ -454,16 +527,38 @@ def prepare_fit(
         "kv_capacity": kv_report,
         "adapter_loading": load_report,
         "scheduler_running": sched_report,
-    })
+    }, idle_ttft=read_idle_ttft(model_dir))
+    table_path = Path(scheduler_table or model_dir.parent / "scheduler_overhead.csv")
+    if scheduler_table is None and not table_path.is_file():
+        # a collected campaign: its LoRA runs with more adapters than max_loras walk the
+        # waiting queue, so the skip-loop cost is fitted with the execution costs
+        ctx = replace(ctx, walk_in_exec=True, reports=dict(
+            ctx.reports, scheduler_walk={"note": "fitted with the execution costs"}))
+        return _refit_staggered(ctx)
     # the walk counts of the scheduler table depend a little on step times: replay it with
     # a profile fitted so far
     first = finish_fit(ctx, load_serving_constants(), validate=False)
-    table_path = scheduler_table or model_dir.parent / "scheduler_overhead.csv"
-    s_walk, walk_report = fit_sched_walk(read_csv(Path(table_path)), first, n_jobs=n_jobs)
+    s_walk, walk_report = fit_sched_walk(read_csv(table_path), first, n_jobs=n_jobs)
     reports = dict(ctx.reports, scheduler_walk=walk_report)
     if fixed:
         reports["prefill_transfer"] = {"reference": reference.name if reference else ""}
     return replace(ctx, sched=(s0, s_run, s_walk), reports=reports)
+
+
+#: Replays of a profile fit whose bursts enter the engine one by one (front-end time > 0).
+STAGGERED_REFITS = 3
+
+
+def _refit_staggered(ctx: FitContext) -> FitContext:
+    """With an API-server time per request, a burst's requests reach the engine one after
+    the other, so its schedule depends on the step times: replay with the profile fitted so
+    far and refit, a few times (a fixed-point iteration; without it, one replay is exact)."""
+    if ctx.skeleton.frontend_per_request_s <= 0:
+        return ctx
+    for _ in range(STAGGERED_REFITS):
+        fitted = finish_fit(ctx, default_serving(ctx.skeleton), validate=False)
+        ctx = replace(ctx, sums=[replay(fitted, run)[0] for run in ctx.runs])
+    return ctx
 
 
 def finish_fit(ctx: FitContext, serving: ServingConstants, validate: bool = True) -> Profile:
@@ -474,7 +569,13 @@ def finish_fit(ctx: FitContext, serving: ServingConstants, validate: bool = True
         # no calibration run walks skipped requests (sched_walked is 0 in all of them)
         return s0 * s["sched_steps"] + s_run * s["sched_running"]
 
-    exec_coef, exec_report = fit_exec(ctx.runs, ctx.sums, sched_total, ctx.fixed, serving)
+    device = ctx.skeleton.device
+    exec_coef, exec_report = fit_exec(ctx.runs, ctx.sums, sched_total, ctx.fixed, serving,
+                                      device=device, walk=ctx.walk_in_exec)
+    if ctx.walk_in_exec:
+        s_walk = exec_coef.pop(WALK_FIELD)
+    if device == "cpu":
+        exec_coef.update(lora_empty_cta_s=0.0, lora_work_cta_s=0.0)
     step = StepCoefficients(
         **exec_coef, sched_base_s=s0, sched_per_running_s=s_run, sched_per_walked_s=s_walk,
         lora_eager_layer_s=serving.lora_eager_layer_s,
@@ -485,6 +586,9 @@ def finish_fit(ctx: FitContext, serving: ServingConstants, validate: bool = True
     )
     report = dict(ctx.reports, step_execution=exec_report,
                   serving_constants={"source": serving.source})
+    if ctx.idle_ttft is not None:  # a collected campaign measured the front end itself
+        fe, report["frontend_latency"] = fit_frontend_latency(profile, ctx.idle_ttft)
+        profile = profile.model_copy(update={"frontend_latency_s": fe})
     if validate:
         report.update(validation_report(profile, ctx.runs))
     return profile.model_copy(update={"fit_report": report})
@@ -524,7 +628,19 @@ def fit_profile(
         A file is missing or malformed, or the model's architecture is unknown.
     """
     ctx = prepare_fit(model_dir, scheduler_table, reference, n_jobs)
-    return finish_fit(ctx, serving or load_serving_constants())
+    return finish_fit(ctx, serving or default_serving(ctx.skeleton))
+
+
+def default_serving(skeleton: Profile) -> ServingConstants:
+    """The serving constants a folder is fitted with: the bundled ones (fitted on the H100
+    serving runs); on vLLM's CPU backend none applies (no CUDA graphs to leave, no Triton
+    split-K), so the eager cost is 0 and the split-K fraction 1."""
+    if skeleton.device == "cpu":
+        return ServingConstants(
+            lora_eager_layer_s=0.0, split_k_fixed_fraction=1.0, frontend_latency_s=0.0,
+            source="vLLM CPU backend: no CUDA-graph or Triton constants apply",
+        )
+    return load_serving_constants()
 
 
 def validation_report(

@@ -123,6 +123,9 @@ def advise(
     twin: Annotated[Path | None, typer.Option(
         "--twin", help="Produce the sweep with the digital twin from CONFIG.yaml "
         "(not available yet).", show_default=False)] = None,
+    vllm_version: Annotated[str | None, typer.Option(
+        "--vllm-version", help="With --twin: the vLLM release to follow (0.8.5, 0.32, 0.33; "
+        "default: the profile's)")] = None,
     rule: Annotated[str, typer.Option(
         "--rule", help="a = batching efficiency > eps and ITL <= L x ITL(32); "
         "b = TPOT <= L x TPOT(32) (paper's memory figure); c = absolute SLO.")] = "b",
@@ -181,7 +184,8 @@ def advise(
                        latency=latency, batch_axis=batch_axis, ref_batch=ref_batch,
                        include_preempted=include_preempted)
     options = AdvisorOptions(gpu_memory_gib=gpu_memory_gib, kv_headroom=kv_headroom)
-    frame = sweep_from_twin_config(twin) if twin is not None else read_sweep(str(sweep))
+    frame = (sweep_from_twin_config(twin, vllm_version) if twin is not None
+             else read_sweep(str(sweep)))
     model = bundled_replication_model()
     advices = advise_sweep(frame, chosen, options=options, replication_model=model)
     console = Console()

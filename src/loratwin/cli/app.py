@@ -34,7 +34,6 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-
 class LoraTwinGroup(TyperGroup):
     """A command group whose ``--help`` flag is ``False`` when absent.
 
@@ -70,6 +69,7 @@ app = typer.Typer(
 # ``tests/cli/test_startup.py`` checks this table against the registered commands.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "advise": ("advise_cmd",),
+    "bench": ("bench_cmd",),
     "compare": ("place_cmd",),
     "dataset": ("surrogate_cmd",),
     "place": ("place_cmd",),

@@ -39,7 +39,7 @@ TIMESERIES_BINS = 120
 
 
 def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: int,
-             arrival_cv: float) -> PlacementProblem:
+             arrival_cv: float, vllm_version: str | None = None) -> PlacementProblem:
     """The placement problem; the workload file is read and checked first."""
     from loratwin.workload.adapters import load_adapters
 
@@ -49,8 +49,17 @@ def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: in
     from loratwin.placement import predictor
 
     # through the module attribute, so that tests can swap the surrogate for a stand-in
+    kw = {} if vllm_version is None else {"vllm_version": vllm_version}
     return predictor.make_problem(adapters, model, surrogate=surrogate,
-                                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv)
+                                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, **kw)
+
+
+def _version_note(problem: PlacementProblem) -> str | None:
+    """The surrogate learnt the profile's release; twin runs follow the problem's."""
+    if problem.vllm_version is None or problem.vllm_version == problem.profile.vllm_version:
+        return None
+    return (f"surrogate predictions are for vLLM {problem.profile.vllm_version} (the twin runs "
+            f"it learnt from); twin runs follow vLLM {problem.vllm_version}")
 
 
 def _rates(problem: PlacementProblem) -> dict[str, float]:
@@ -108,6 +117,9 @@ def place_cmd(
     surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: the bundled "
                                                     "one of the model)"),
     max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release of the servers (0.8.5, 0.32, 0.33; "
+        "default: the profile's)"),
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
@@ -177,8 +189,9 @@ def place_cmd(
     fleet_opts = FleetOptions(name_prefix, adapter_uri_template, api_base_template)
     formats = check_emit(emit, out, emit_vllm, fleet_opts)
     check_output_dir(out, "out")
-    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     from loratwin.advisor.gpu import advise_placement
+    from loratwin.calibrate.prior_label import estimated_note, is_estimated
     from loratwin.cli.common import console, write_json
     from loratwin.placement import api, report
     from loratwin.placement.balance import LatencyTarget
@@ -215,6 +228,8 @@ def place_cmd(
                                          on_done=advance, ray_address=ray_address)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
+    if is_estimated(problem.profile):
+        console.print(f"[yellow]{estimated_note(problem.profile)}[/yellow]")
     if advice is not None:
         console.print(_advice_table(advice))
     if verify or advice is not None:
@@ -222,7 +237,8 @@ def place_cmd(
     console.print(lb.describe())
     if placement.tradeoff is not None:
         console.print(placement.tradeoff.describe())
-    for note in placement.notes:
+    version_note = _version_note(problem)
+    for note in (*placement.notes, *([version_note] if version_note else [])):
         console.print(f"note: {note}")
     if verify or advice is not None:
         bad = [k for k, g in enumerate(placement.servers)
@@ -242,7 +258,7 @@ def place_cmd(
         from loratwin.deploy.plan_io import render_plan
 
         opts = EmitOptions(lora_dir=lora_dir, image=image,
-                           vllm_version=problem.profile.vllm_version)
+                           vllm_version=problem.vllm_version or problem.profile.vllm_version)
         for fmt, folder, files in render_plan(doc, formats, out, emit_vllm, fleet_opts, opts):
             with atomic_files(folder) as tmp_dir:
                 write(files, tmp_dir)
@@ -254,7 +270,8 @@ def _plan_context(problem: PlacementProblem, workload: Path, max_ttft_ms: float 
     from loratwin.deploy.fleet import plan_context
 
     p = problem.profile
-    return plan_context(p.name, p.hf_model_name, p.profile_kind, p.vllm_version, workload.name,
+    return plan_context(p.name, p.hf_model_name, p.profile_kind,
+                        problem.vllm_version or p.vllm_version, workload.name,
                         {"max_ttft_ms": max_ttft_ms, "max_itl_ms": max_itl_ms})
 
 
@@ -291,6 +308,9 @@ def compare_cmd(
     seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
     surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
     max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release of the servers (0.8.5, 0.32, 0.33; "
+        "default: the profile's)"),
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
@@ -313,7 +333,7 @@ def compare_cmd(
     check_output_file(html, "--html", suffixes=(".html", ".htm"))
     from loratwin.cli.progress import progress_bar
 
-    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv)
+    problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     from loratwin.cli.common import console, err_console, write_json
     from loratwin.placement import api, report
     from loratwin.placement.bounds import lower_bound

@@ -25,6 +25,9 @@ def simulate_cmd(
     max_lora_rank: int | None = typer.Option(None, help="--max-lora-rank of vLLM"),
     max_num_seqs: int | None = typer.Option(None, help="--max-num-seqs of vLLM"),
     max_num_batched_tokens: int | None = typer.Option(None, help="token budget per step"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release to follow (0.8.5, 0.32, 0.33; default: the "
+        "profile's)"),
     duration: float | None = typer.Option(None, help="Benchmark window in s"),
     seed: int | None = typer.Option(None, help="Seed of every random draw"),
     requests_parquet: Path | None = typer.Option(None, help="Per-request records (Parquet)"),
@@ -34,10 +37,12 @@ def simulate_cmd(
     """Simulate one server over a benchmark window and print its metrics."""
     from rich.table import Table
 
+    from loratwin.calibrate.prior_label import estimated_note as prior_note
+    from loratwin.calibrate.prior_label import estimated_prefix, is_estimated
     from loratwin.cli.common import atomic_output, check_output_file, console, fmt, write_json
     from loratwin.configfile import read_yaml_mapping
     from loratwin.twin.runconfig import parse_config, resolve_inputs
-    from loratwin.twin.simulate import simulate
+    from loratwin.twin.simulate import estimated_note, simulate
 
     outputs = ((json_out, "--json", ()), (requests_parquet, "--requests-parquet", (".parquet",)),
                (timeseries_parquet, "--timeseries-parquet", (".parquet",)),
@@ -52,7 +57,8 @@ def simulate_cmd(
     server = dict(server)
     for key, val in (("max_loras", max_loras), ("max_cpu_loras", max_cpu_loras),
                      ("max_lora_rank", max_lora_rank), ("max_num_seqs", max_num_seqs),
-                     ("max_num_batched_tokens", max_num_batched_tokens)):
+                     ("max_num_batched_tokens", max_num_batched_tokens),
+                     ("vllm_version", vllm_version)):
         if val is not None:
             server[key] = val
     data["server"] = server
@@ -72,9 +78,11 @@ def simulate_cmd(
             record_timeseries=timeseries_parquet is not None,
         )
     m = res.metrics
-    srv = inp.server
-    table = Table(title=f"{inp.profile.name}: {len(inp.adapters)} adapters, "
-                        f"max_loras={srv.max_loras}, max_lora_rank={srv.max_lora_rank}")
+    srv = inp.server.resolved(inp.profile)
+    table = Table(title=f"{estimated_prefix(inp.profile)}{inp.profile.name}: "
+                        f"{len(inp.adapters)} adapters, "
+                        f"max_loras={srv.max_loras}, max_lora_rank={srv.max_lora_rank}, "
+                        f"vLLM {srv.vllm_version}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     if m.memory_error:
@@ -97,8 +105,15 @@ def simulate_cmd(
     for name, val in rows:
         table.add_row(name, val if isinstance(val, str) else fmt(val))
     console.print(table)
+    notes = [n for n in (estimated_note(inp.profile, srv),
+                         prior_note(inp.profile) if is_estimated(inp.profile) else None) if n]
+    for note in notes:
+        console.print(f"note: {note}")
     if json_out:
-        write_json(json_out, res.to_dict())
+        write_json(json_out, {**res.to_dict(), "profile": inp.profile.name,
+                              "profile_kind": inp.profile.profile_kind,
+                              "vllm_version": srv.vllm_version,
+                              **({"note": "; ".join(notes)} if notes else {})})
         console.print(f"wrote {json_out}")
     if requests_parquet and res.requests is not None:
         with atomic_output(requests_parquet) as tmp:

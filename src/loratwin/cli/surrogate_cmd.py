@@ -98,16 +98,21 @@ def dataset_cmd(
     ),
     max_chunks: int | None = typer.Option(None, help="Stop after this many new chunks"),
     chunks: int | None = typer.Option(None, help="Only the design's first N chunks"),
+    vllm_version: str | None = typer.Option(
+        None, "--vllm-version", help="vLLM release the twin runs follow (overrides the "
+        "YAML's vllm_version; default: the profile's)"),
 ) -> None:
     """Run the twin over a sampling design; resumable (rerun the same command)."""
     from loratwin.cli.common import check_output_dir
-    from loratwin.surrogate.design import load_design_spec
+    from loratwin.surrogate.design import load_design_spec, parse_design_spec
 
     check_output_dir(out, "--out")
     _check_counts(jobs=jobs, max_chunks=max_chunks, chunks=chunks)
     spec = load_design_spec(grid)
     if model:
         spec = spec.model_copy(update={"model": model})
+    if vllm_version:
+        spec = parse_design_spec({**spec.model_dump(), "vllm_version": vllm_version})
     _run_dataset(spec, out, jobs, ray_address, max_chunks, chunks)
 
 
@@ -255,8 +260,10 @@ def predict_cmd(
 
     s = Surrogate.load(model)
     pred = s.predict_frame(df, source=str(features))
-    table = Table(title=f"surrogate {s.profile}: {len(pred)} configurations (throughput in "
-                        "tok/s, latencies in ms)")
+    kind = str(s.meta.get("profile_kind", "measured"))
+    label = "estimated (prior profile): " if kind == "prior" else ""
+    table = Table(title=f"{label}surrogate {s.profile}: {len(pred)} configurations "
+                        "(throughput in tok/s, latencies in ms)")
     for col, just in (("row", "right"), ("throughput", "right"), ("ITL", "right"),
                       ("TTFT", "right"), ("p99 TTFT", "right"), ("starved", "left"),
                       ("p(starved)", "right"), ("in envelope", "left")):
@@ -274,7 +281,7 @@ def predict_cmd(
         console.print(f"{n_out} row(s) outside the training envelope: predictions there are "
                       "extrapolations")
     if json_out:
-        write_json(json_out, {"rows": pred.rows()})
+        write_json(json_out, {"profile_kind": kind, "rows": pred.rows()})
         console.print(f"wrote {json_out}")
 
 

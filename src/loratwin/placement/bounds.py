@@ -44,7 +44,7 @@ import numpy as np
 from loratwin.placement.problem import STARVATION_FRACTION, PlacementProblem
 from loratwin.placement.types import GpuAssignment
 from loratwin.placement.verify import gpu_lengths
-from loratwin.twin.config import ClientConfig, ServerConfig
+from loratwin.twin.config import ClientConfig
 from loratwin.twin.simulate import simulate
 from loratwin.workload.spec import ArrivalSpec, generate_requests
 from loratwin.workload.types import Adapter
@@ -180,7 +180,7 @@ def backbone_capacity(problem: PlacementProblem, *, duration_s: float | None = N
     gpu = GpuAssignment(tuple(stream), 1, 1, max(a.rank for a in stream))
     requests = generate_requests(stream, duration_s, ArrivalSpec(), gpu_lengths(problem, gpu),
                                  seed)
-    server = ServerConfig(
+    server = problem.server(
         enable_lora=False, max_lora_rank=gpu.max_lora_rank, max_num_seqs=problem.max_num_seqs,
         max_num_batched_tokens=max(2048, problem.max_num_seqs),
     )

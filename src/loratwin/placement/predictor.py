@@ -21,6 +21,7 @@ from loratwin.placement.types import GpuPredictor, Predictions
 from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
 from loratwin.surrogate.model import Surrogate
+from loratwin.twin.release import normalise_version
 from loratwin.workload.adapters import load_adapters
 from loratwin.workload.types import Adapter
 
@@ -93,6 +94,7 @@ def make_problem(
     predictor: GpuPredictor | None = None,
     max_num_seqs: int = 2048,
     arrival_cv: float = 1.0,
+    vllm_version: str | None = None,
 ) -> PlacementProblem:
     """A placement problem from user inputs.
 
@@ -111,6 +113,8 @@ def make_problem(
         ``--max-num-seqs`` of every server.
     arrival_cv:
         Burstiness of the arrivals (1 = Poisson).
+    vllm_version:
+        vLLM release of the servers (default: the profile's).
 
     Raises
     ------
@@ -123,7 +127,9 @@ def make_problem(
         raise ConfigError(f"must be >= 1 (got {max_num_seqs})", field="max_num_seqs")
     if not arrival_cv > 0:
         raise ConfigError(f"must be > 0 (got {arrival_cv})", field="arrival_cv")
+    if vllm_version is not None:
+        vllm_version = normalise_version(vllm_version)
     return PlacementProblem(
         ads, profile, predictor or load_predictor(profile, surrogate),
-        max_num_seqs=max_num_seqs, arrival_cv=arrival_cv,
+        max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, vllm_version=vllm_version,
     )

@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from loratwin.configfile import validate
 from loratwin.errors import ConfigError
 from loratwin.placement.types import GpuAssignment, GpuPredictor, Predictions
 from loratwin.profile.model import Profile, max_loras_that_fit
 from loratwin.surrogate.features import FEATURES
+from loratwin.twin.config import ServerConfig
 from loratwin.workload.types import Adapter
 
 #: Starvation rule of the papers: throughput below this fraction of the offered load.
@@ -42,6 +45,9 @@ class PlacementProblem:
         ``--max-num-seqs`` of every server (2048, as in the measured runs).
     arrival_cv:
         Burstiness of every adapter's arrivals (1 = Poisson).
+    vllm_version:
+        vLLM release of the servers (rules of the twin runs, flag defaults); ``None``: the
+        profile's.
     """
 
     adapters: Sequence[Adapter]
@@ -49,6 +55,7 @@ class PlacementProblem:
     predictor: GpuPredictor
     max_num_seqs: int = 2048
     arrival_cv: float = 1.0
+    vllm_version: str | None = None
     _mem: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -70,10 +77,23 @@ class PlacementProblem:
     def max_loras_limit(self, max_lora_rank: int) -> int:
         """Most GPU slots a server with this slot rank can start with (KV model)."""
         if max_lora_rank not in self._mem:
+            gmu = self.server(max_lora_rank=max_lora_rank).gpu_memory_utilization
             self._mem[max_lora_rank] = max_loras_that_fit(
-                self.profile, max_lora_rank, max_num_seqs=self.max_num_seqs
+                self.profile, max_lora_rank, max_num_seqs=self.max_num_seqs,
+                gpu_memory_utilization=gmu,
             )
         return self._mem[max_lora_rank]
+
+    def server(self, **flags: Any) -> ServerConfig:
+        """The flags of a server of this problem's release, resolved against its profile.
+
+        Raises
+        ------
+        ConfigError
+            An unknown release or invalid flags.
+        """
+        data = {"vllm_version": self.vllm_version, **flags}
+        return validate(ServerConfig, data).resolved(self.profile)
 
     # ------------------------------------------------------------------ lengths
     def mean_lengths(self, a: Adapter) -> tuple[float, float]:

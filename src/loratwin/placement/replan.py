@@ -16,7 +16,10 @@ in the twin with ``twin_margin``):
    flags (``max_loras`` chosen as :func:`~loratwin.placement.api.resize_loras` does: a
    server restart, but no adapter moves).
 3. **Shed.** An unsafe GPU gives up its hottest adapters (largest offered tok/s first: the
-   fewest moves that remove the excess load) until the rest is safe.
+   fewest moves that remove the excess load) until the rest is safe. When the fleet splits
+   adapters over several GPUs, steps 3-5 are also run shedding the split replicas last
+   (shedding a replica from each of its GPUs opens a new GPU per replica); the repair with
+   fewer moves, then fewer GPUs, is kept.
 4. **Insert.** New adapters, new replicas and shed adapters are inserted, hottest first,
    into the GPU that stays safe with the most room (lowest predicted starvation
    probability, then least offered load), GPUs that need no restart first (a server that
@@ -286,10 +289,13 @@ def _carry_over(problem: PlacementProblem, deployed: DeployedPlacement, options:
     return gpus, homeless, notes
 
 
-def _shed(judge: _Judge, gpu: Gpu) -> tuple[Gpu, list[Adapter]]:
-    """The GPU keeping its coolest adapters (largest safe set), and the hottest ones shed."""
+def _shed(judge: _Judge, gpu: Gpu, keep: frozenset[str]) -> tuple[Gpu, list[Adapter]]:
+    """The GPU keeping its coolest adapters (largest safe set), and the hottest ones shed.
+
+    Pieces of the adapters in ``keep`` (replicas of split adapters, when the caller asks)
+    are shed last."""
     p = judge.problem
-    order = sorted(gpu.pieces, key=lambda a: p.offered_tok_s([a]))
+    order = sorted(gpu.pieces, key=lambda a: (a.id not in keep, p.offered_tok_s([a])))
     keep_n = len(order)
     while keep_n > 1:
         sets = [order[:k] for k in range(1, keep_n)]
@@ -513,30 +519,24 @@ def replan(
     if not ids & old_ids:
         raise ConfigError(f"no adapter of the workload is served by {deployed.source}: is it "
                           "the placement of this fleet?", field="adapters")
-    judge = _Judge(problem, opts, confirm)
     cap = fresh.gpus + extra_gpus
+    split_ids = frozenset(i for i, where in deployed.gpus_of().items() if len(where) > 1)
+    judge = _Judge(problem, opts, confirm)
     gpus, homeless, notes = _carry_over(problem, deployed, opts)
     before = _before(judge, gpus)
-    new_name = _namer({s.name for s in deployed.servers})
-
-    checked: list[Gpu] = []
-    for g in gpus:
-        ok = judge.check(g)
-        if ok is not None:
-            checked.append(ok)
-            continue
-        kept, shed = _shed(judge, g)
-        notes.append(f"{g.name}: unsafe at the new rates, {len(shed)} adapter(s) shed")
-        checked.append(kept)
-        homeless += shed
-    # drain before inserting, so that nothing new lands on a GPU that is then emptied
-    checked, drain_notes, _ = _consolidate(judge, checked, cap, None)
-    notes += drain_notes
-    notes += _place_homeless(judge, checked, homeless, new_name)
-    repaired, drain_notes, within = _consolidate(judge, checked, cap, move_cost)
-    notes += drain_notes
-
     old_where = deployed.gpus_of()
+    # two ways to shed from an unsafe GPU: its hottest adapters (fewest moves), or, when
+    # the fleet splits adapters, everything but the split replicas (no replica moves and
+    # no new GPU per replica); the plan with fewer moves, then fewer GPUs, is kept
+    repairs = []
+    for keep in ((frozenset(), split_ids) if split_ids else (frozenset(),)):
+        fleet, more, within = _repair(judge, deployed, gpus, list(homeless), cap, move_cost,
+                                      keep)
+        repairs.append((len(count_moves(old_where, _where(fleet))), len(fleet), fleet,
+                        more, within))
+    _, _, repaired, more, within = min(repairs, key=lambda r: (not r[4], r[0], r[1]))
+    notes += more
+
     plans = {"repair": repaired} if within else {}
     fresh_gpus = _fresh_as_gpus(fresh, deployed, _namer({s.name for s in deployed.servers}))
     plans["fresh-remapped"] = fresh_gpus
@@ -554,6 +554,31 @@ def replan(
                           "--extra-gpus)", field="max_moves")
     return _result(problem, deployed, final, strategy, moves, before, fresh.gpus, cap,
                    notes, judge.twin_runs)
+
+
+def _repair(judge: _Judge, deployed: DeployedPlacement, gpus: list[Gpu],
+            homeless: list[Adapter], cap: int, move_cost: float | None,
+            keep_ids: frozenset[str]) -> tuple[list[Gpu], list[str], bool]:
+    """Steps 2-5 on the carried-over fleet: the repaired GPUs, notes, whether within ``cap``
+    (an unsafe GPU sheds the pieces of ``keep_ids`` last)."""
+    new_name = _namer({s.name for s in deployed.servers})
+    notes: list[str] = []
+    checked: list[Gpu] = []
+    for g in gpus:
+        ok = judge.check(g)
+        if ok is not None:
+            checked.append(ok)
+            continue
+        kept, shed = _shed(judge, g, keep_ids)
+        notes.append(f"{g.name}: unsafe at the new rates, {len(shed)} adapter(s) shed")
+        checked.append(kept)
+        homeless += shed
+    # drain before inserting, so that nothing new lands on a GPU that is then emptied
+    checked, drain_notes, _ = _consolidate(judge, checked, cap, None)
+    notes += drain_notes
+    notes += _place_homeless(judge, checked, homeless, new_name)
+    repaired, drain_notes, within = _consolidate(judge, checked, cap, move_cost)
+    return repaired, notes + drain_notes, within
 
 
 def _same(gpus: Sequence[Gpu], deployed: DeployedPlacement) -> bool:

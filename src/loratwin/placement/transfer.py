@@ -65,6 +65,7 @@ class CapacityTransferPredictor:
             total_throughput_tok_s=np.asarray(p.total_throughput_tok_s) * c,
             mean_itl_ms=np.asarray(p.mean_itl_ms) / c,
             mean_ttft_ms=np.asarray(p.mean_ttft_ms) / c,
+            p99_ttft_ms=np.asarray(p.p99_ttft_ms) / c,
             starvation_probability=np.asarray(p.starvation_probability),
             out_of_envelope=np.asarray(p.out_of_envelope),
         )

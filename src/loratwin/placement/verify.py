@@ -12,7 +12,7 @@ from loratwin.placement.parallel import run_tasks
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.surrogate.point import lengths_for
-from loratwin.twin.config import ClientConfig, ServerConfig
+from loratwin.twin.config import ClientConfig
 from loratwin.twin.simulate import simulate
 from loratwin.twin.timeseries import resample
 from loratwin.workload.lengths import BoundedHeavyTailed
@@ -46,7 +46,7 @@ def verify_gpu(
     arrivals = (ArrivalSpec() if problem.arrival_cv == 1.0
                 else ArrivalSpec(process="gamma", cv=problem.arrival_cv))
     req = generate_requests(adapters, duration_s, arrivals, gpu_lengths(problem, gpu), seed)
-    server = ServerConfig(
+    server = problem.server(
         max_loras=gpu.max_loras, max_cpu_loras=gpu.max_cpu_loras,
         max_lora_rank=gpu.max_lora_rank, max_num_seqs=gpu.max_num_seqs,
         max_num_batched_tokens=max(2048, gpu.max_num_seqs),

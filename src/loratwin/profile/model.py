@@ -45,7 +45,9 @@ class StepCoefficients(BaseModel):
     + lora_eager_layer_s*layers*[M > 512]`` where E, W and X count the empty, the working and
     the extra split-K Triton thread blocks of vLLM's ``lora_shrink``/``lora_expand``
     (``split_k_fixed_fraction`` is dimensionless);
-    scheduler CPU: ``sched_base_s + sched_per_running_s*running + sched_per_walked_s*walked``.
+    scheduler CPU: ``sched_base_s + sched_per_running_s*running + sched_per_walked_s*walked``;
+    PyTorch LoRA ops of vLLM's CPU backend (``device == "cpu"``, zero on CUDA):
+    ``lora_step_s + lora_token_rank_s*M*max_lora_rank`` per step with LoRA enabled.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -62,6 +64,8 @@ class StepCoefficients(BaseModel):
     sched_base_s: float
     sched_per_running_s: float
     sched_per_walked_s: float
+    lora_step_s: float = 0.0
+    lora_token_rank_s: float = 0.0
 
 
 class LoadPoint(BaseModel):
@@ -148,6 +152,11 @@ class Profile(BaseModel):
     frontend_latency_s: float = Field(
         description="client-visible latency added to TTFT (HTTP, tokenisation, streaming), s"
     )
+    frontend_per_request_s: float = Field(
+        default=0.0, ge=0.0,
+        description="serial API-server time per request before it reaches the engine, s "
+                    "(loratwin.twin.frontend; 0 when not measured)",
+    )
     sharegpt_mean_input_tokens: float
     sharegpt_mean_output_tokens: float
     sharegpt_std_input_tokens: float
@@ -156,6 +165,14 @@ class Profile(BaseModel):
     fit_report: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
     vllm_version: str = Field(
         default="0.8.5", description="vLLM release the profile was measured on (or models)"
+    )
+    device: Literal["cuda", "cpu"] = Field(
+        default="cuda",
+        description=(
+            "cuda: CUDA graphs and vLLM's Triton LoRA kernels, KV memory from "
+            "gpu_memory_utilization; cpu: vLLM's CPU backend (eager, PyTorch LoRA ops, KV "
+            "memory set by VLLM_CPU_KVCACHE_SPACE)"
+        ),
     )
     profile_kind: Literal["measured", "collected", "prior"] = Field(
         default="measured",
@@ -220,6 +237,8 @@ def _rank_line(lines: dict[int, tuple[float, float]], rank: int) -> tuple[float,
 def _no_lora_tokens(kv: KVModel, max_num_seqs: int) -> float:
     xs = sorted(kv.no_lora_by_max_num_seqs)
     ys = [kv.no_lora_by_max_num_seqs[x] for x in xs]
+    if len(xs) == 1:  # one measured max_num_seqs: no slope to extrapolate with
+        return float(ys[0])
     if max_num_seqs <= xs[-1]:
         return float(np.interp(max_num_seqs, xs, ys))
     slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
@@ -242,7 +261,8 @@ def kv_capacity(
     ``gpu_memory_utilization`` are the measured ones); other points use the per-rank linear
     fits. ``max_num_seqs`` shifts the size by the measured no-LoRA difference (vLLM profiles
     activations for ``max_num_seqs`` sequences); ``gpu_memory_utilization`` adds
-    ``(u - 0.9) x total GPU memory`` of KV bytes.
+    ``(u - 0.9) x total GPU memory`` of KV bytes (not on the CPU backend, whose KV memory is
+    ``VLLM_CPU_KVCACHE_SPACE``).
 
     The start-up checks mirror vLLM 0.8.5 (``vllm/v1/core/kv_cache_utils.py``,
     ``check_enough_kv_cache_memory``): no memory left for the KV cache, or a KV cache too
@@ -265,7 +285,7 @@ def kv_capacity(
     kv = profile.kv
     mns = kv.reference_max_num_seqs if max_num_seqs is None else max_num_seqs
     mml = profile.max_model_len if max_model_len is None else max_model_len
-    gmu_tokens = (
+    gmu_tokens = 0.0 if profile.device == "cpu" else (
         (gpu_memory_utilization - profile.gpu_memory_utilization_measured)
         * profile.gpu_total_memory_gib * GIB / profile.arch.kv_bytes_per_token
     )

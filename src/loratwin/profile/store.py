@@ -124,7 +124,30 @@ def _non_finite(data: Any, loc: str = "") -> str | None:
     return None
 
 
+#: Fields added after the bundled profiles were written, omitted from the JSON while they
+#: hold their default, so that refitting a bundled profile rewrites the same file.
+OMIT_WHEN_DEFAULT: dict[str, tuple[str, ...]] = {
+    "": ("vllm_version", "profile_kind", "device", "frontend_per_request_s"),
+    "step": ("lora_step_s", "lora_token_rank_s"),
+}
+
+
+def _defaults_to_omit(profile: Profile) -> dict[str, object]:
+    exclude: dict[str, object] = {}
+    for part, names in OMIT_WHEN_DEFAULT.items():
+        obj = getattr(profile, part) if part else profile
+        fields = type(obj).model_fields
+        same = {n for n in names if getattr(obj, n) == fields[n].default}
+        if part and same:
+            exclude[part] = same
+        elif not part:
+            exclude.update(dict.fromkeys(same, True))
+    return exclude
+
+
 def save_profile(profile: Profile, path: Path) -> None:
-    """Write a profile as indented JSON."""
+    """Write a profile as indented JSON (fields of :data:`OMIT_WHEN_DEFAULT` that hold their
+    default are left out; reading the file gives them back)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profile.model_dump_json(indent=1) + "\n")
+    text = profile.model_dump_json(indent=1, exclude=_defaults_to_omit(profile))
+    path.write_text(text + "\n")

@@ -75,6 +75,7 @@ from loratwin.profile.model import Profile, kv_capacity, max_loras_that_fit
 from loratwin.surrogate.point import GpuPoint
 from loratwin.twin.config import ServerConfig
 from loratwin.twin.cost import StepCost
+from loratwin.twin.release import normalise_version
 
 #: Served adapters and ``max_loras`` of the papers' grid.
 PAPER_SIZES: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512, 576)
@@ -171,6 +172,8 @@ class DesignSpec(_Strict):
         ``--max-num-seqs`` of every point (2048 in the measured runs).
     load_band:
         Offered load / estimated capacity where points concentrate.
+    vllm_version:
+        vLLM release whose rules the twin runs follow (default: the profile's).
     """
 
     model: str = "llama-3.1-8b-instruct"
@@ -181,10 +184,16 @@ class DesignSpec(_Strict):
     load_band: tuple[float, float] = (0.2, 3.0)
     grid: GridSpec = GridSpec()
     qmc: QmcSpec = QmcSpec()
+    vllm_version: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DesignSpec:
         _range(self.load_band, "load_band")
+        if self.vllm_version is not None:
+            try:
+                normalise_version(self.vllm_version)
+            except ConfigError as exc:
+                raise ValueError(f"vllm_version: {exc.message}") from None
         return self
 
 
@@ -286,7 +295,9 @@ def spec_fingerprint(spec: DesignSpec, profile: Profile) -> str:
     """SHA-256 (first 16 hex digits) of the design version, the spec and the profile."""
     h = hashlib.sha256()
     h.update(f"design-v{DESIGN_VERSION}".encode())
-    h.update(spec.model_dump_json().encode())
+    # a design without vllm_version hashes as before the field existed (data sets resume)
+    h.update(spec.model_dump_json(
+        exclude={"vllm_version"} if spec.vllm_version is None else None).encode())
     h.update(profile_hash(profile).encode())
     return h.hexdigest()[:16]
 
@@ -492,7 +503,9 @@ def build_design(spec: DesignSpec, profile: Profile) -> list[DesignPoint]:
     out = []
     for pos, k in enumerate(order):
         pid, p = labelled[int(k)]
-        p = GpuPoint(**{**p.__dict__, "seed": _point_seed(spec.seed, pid)})
+        version = None if spec.vllm_version is None else normalise_version(spec.vllm_version)
+        p = GpuPoint(**{**p.__dict__, "seed": _point_seed(spec.seed, pid),
+                        "vllm_version": version})
         out.append(DesignPoint(pid, pos // spec.chunk_size, p))
     return out
 

@@ -45,6 +45,7 @@ class GpuPoint:
     duration_s: float = 3600.0
     seed: int = 0
     origin: str = "grid"
+    vllm_version: str | None = None  # None: the profile's release
 
     @property
     def served_adapters(self) -> int:
@@ -58,14 +59,19 @@ class GpuPoint:
     def server(self) -> ServerConfig:
         """The vLLM flags of the point."""
         return ServerConfig(
+            vllm_version=self.vllm_version,
             max_loras=self.max_loras, max_cpu_loras=max(self.max_loras, len(self.ranks)),
             max_lora_rank=max(self.ranks), max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=max(2048, self.max_num_seqs),
         )
 
     def to_json(self) -> str:
-        """Compact JSON spec (stored with every data-set row for provenance)."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """Compact JSON spec (stored with every data-set row for provenance; without
+        ``vllm_version`` when unset, as in data sets made before it existed)."""
+        d = asdict(self)
+        if d["vllm_version"] is None:
+            del d["vllm_version"]
+        return json.dumps(d, separators=(",", ":"))
 
     @staticmethod
     def from_json(text: str) -> GpuPoint:

@@ -514,6 +514,7 @@ def train_surrogate(
         "model_inputs": list(MODEL_INPUTS),
         "targets": [*targets, CLASS_TARGET],
         "profile": profile.name,
+        "profile_kind": profile.profile_kind,
         "profile_sha256": dataset.profile_sha256 or profile_hash(profile),
         "profile_sha256_at_training": profile_hash(profile),
         "default_input_tokens": profile.sharegpt_mean_input_tokens,

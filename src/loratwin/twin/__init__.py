@@ -1,8 +1,9 @@
-"""The digital twin of a vLLM 0.8.5 V1 server serving many LoRA adapters.
+"""The digital twin of a vLLM V1 server serving many LoRA adapters (releases 0.8.5, 0.32, 0.33).
 
 ``simulate(profile, server, adapters, requests, client) -> SimResult`` is the entry point;
 the event loop is in :mod:`.engine`, the step-cost model in :mod:`.cost`, the metrics in
-:mod:`.metrics`.
+:mod:`.metrics`, the rules of each vLLM release in ``vllm_<release>/`` (registry:
+:mod:`.release`).
 """
 
 from loratwin.twin.config import ClientConfig, ServerConfig

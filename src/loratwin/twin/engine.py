@@ -1,18 +1,25 @@
-"""The event loop of the digital twin: one vLLM 0.8.5 V1 engine serving many LoRA adapters.
+"""The event loop of the digital twin: one vLLM V1 engine serving many LoRA adapters.
 
-Semantics mirror vLLM 0.8.5 (``vllm/v1/core/sched/scheduler.py``,
-``vllm/v1/core/kv_cache_manager.py``, ``vllm/lora/models.py``, ``vllm/lora/worker_manager.py``):
+The rules come from the release's package (``loratwin.twin.vllm_0_8_5``, ``vllm_0_32``,
+``vllm_0_33``: ``scheduler``, ``kv_cache_manager``, ``lora_manager``), read once per run into
+:class:`~loratwin.twin.release.ReleaseRules`; this module is the machinery that applies them
+without walking every running request every step:
 
 * Each engine step first accepts the requests that arrived while the previous step ran, then
   ``schedule()`` walks the *running* requests (in admission order) and then the *waiting*
   requests (FCFS, preempted requests at the front) under a budget of
   ``max_num_batched_tokens`` tokens (chunked prefill) and ``max_num_seqs`` running requests.
-* KV cache blocks of ``block_size`` tokens are allocated incrementally. When a running request
-  cannot get a block, the last running request (lowest priority) is preempted (its KV cache is
-  freed and it will recompute) and goes to the front of the waiting queue; a step that
-  preempted admits no waiting request.
-* ``max_loras`` bounds the distinct adapters in a step: a waiting request whose adapter would
+* KV cache blocks of ``block_size`` tokens are allocated incrementally out of the pool less
+  its null block. When a running request cannot get a block, the last running request is
+  preempted (its KV cache is freed and it will recompute) and goes to the front of the
+  waiting queue; a step that preempted admits no waiting request. A waiting request needs
+  free blocks for its first chunk (0.8.5) or for its whole sequence (0.32 and later).
+* ``max_loras`` bounds the adapters counted in a step (those of the scheduled running
+  requests, or from 0.33 of all running requests): a waiting request whose adapter would
   exceed it is skipped, and the requests behind it are still considered.
+* With asynchronous scheduling (default from 0.32) the output of step n is processed after
+  step n+1 was scheduled: a request whose last token step n sampled is not scheduled in step
+  n+1 but keeps its blocks and its place among the running requests until then.
 * GPU slots (``max_loras``) and the CPU adapter cache (``max_cpu_loras``) are LRU caches; a
   step that needs an adapter that is not in a GPU slot pays the load (from the CPU cache, or
   from disk on a CPU-cache miss). Static adapters are loaded at start-up as vLLM's
@@ -41,13 +48,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loratwin.profile.model import Profile, cpu_load_s, disk_load_s, kv_capacity
+from loratwin.profile.model import Profile, kv_capacity
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
+from loratwin.twin.release import release_rules
+from loratwin.twin.trace import StepTrace
+from loratwin.twin.vllm_0_8_5.lora_manager import lora_hash_order, preloaded
 from loratwin.workload.types import Requests
 
-# request states
-_WAITING, _PREFILL, _DECODE, _DONE = range(4)
+# request states (_PEND: last token sampled in the previous step, output not yet processed)
+_WAITING, _PREFILL, _DECODE, _DONE, _PEND = range(5)
+
+__all__ = ["RawRun", "lora_hash_order", "run_engine"]
 
 
 @dataclass(frozen=True)
@@ -88,17 +100,6 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def lora_hash_order(n: int) -> list[int]:
-    """A fixed pseudo-random rank per adapter: the iteration order of a set of LoRARequests.
-
-    vLLM iterates the step's ``set`` of ``LoRARequest`` objects, hashed by name; CPython's
-    set order is a hash order, effectively a random permutation that stays the same from
-    step to step. A multiplicative (Knuth) hash of the index gives such an order
-    deterministically.
-    """
-    return [((i + 1) * 2654435761) & 0xFFFFFFFF for i in range(n)]
-
-
 def run_engine(
     profile: Profile,
     server: ServerConfig,
@@ -109,6 +110,7 @@ def run_engine(
     cost: StepCost | None = None,
     record_timeseries: bool = False,
     preload: bool = True,
+    trace: list[StepTrace] | None = None,
 ) -> RawRun:
     """Simulate one server over the client's window and return raw per-request outcomes.
 
@@ -117,7 +119,8 @@ def run_engine(
     profile:
         Fitted performance profile (step costs, load times, KV capacity).
     server:
-        vLLM flags. The caller has checked that the server starts (no memory error).
+        vLLM flags and release (resolved against the profile here). The caller has checked
+        that the server starts (no memory error).
     adapter_ranks:
         Rank of each adapter, indexed like ``requests.adapter``.
     requests:
@@ -131,6 +134,9 @@ def run_engine(
         Keep one row per simulated step (or run of identical steps).
     preload:
         Load the static adapters at start-up (vLLM's ``--lora-modules``).
+    trace:
+        If given, one :class:`StepTrace` per ``schedule()`` call is appended (slow: for the
+        conformance tests).
 
     Raises
     ------
@@ -138,6 +144,8 @@ def run_engine(
         If the KV cache cannot start (the caller should check :func:`kv_capacity` first).
     """
     wall0 = time.perf_counter()
+    server = server.resolved(profile)
+    rules = release_rules(server.vllm_version)
     if cost is None:
         cost = StepCost(profile, server)
     cap = kv_capacity(
@@ -155,6 +163,10 @@ def run_engine(
     max_loras = server.max_loras if lora_on else 1 << 30
     cpu_cap = server.cpu_loras
     max_len = server.max_model_len or profile.max_model_len
+    # release rules (see the release's scheduler module)
+    admission_blocks = rules.scheduler.admission_blocks
+    async_on = bool(server.async_scheduling)
+    cap_counts_pending = async_on and rules.scheduler.max_loras_counts_unscheduled_running
     t_end = client.duration_s
     port_cap = client.max_ports if client.max_ports is not None else 1 << 62
     tw_s = client.time_wait_s
@@ -240,18 +252,25 @@ def run_engine(
     active: set[int] = set()
     n_gpu = 0
     n_cpu = 0
-    cpu_s = [cpu_load_s(profile, server.max_lora_rank, r) for r in ranks]
-    disk_s = [disk_load_s(profile, r) for r in ranks]
+    cpu_s = [cost.cpu_load_s(r) for r in ranks]
+    disk_s = [cost.disk_load_s(r) for r in ranks]
     if lora_on and preload and n_ad:
-        for a in range(max(0, n_ad - cpu_cap), n_ad):
+        in_cpu_start, in_gpu_start = preloaded(n_ad, cpu_cap, max_loras)
+        for a in in_cpu_start:
             in_cpu[a] = True
-        n_cpu = min(cpu_cap, n_ad)
-        for a in range(max(0, n_ad - min(cpu_cap, max_loras)), n_ad):
+        n_cpu = len(in_cpu_start)
+        for a in in_gpu_start:
             in_gpu[a] = True
-        n_gpu = min(cpu_cap, max_loras, n_ad)
+        n_gpu = len(in_gpu_start)
 
-    free = cap.blocks
+    free = max(cap.blocks - rules.kv_cache.reserved_blocks, 0)  # BlockPool.null_block
     total_blocks = cap.blocks
+
+    # asynchronous scheduling: requests whose last token the previous step sampled
+    pend: list[int] = []
+    # tracing (tests): per-step records and the preemptions / finishes of the current step
+    tr_pre: list[int] = []
+    tr_fin: list[int] = []
 
     # client ports
     inflight = 0
@@ -278,12 +297,21 @@ def run_engine(
 
     exec_s = cost.exec_s
     sched_s = cost.sched_s
+    overlap = cost.overlap
     decode_run = cost.decode_run
     record_run = cost.record_run
     heappush = heapq.heappush
     heappop = heapq.heappop
 
+    tracing = trace is not None
+    pend_only: set[int] = set()  # adapters counted for max_loras only by a pending request
+
     # ------------------------------------------------------------------ helpers
+    def running_now() -> list[int]:
+        """The running requests in vLLM's ``running`` order (tracing only: walks them all)."""
+        return [r for i, r in enumerate(order)
+                if run_pos[r] == i and state[r] in (_PREFILL, _DECODE, _PEND)]
+
     def removed_upto(i: int) -> int:
         """Admitted requests among acceptance indices 0..i."""
         b = i >> _BLOCK_BITS
@@ -299,15 +327,22 @@ def run_engine(
 
     def candidate() -> int:
         """Next waiting request vLLM would admit (FCFS, skipping adapters over max_loras)."""
-        member = n_sched_ad >= max_loras
+        member = n_sched_ad + len(pend_only) >= max_loras
         heap = mheap if member else gheap
+        best = -1
         while heap:
             k, a = heap[0]
             q = wq[a]
-            if q and key[q[0]] == k and (not member or run_cnt[a] > 0):
-                return q[0]
+            if q and key[q[0]] == k and (not member or run_cnt[a] > 0 or a in pend_only):
+                best = q[0]
+                break
             heappop(heap)
-        return -1
+        if member:  # adapters counted only through a request still in flight (0.33)
+            for a in pend_only:
+                q = wq[a]
+                if q and (best < 0 or key[q[0]] < key[best]):
+                    best = q[0]
+        return best
 
     def apply_adapters(step: int, entering: list[int]) -> float:
         """vLLM's ``_apply_adapters`` for a step whose batch has adapters outside the GPU.
@@ -376,9 +411,9 @@ def run_engine(
         if run_cnt[a] > 0:
             heappush(mheap, (key[r], a))
 
-    def leave_running(r: int, when: int) -> None:
-        nonlocal n_running, n_sched_ad
-        n_running -= 1
+    def leave_batch(r: int, when: int) -> None:
+        """Request r is no longer scheduled: its adapter leaves the batch after `when`."""
+        nonlocal n_sched_ad
         a = ad[r]
         run_cnt[a] -= 1
         if run_cnt[a] == 0:
@@ -388,14 +423,23 @@ def run_engine(
 
     def preempt_tail(step: int, now: float) -> tuple[int, int]:
         """Preempt the last running request. Returns (blocks freed, block demand removed)."""
-        nonlocal n_dec, dec_ctx, x, preemptions
+        nonlocal n_dec, dec_ctx, x, preemptions, n_running
         while True:
             r = order.pop()
-            if run_pos[r] == len(order) and state[r] in (_PREFILL, _DECODE):
+            if run_pos[r] == len(order) and state[r] in (_PREFILL, _DECODE, _PEND):
                 break
         preemptions += 1
         npre[r] += 1
         run_pos[r] = -1
+        n_running -= 1
+        if tracing:
+            tr_pre.append(orig[r])
+        if state[r] == _PEND:
+            # its last token is in flight: freed now, finished when that output is processed
+            freed = blk[r]
+            blk[r] = 0
+            state[r] = _DONE
+            return freed, 0
         demand = 0
         if state[r] == _DECODE:
             done = step - s_first[r]
@@ -415,16 +459,25 @@ def run_engine(
         blk[r] = 0
         comp[r] = 0
         state[r] = _WAITING
-        leave_running(r, step - 1)
+        leave_batch(r, step - 1)
         push_waiting_front(r)
         return freed, demand
 
     def finish_request(r: int, now: float, blocks: int, step: int) -> None:
-        nonlocal free, inflight, tw_n
-        state[r] = _DONE
+        """Request r sampled its last token at the end of `step` (holding `blocks`)."""
+        nonlocal free, inflight, tw_n, n_running
         finish[r] = now
-        free += blocks
-        leave_running(r, step)
+        if async_on:  # leaves `running` after the next schedule()
+            state[r] = _PEND
+            blk[r] = blocks
+            pend.append(r)
+        else:
+            state[r] = _DONE
+            free += blocks
+            n_running -= 1
+        leave_batch(r, step)
+        if tracing:
+            tr_fin.append(orig[r])
         inflight -= 1
         # connections close at the end of a step: one TIME_WAIT entry per step
         if tw_q and tw_q[-1][0] == now:
@@ -526,7 +579,8 @@ def run_engine(
             if n_wait and n_running < max_seqs and budget_max > n_dec:
                 c = candidate()
                 if c >= 0:
-                    need = _cdiv(min(plen[c] + gen[c], budget_max - n_dec), bs)
+                    tokens = plen[c] + gen[c]
+                    need = admission_blocks(tokens, min(tokens, budget_max - n_dec), bs)
                     if need <= free:
                         blocked = False
                     else:
@@ -552,7 +606,10 @@ def run_engine(
                 k = min(k_max, k_mem)
                 if k >= 2:
                     # step j (0-based) costs a + b*j (the context grows by n_dec per step)
-                    a0, b0 = decode_run(n_dec, dec_ctx + n_dec, n_sched_ad, n_running, walked)
+                    a0, b0, k_lim = decode_run(
+                        n_dec, dec_ctx + n_dec, n_sched_ad, n_running, walked)
+                    if k_lim < k:
+                        k = k_lim
                     t_stop = t_end
                     if next_arr < t_stop:
                         t_stop = next_arr
@@ -586,6 +643,9 @@ def run_engine(
                                         ("kv_used_blocks", total_blocks - free),
                                         ("tokens", n_dec), ("adapters", n_sched_ad)):
                             ts[name].append(v)
+                    if tracing:
+                        decoding = {orig[r]: 1 for r in running_now() if state[r] == _DECODE}
+                        t_step = t
                     t += dt
                     dec_ctx += n_dec * k
                     last = step + k - 1
@@ -602,9 +662,20 @@ def run_engine(
                         gen[r] = olen[r]
                         fin_step[r] = -1
                         finish_request(r, t, _cdiv(c_after, bs), f)
+                    if tracing:
+                        for j in range(k):
+                            t_j = t_step + j * a0 + b0 * j * (j - 1) / 2
+                            fins = tuple(sorted(tr_fin)) if j == k - 1 else ()
+                            trace.append(StepTrace(last - k + 1 + j, t_j, dict(decoding), (), fins))
+                        tr_fin.clear()
                     continue
 
         # ---- one general step: running requests first
+        pend_only.clear()
+        if cap_counts_pending:
+            for r in pend:
+                if state[r] == _PEND and run_cnt[ad[r]] == 0:
+                    pend_only.add(ad[r])
         bmod = step % bs
         demand = cnt[bmod]
         chunk_x = 0
@@ -639,26 +710,33 @@ def run_engine(
         # ---- then waiting requests, unless this step preempted
         if not preempted and n_wait and budget > 0:
             n_adm = 0
+            n_po = len(pend_only)
             while True:
                 if n_running >= max_seqs:
                     break
-                member = n_sched_ad >= max_loras
+                member = n_sched_ad + n_po >= max_loras
                 heap = mheap if member else gheap
                 r = -1
                 while heap:
                     k, a = heap[0]
                     q = wq[a]
-                    if q and key[q[0]] == k and (not member or run_cnt[a] > 0):
+                    if q and key[q[0]] == k and (
+                            not member or run_cnt[a] > 0 or (n_po and a in pend_only)):
                         r = q[0]
                         break
                     heappop(heap)
+                if member and n_po:
+                    for a in pend_only:
+                        q = wq[a]
+                        if q and (r < 0 or key[q[0]] < key[r]):
+                            r = q[0]
                 if r < 0:
                     walked = n_wait + n_adm
                     break
                 tokens = plen[r] + gen[r]
                 num_new = tokens if tokens < budget else budget
                 need = -(-num_new // bs)
-                if need > free:
+                if admission_blocks(tokens, num_new, bs) > free:
                     walked = wait_pos(r) + n_adm
                     break
                 if num_new == budget or n_running + 1 >= max_seqs:
@@ -689,6 +767,9 @@ def run_engine(
                     n_sched_ad += 1
                     active.add(a)
                     entering.append(a)
+                    if n_po and a in pend_only:
+                        pend_only.discard(a)
+                        n_po -= 1
                 run_cnt[a] += 1
                 if q:
                     heappush(gheap, (key[q[0]], a))
@@ -702,9 +783,33 @@ def run_engine(
             if lora_on and any(not in_gpu[a] for a in entering):
                 load_s += apply_adapters(step, entering)
 
+        # ---- asynchronous scheduling: the previous step's output is processed now
+        released = False
+        n_run_sched = n_running  # schedule() walked the running list before that
+        if pend:
+            for r in pend:
+                if state[r] == _PEND:
+                    state[r] = _DONE
+                    free += blk[r]
+                    blk[r] = 0
+                    n_running -= 1
+            pend.clear()
+            pend_only.clear()
+            released = True
+        if tracing:
+            scheduled = {orig[r]: 1 for r in running_now() if state[r] == _DECODE}
+            if chunk_x > 0:
+                scheduled[orig[x]] = chunk_x
+            for r in admitted:
+                scheduled[orig[r]] = comp[r]
+            t_step = t
+
         # ---- cost of the step
         if n_tok == 0:
-            if preempted:  # an empty step; the next one admits again
+            if preempted or released:  # an empty step; the next one can schedule again
+                if tracing:
+                    trace.append(StepTrace(step, t, {}, tuple(sorted(tr_pre)), ()))
+                    tr_pre.clear()
                 step += 1
                 continue
             # nothing can run until something arrives
@@ -712,11 +817,16 @@ def run_engine(
                 break
             t = max(t, next_arr)
             continue
-        dt = (
-            exec_s(n_tok, n_dec, n_pref, dec_ctx + n_dec, n_sched_ad)
-            + sched_s(n_running, walked)
-            + load_s
-        )
+        if overlap:  # asynchronous scheduling: the scheduler runs during the forward pass
+            e_s = exec_s(n_tok, n_dec, n_pref, dec_ctx + n_dec, n_sched_ad)
+            s_s = sched_s(n_run_sched, walked)
+            dt = (e_s if e_s > s_s else s_s) + load_s
+        else:
+            dt = (
+                exec_s(n_tok, n_dec, n_pref, dec_ctx + n_dec, n_sched_ad)
+                + sched_s(n_run_sched, walked)
+                + load_s
+            )
         feats_walk += walked
         run_int += n_running * dt
         wait_int += n_wait * dt
@@ -747,11 +857,18 @@ def run_engine(
             dec_ctx -= done_tokens
             gen[r] = olen[r]
             fin_step[r] = -1
-            state[r] = _DONE
             finish[r] = t
-            free += -(-done_tokens // bs)
-            n_running -= 1
             a = ad[r]
+            if async_on:  # leaves `running` after the next schedule()
+                state[r] = _PEND
+                blk[r] = -(-done_tokens // bs)
+                pend.append(r)
+            else:
+                state[r] = _DONE
+                free += -(-done_tokens // bs)
+                n_running -= 1
+            if tracing:
+                tr_fin.append(orig[r])
             k = run_cnt[a] - 1
             run_cnt[a] = k
             if k == 0:
@@ -793,6 +910,11 @@ def run_engine(
             heappush(fin_heap, (f, r))
         if new_x >= 0:
             x = new_x
+        if tracing:
+            trace.append(StepTrace(step, t_step, scheduled, tuple(sorted(tr_pre)),
+                                   tuple(sorted(tr_fin))))
+            tr_pre.clear()
+            tr_fin.clear()
         step = step1
 
         # occasional compaction of the running order and the lazy heaps

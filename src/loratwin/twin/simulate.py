@@ -12,8 +12,21 @@ from loratwin.profile.model import Profile, kv_capacity
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
 from loratwin.twin.engine import run_engine
+from loratwin.twin.frontend import through_frontend
 from loratwin.twin.metrics import SimResult, build_result, memory_error_result
+from loratwin.twin.release import normalise_version
 from loratwin.workload.types import Adapter, Requests
+
+
+def estimated_note(profile: Profile, server: ServerConfig) -> str | None:
+    """A note for outputs whose timings are estimates: the step costs were measured on
+    another vLLM release than the one simulated (``None`` when they agree).
+    """
+    version = server.resolved(profile).vllm_version
+    if version == normalise_version(profile.vllm_version):
+        return None
+    return (f"timings estimated: profile {profile.name} was measured on vLLM "
+            f"{profile.vllm_version}, the scheduling rules are vLLM {version}'s")
 
 
 def check_server(profile: Profile, server: ServerConfig, adapters: Sequence[Adapter]) -> None:
@@ -47,7 +60,7 @@ def simulate(
     record_requests: bool = False,
     record_timeseries: bool = False,
 ) -> SimResult:
-    """Simulate one vLLM 0.8.5 V1 server serving LoRA adapters over a benchmark window.
+    """Simulate one vLLM V1 server serving LoRA adapters over a benchmark window.
 
     Parameters
     ----------
@@ -55,7 +68,9 @@ def simulate(
         Performance profile of the model on the GPU (see :mod:`loratwin.profile`).
     server:
         vLLM flags (``max_loras``, ``max_cpu_loras``, ``max_lora_rank``, ``max_num_seqs``,
-        ``max_num_batched_tokens``, ``gpu_memory_utilization``).
+        ``max_num_batched_tokens``, ``gpu_memory_utilization``) and the release whose rules
+        apply (``vllm_version``, default the profile's); unset flags take that release's
+        defaults (:meth:`ServerConfig.resolved`).
     adapters:
         The served adapters; ``requests.adapter`` indexes into this sequence.
     requests:
@@ -77,6 +92,7 @@ def simulate(
         For configurations vLLM rejects (see :func:`check_server`).
     """
     client = client or ClientConfig()
+    server = server.resolved(profile)
     check_server(profile, server, adapters)
     ids = [a.id for a in adapters]
     ranks = [a.rank for a in adapters]
@@ -90,8 +106,8 @@ def simulate(
     if cap.failure is not None:
         return memory_error_result(cap.failure, ids, ranks, requests, client.duration_s)
     raw = run_engine(
-        profile, server, ranks, requests, client, cost=StepCost(profile, server),
-        record_timeseries=record_timeseries,
+        profile, server, ranks, through_frontend(requests, profile.frontend_per_request_s),
+        client, cost=StepCost(profile, server), record_timeseries=record_timeseries,
     )
     result = build_result(
         raw, requests, ids, ranks, client.duration_s, profile.frontend_latency_s,

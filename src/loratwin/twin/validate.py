@@ -34,6 +34,8 @@ REQUIRED_COLUMNS = (
     "rank_set", "max_lora_rank", "max_loras", "max_cpu_loras", "served_adapters",
     "max_num_seqs", "rates", "status",
 )
+#: Optional columns of ``loratwin bench`` rows naming the exact requests of the run.
+RECORDED_COLUMNS = ("trace_file", "adapters_file")
 #: Measured columns compared with the twin's metrics.
 COMPARED = {
     "total_throughput": "total_throughput_tok_s",
@@ -88,7 +90,7 @@ def read_real_runs(path: str | Path) -> pd.DataFrame:
                         ) from None
     df.columns = [str(c).strip() for c in df.columns]
     check_real_runs(df, str(path))
-    return df
+    return resolve_run_files(df, path.parent)
 
 
 def check_real_runs(df: pd.DataFrame, source: str) -> None:
@@ -165,16 +167,80 @@ class RunInputs:
     mean_output_tokens: float
 
 
-def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunInputs:
+def _optional_int(row: pd.Series, col: str) -> int | None:
+    v = _pick(row, col, float("nan"))
+    return int(v) if math.isfinite(v) else None
+
+
+def _server(row: pd.Series, profile: Profile, vllm_version: str | None) -> ServerConfig:
+    """The row's flags under the rules of ``vllm_version`` (``None``: the profile's
+    release); the optional columns of ``loratwin bench`` rows (``max_num_batched_tokens``,
+    ``block_size``, ``gpu_memory_utilization``) when present, else the measured runs' values
+    (a token budget of 2048, the profile's block size, ``gpu_memory_utilization`` 0.9)."""
+    seqs = int(row["max_num_seqs"])
+    gmu = _pick(row, "gpu_memory_utilization", float("nan"))
+    return ServerConfig(
+        vllm_version=vllm_version,
+        gpu_memory_utilization=gmu if math.isfinite(gmu) and 0 < gmu <= 1 else 0.9,
+        max_loras=int(row["max_loras"]), max_cpu_loras=int(row["max_cpu_loras"]),
+        max_lora_rank=int(row["max_lora_rank"]), max_num_seqs=seqs,
+        max_num_batched_tokens=_optional_int(row, "max_num_batched_tokens")
+        or max(2048, seqs),
+        block_size=_optional_int(row, "block_size") or profile.block_size,
+    )
+
+
+def _recorded_inputs(row: pd.Series, row_no: int, profile: Profile,
+                     vllm_version: str | None) -> RunInputs:
+    """The exact requests of a ``loratwin bench`` row (``trace_file`` + ``adapters_file``,
+    paths as :func:`resolve_run_files` made them)."""
+    from loratwin.workload.adapters import load_adapters
+    from loratwin.workload.spec import requests_from_trace
+    from loratwin.workload.trace import load_trace_csv
+
+    adapters = load_adapters(str(row["adapters_file"]))
+    requests = requests_from_trace(load_trace_csv(str(row["trace_file"])), adapters)
+    duration = float(row.get("total_time_s", 3600.0) or 3600.0)
+    mean_in = float(requests.input_tokens.mean()) if len(requests) else float("nan")
+    mean_out = float(requests.output_tokens.mean()) if len(requests) else float("nan")
+    return RunInputs(_server(row, profile, vllm_version), adapters, requests,
+                     ClientConfig(duration_s=duration), mean_in, mean_out)
+
+
+def has_recorded_requests(row: pd.Series) -> bool:
+    """Whether the row names the exact requests it sent (``trace_file``, ``adapters_file``)."""
+    return all(isinstance(row.get(c), str) and row.get(c) for c in RECORDED_COLUMNS)
+
+
+def resolve_run_files(df: pd.DataFrame, base_dir: Path) -> pd.DataFrame:
+    """``df`` with relative ``trace_file`` / ``adapters_file`` paths made absolute against
+    ``base_dir`` (the folder of the CSV), so that worker processes find them."""
+    out = df.copy()
+    for col in RECORDED_COLUMNS:
+        if col in out.columns:
+            out[col] = [
+                str((base_dir / v).resolve()) if isinstance(v, str) and v else v
+                for v in out[col]
+            ]
+    return out
+
+
+def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int,
+               vllm_version: str | None = None) -> RunInputs:
     """Rebuild the workload of one real run (same rules as the authors' client).
 
     The seed of the row is ``seed + row_no``, so results do not depend on which rows are run.
+    The server runs under the rules of ``vllm_version`` (default: the profile's release).
+    A row of ``loratwin bench`` that names its requests (``trace_file``, ``adapters_file``)
+    is replayed with exactly those requests.
 
     Raises
     ------
     DataError
-        A malformed rank set or rate list.
+        A malformed rank set or rate list, or a missing trace / adapters file.
     """
+    if has_recorded_requests(row):
+        return _recorded_inputs(row, row_no, profile, vllm_version)
     n = int(row["served_adapters"])
     ranks = _ints(row["rank_set"], "rank_set", row_no)
     rates = _floats(row["rates"], "rates", row_no)
@@ -194,13 +260,8 @@ def run_inputs(row: pd.Series, row_no: int, profile: Profile, seed: int) -> RunI
     requests = generate_requests(
         adapters, duration, ArrivalSpec(), lengths, int(rng.integers(0, 2**31 - 1))
     )
-    server = ServerConfig(
-        max_loras=int(row["max_loras"]), max_cpu_loras=int(row["max_cpu_loras"]),
-        max_lora_rank=int(row["max_lora_rank"]), max_num_seqs=int(row["max_num_seqs"]),
-        max_num_batched_tokens=max(2048, int(row["max_num_seqs"])),
-    )
-    return RunInputs(server, adapters, requests, ClientConfig(duration_s=duration),
-                     mean_in, mean_out)
+    return RunInputs(_server(row, profile, vllm_version), adapters, requests,
+                     ClientConfig(duration_s=duration), mean_in, mean_out)
 
 
 def _pick(row: pd.Series, col: str, default: float) -> float:
@@ -212,8 +273,9 @@ def _pick(row: pd.Series, col: str, default: float) -> float:
     return v if math.isfinite(v) and v > 0 else default
 
 
-def _one(row: pd.Series, row_no: int, profile: Profile, seed: int) -> dict[str, Any]:
-    inp = run_inputs(row, row_no, profile, seed)
+def _one(row: pd.Series, row_no: int, profile: Profile, seed: int,
+         vllm_version: str | None = None) -> dict[str, Any]:
+    inp = run_inputs(row, row_no, profile, seed, vllm_version)
     res = simulate(profile, inp.server, inp.adapters, inp.requests, inp.client)
     m = res.metrics
     sum_rate = sum(a.rate for a in inp.adapters)
@@ -255,16 +317,18 @@ def validate_runs(
     seed: int = 0,
     n_jobs: int = 1,
     on_done: Callable[[int], None] | None = None,
+    vllm_version: str | None = None,
 ) -> pd.DataFrame:
     """Simulate every non-``failed`` row; one result row per run, in input order.
 
     ``on_done(k)`` is called as runs finish (for a progress bar). Runs are spread over
-    ``n_jobs`` worker processes with joblib.
+    ``n_jobs`` worker processes with joblib. ``vllm_version`` replays them under another
+    release's rules (default: the profile's; the measured runs are vLLM 0.8.5).
     """
     check_columns(df, "real runs")
     rows = [(i, r) for i, r in df.reset_index(drop=True).iterrows() if str(r["status"]) != "failed"]
     out: list[dict[str, Any]] = []
-    tasks = (delayed(_one)(r, i, profile, seed) for i, r in rows)
+    tasks = (delayed(_one)(r, i, profile, seed, vllm_version) for i, r in rows)
     for res in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
         out.append(res)
         if on_done is not None:

@@ -1,9 +1,12 @@
 """A deliberately literal, slow re-statement of vLLM 0.8.5's V1 scheduling loop.
 
 It keeps one object per request and walks the running list and the waiting deque every step,
-exactly as ``vllm/v1/core/sched/scheduler.py`` does, with a counting KV block pool and LRU
-LoRA caches. The fast engine (:mod:`loratwin.twin.engine`) must produce the same per-request
-times; the tests compare the two on random small workloads.
+exactly as ``vllm/v1/core/sched/scheduler.py`` (``Scheduler.schedule`` and
+``update_from_output``) of vLLM 0.8.5 does, with a counting KV block pool (less the null
+block) and LRU LoRA caches, driven synchronously as ``EngineCore.step`` does: schedule,
+execute, process the output. The fast engine (:mod:`loratwin.twin.engine`) must produce the
+same per-request times and per-step traces; the tests compare the two on random workloads,
+and ``tests/realvllm`` compares the traces with vLLM 0.8.5's own scheduler.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from loratwin.profile.model import Profile, cpu_load_s, disk_load_s, kv_capacity
+from loratwin.profile.model import Profile, kv_capacity
 from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
-from loratwin.twin.engine import lora_hash_order
+from loratwin.twin.trace import StepTrace
+from loratwin.twin.vllm_0_8_5.lora_manager import lora_hash_order
 from loratwin.workload.types import Requests
 
 
@@ -49,14 +53,19 @@ def reference_run(
     ranks: list[int],
     requests: Requests,
     client: ClientConfig,
+    *,
+    cost: StepCost | None = None,
+    trace: list[StepTrace] | None = None,
 ) -> tuple[list[float], list[float], int, int]:
     """Returns (first token times, finish times, preemptions, adapter loads)."""
-    cost = StepCost(profile, server)
+    server = server.resolved(profile)
+    assert server.vllm_version == "0.8.5"
+    cost = cost or StepCost(profile, server)
     cap = kv_capacity(profile, server.max_loras, server.max_lora_rank,
                       enable_lora=server.enable_lora, max_num_seqs=server.max_num_seqs,
                       gpu_memory_utilization=server.gpu_memory_utilization,
                       max_model_len=server.max_model_len)
-    free = cap.blocks
+    free = cap.blocks - 1  # BlockPool.null_block
     bs = server.block_size
     max_loras = server.max_loras if server.enable_lora else 10**9
     reqs = [
@@ -84,6 +93,7 @@ def reference_run(
     running: list[_Req] = []
     t = 0.0
     ia = 0
+    step = 0
     preemptions = 0
     loads = 0
     port_cap = client.max_ports if client.max_ports is not None else 10**18
@@ -175,6 +185,10 @@ def reference_run(
         batch = [r for r in running if r.rid in scheduled]
         if not batch:
             if preempted:
+                if trace is not None:
+                    trace.append(StepTrace(step, t, {}, tuple(sorted(p.rid for p in preempted)),
+                                           ()))
+                step += 1
                 continue
             if ia >= len(reqs) or reqs[ia].arrival >= client.duration_s:
                 break
@@ -186,9 +200,9 @@ def reference_run(
             for a in sorted({r.adapter for r in batch}, key=order.__getitem__):
                 if a not in gpu:
                     loads += 1
-                    load_time += cpu_load_s(profile, server.max_lora_rank, ranks[a])
+                    load_time += cost.cpu_load_s(ranks[a])
                     if a not in cpu:
-                        load_time += disk_load_s(profile, ranks[a])
+                        load_time += cost.disk_load_s(ranks[a])
                         if len(cpu) >= server.cpu_loras:
                             victim = next(iter(cpu))
                             del cpu[victim]
@@ -207,8 +221,10 @@ def reference_run(
         n_ads = len({r.adapter for r in running})
         dt = (cost.exec_s(n_tok, n_dec, n_pref, ctx, n_ads)
               + cost.sched_s(len(running), walked) + load_time)
+        t_step = t
         t += dt
         still: list[_Req] = []
+        finished: list[int] = []
         for r in running:
             n_new = scheduled.get(r.rid, 0)
             if n_new:
@@ -224,7 +240,13 @@ def reference_run(
                         r.blocks = 0
                         inflight -= 1
                         closed.append(t)
+                        finished.append(r.rid)
                         continue
             still.append(r)
         running = still
+        if trace is not None:
+            trace.append(StepTrace(step, t_step, dict(scheduled),
+                                   tuple(sorted(p.rid for p in preempted)),
+                                   tuple(sorted(finished))))
+        step += 1
     return [r.first_token for r in reqs], [r.finish for r in reqs], preemptions, loads
