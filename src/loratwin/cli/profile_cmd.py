@@ -300,6 +300,8 @@ def collect_cmd(
                         ("--max-lora-rank", max_lora_rank)):
         check_number(value, name, ge=1)
     grid = tuple(int(v) for v in _grid(max_loras_grid, "--max-loras-grid", 1, None))
+    if hf_config is not None and not hf_config.is_file():
+        raise ConfigError(f"no such file: {hf_config}", field="--hf-config")
     check_output_dir(out, "--out")
     flags = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
              "max_cpu_loras": max_cpu_loras, "max_lora_rank": max_lora_rank}
