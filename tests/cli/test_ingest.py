@@ -94,3 +94,11 @@ def test_trace_adapter_not_among_the_adapters() -> None:
         trace_mod.load_trace_csv(path, adapter_ids=["a", "b"])
     req, ids = trace_mod.load_trace_csv(path, adapter_ids=["a", "typo"])
     assert ids == ["a", "typo"] and req.adapter.tolist() == [0, 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_ids, min_size=0, max_size=30))
+def test_duplicate_check_matches_a_set(ids: list[str]) -> None:
+    import pyarrow as pa
+
+    assert adapters_mod._has_duplicates(pa.array(ids, pa.string())) == (len(set(ids)) < len(ids))
