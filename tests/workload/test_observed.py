@@ -146,3 +146,11 @@ def test_prometheus_scrapes_round_trip(tmp_path: Path) -> None:
         parse_scrape("# TYPE x counter\nx_total 3\n")
     with pytest.raises(DataError, match="not found"):
         observe_rates([str(tmp_path / "missing.prom")])
+
+
+def test_binary_metrics_file_is_a_data_error(tmp_path: Path) -> None:
+    # found by benchmarks/fuzz_cli.py (replan --rates-from-metrics): was UnicodeDecodeError
+    bad = tmp_path / "log.csv"
+    bad.write_bytes(b"\xff\xfe\x00\x01\x89PNG\r\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        observe_rates([str(bad)])

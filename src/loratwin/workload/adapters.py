@@ -206,7 +206,9 @@ def _csv_columns(path: Path) -> tuple[Any, ...] | None:
     if (sorted(set(header)) != sorted(header) or not set(REQUIRED_COLUMNS) <= set(header)
             or not set(header) <= set(_ALL_COLUMNS)):
         return None
-    types = {"id": pa.string(), "rank": pa.int64(), "rate": pa.float64(),
+    # rank read as float64 and checked integral, as the row reader does: pyarrow's int64
+    # parser takes hexadecimal ("0x10" = 16), which the row reader refuses
+    types = {"id": pa.string(), "rank": pa.float64(), "rate": pa.float64(),
              "mean_input_tokens": pa.float64(), "mean_output_tokens": pa.float64()}
     try:
         table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
@@ -216,7 +218,10 @@ def _csv_columns(path: Path) -> tuple[Any, ...] | None:
     if table.num_rows == 0 or any(table.column(c).null_count for c in REQUIRED_COLUMNS):
         return None
     ids = pc.utf8_trim_whitespace(table.column("id").combine_chunks())
-    rank = table.column("rank").to_numpy()
+    rank_f = table.column("rank").to_numpy()
+    if not (bool(np.isfinite(rank_f).all()) and bool((rank_f == np.floor(rank_f)).all())):
+        return None
+    rank = rank_f.astype(np.int64)
     rate = table.column("rate").to_numpy()
     means = {c: table.column(c).to_numpy(zero_copy_only=False).astype(float)
              if c in header else None for c in OPTIONAL_COLUMNS}

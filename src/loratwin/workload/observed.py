@@ -402,8 +402,13 @@ def observe_rates(sources: Sequence[str], *, scrapes: int = 7, interval_s: float
             if _is_request_log(path):
                 obs = rates_from_request_log(path)
             else:
+                try:
+                    text_all = path.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}: neither a request log CSV nor Prometheus text "
+                                    "(not UTF-8)", field="--rates-from-metrics") from None
                 parsed = [parse_scrape(text, t, f"{path.name} scrape {i + 1}")
-                          for i, (t, text) in enumerate(split_scrapes(path.read_text()))]
+                          for i, (t, text) in enumerate(split_scrapes(text_all))]
                 obs = rates_from_scrapes(parsed, interval_s, path.name)
         total = total.merged(obs)
     return total
