@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from loratwin.placement import api
 from loratwin.placement.balance import LatencyTarget, balance, gpu_cost, lpt_owner, size_loras
 from loratwin.placement.exact import solve_exact
-from loratwin.placement.fewest import place_fewest
+from loratwin.placement.fewest import _Confirmer, place_fewest
 from loratwin.placement.items import Items
 from loratwin.placement.lp_bound import lp_lower_bound
 from loratwin.placement.parallel import run_tasks
@@ -122,6 +123,49 @@ def test_twin_rejections_tighten_then_add_a_gpu(mixed: PlacementProblem) -> None
     assert len(seen) == len(set(seen))
     assert all(confirm([g])[0] for g in checked.servers)
     assert any("twin rejected" in n for n in checked.notes)
+
+
+def test_confirmations_riskiest_first_stop_at_the_first_rejection(
+        mixed: PlacementProblem) -> None:
+    """With one GPU per confirm call the riskiest GPU goes first; a rejection ends the
+    layout's runs, and the placement is the one every-GPU confirmation gives."""
+    calls: list[list[float]] = []
+    pred = AnalyticPredictor()
+
+    def confirm(gpus: list[GpuAssignment]) -> list[bool]:
+        calls.append([g.predicted["starvation_probability"] for g in gpus])
+        out = []
+        for g in gpus:
+            row = group_rows(mixed, [list(g.adapters)])
+            row[:, 5] = g.max_loras
+            out.append(mixed.offered_tok_s(g.adapters)
+                       < 0.8 * float(pred.capacity(row)[0]) / 0.9)
+        return out
+
+    opts = SearchOptions(p_confirm=0.0)
+    every = place_fewest(mixed, opts, confirm=confirm)
+    runs_every = sum(len(c) for c in calls)
+    calls.clear()
+    one = place_fewest(mixed, opts, confirm=confirm, confirm_chunk=1)
+    assert [g.adapters for g in one.servers] == [g.adapters for g in every.servers]
+    assert all(len(c) == 1 for c in calls)
+    assert len(calls) < runs_every  # the rejected layouts stopped early
+    # one layout by hand: riskiest first, stop after the first rejected batch
+    groups = [list(mixed.adapters[i::4]) for i in range(4)]
+    servers = [dataclasses.replace(g, predicted={**g.predicted, "starvation_probability": p})
+               for g, p in zip(mixed.assignments(groups, [8] * 4), (0.05, 0.3, 0.01, 0.1),
+                               strict=True)]
+    asked: list[float] = []
+
+    def reject_01(gpus: list[GpuAssignment]) -> list[bool]:
+        asked.extend(g.predicted["starvation_probability"] for g in gpus)
+        return [g.predicted["starvation_probability"] != 0.1 for g in gpus]
+
+    assert _Confirmer(reject_01, 0.02, chunk=1).failed(servers) == [3]
+    assert asked == [0.3, 0.1]
+    asked.clear()
+    assert _Confirmer(reject_01, 0.02).failed(servers) == [3]
+    assert asked == [0.3, 0.1, 0.05]  # chunk 0: every borderline GPU in one call
 
 
 def test_lp_bound_is_below_the_exact_optimum(profile: Profile) -> None:

@@ -17,6 +17,7 @@ from loratwin.workload.lengths import (
     HeavyTailedFit,
     LengthDistribution,
     LengthFilter,
+    LengthFits,
     sample_lengths,
 )
 from loratwin.workload.types import Adapter
@@ -170,6 +171,29 @@ def test_sample_lengths_per_adapter_means(sharegpt_fit: HeavyTailedFit) -> None:
     assert o[long_].mean() == pytest.approx(100.0, rel=0.01)
     assert i[idx == 2].mean() == pytest.approx(MEAN_IN, rel=0.02)  # missing side: base mean
     assert o[idx == 2].mean() == pytest.approx(50.0, rel=0.02)
+
+
+def test_length_fits_memo_draws_the_same_and_solves_once() -> None:
+    """The explicit memo changes no draw (same theta, same tables) and solves a
+    distribution once across calls; a copy sent elsewhere carries the solved theta."""
+    dist = BoundedHeavyTailed(MEAN_IN, MEAN_OUT, STD_IN, STD_OUT)
+    adapters = [Adapter("a", 8, 1.0, 300.0, 120.0), Adapter("b", 8, 1.0, 600.0, 100.0),
+                Adapter("c", 8, 1.0, 300.0, 120.0)]
+    idx = np.tile(np.arange(3, dtype=np.int32), 500)
+    plain = sample_lengths(dist, idx, adapters, np.random.default_rng(3))
+    fits = LengthFits()
+    memo = sample_lengths(dist, idx, adapters, np.random.default_rng(3), fits)
+    assert len(fits) == 2  # two distinct mean pairs
+    again = sample_lengths(dist, idx[:7], adapters, np.random.default_rng(3), fits)
+    assert len(fits) == 2
+    for x, y in zip(plain, memo, strict=True):
+        assert np.array_equal(x, y)
+    first = sample_lengths(dist, idx[:7], adapters, np.random.default_rng(3))
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
+    moved = LengthFits()
+    moved.update(fits)
+    d = dist.with_means(600.0, 100.0)
+    assert moved.fit(d).tables.w.tobytes() == d.solve().tables.w.tobytes()
 
 
 def test_sample_lengths_reports_adapter() -> None:

@@ -11,6 +11,7 @@ safe (surrogate, and twin for the borderline ones), that placement is returned i
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -24,7 +25,8 @@ from loratwin.placement.parallel import run_tasks
 from loratwin.placement.prefix_search import SearchOptions
 from loratwin.placement.problem import STARVATION_FRACTION, PlacementProblem, group_rows
 from loratwin.placement.types import GpuAssignment, Placement
-from loratwin.placement.verify import is_healthy, verify_gpu_seeded
+from loratwin.placement.verify import is_healthy, verify_gpu_memo
+from loratwin.workload.lengths import LengthFits
 
 Algorithm = Callable[..., Placement]
 
@@ -45,13 +47,30 @@ def twin_confirm(problem: PlacementProblem, duration_s: float, seed: int, margin
                  *, jobs: int = 1, ray_address: str | None = None) -> ConfirmMany:
     """A batch ``confirm`` callback: simulate the GPUs in the twin (in parallel: joblib
     ``jobs`` or a Ray cluster); healthy = the server starts and its throughput is at least
-    (0.9 + margin) x the offered load (the papers' rule, plus a margin)."""
+    (0.9 + margin) x the offered load (the papers' rule, plus a margin).
+
+    The callback keeps one :class:`~loratwin.workload.lengths.LengthFits` for all its calls:
+    an adapter's length distribution is solved once however many candidate GPUs it is
+    simulated on (the requests are the same as without the memo)."""
+    fits = LengthFits()
+
     def confirm(gpus: Sequence[GpuAssignment]) -> list[bool]:
-        res = run_tasks(verify_gpu_seeded, [(problem, g, duration_s, seed) for g in gpus],
+        res = run_tasks(verify_gpu_memo, [(problem, g, duration_s, seed, fits) for g in gpus],
                         jobs=jobs, ray_address=ray_address)
+        for _, solved in res:
+            if solved is not fits:  # solved in a worker process
+                fits.update(solved)
         return [is_healthy(v) and v["total_throughput_tok_s"] >= (
-            (STARVATION_FRACTION + margin) * v["offered_throughput_tok_s"]) for v in res]
+            (STARVATION_FRACTION + margin) * v["offered_throughput_tok_s"]) for v, _ in res]
     return confirm
+
+
+def confirm_chunk(jobs: int, ray_address: str | None) -> int:
+    """GPUs confirmed per batch (0: all at once): as many as run in parallel locally, so
+    that a layout is rejected after the first batch holding a rejected GPU."""
+    if ray_address:
+        return 0
+    return jobs if jobs > 0 else max(1, os.cpu_count() or 1)
 
 
 def resize_loras(problem: PlacementProblem, gpu: GpuAssignment, options: SearchOptions
@@ -111,7 +130,8 @@ def place(
                                 (options or SearchOptions()).twin_margin, jobs=jobs,
                                 ray_address=ray_address)
                    if confirm_borderline else None)
-        result = _place_ours(problem, options or SearchOptions(), target, objective, confirm)
+        result = _place_ours(problem, options or SearchOptions(), target, objective, confirm,
+                             confirm_chunk(jobs, ray_address))
     elif algorithm in _BASELINES:
         module, func = _BASELINES[algorithm].split(":")
         result = getattr(import_module(module), func)(problem, seed=seed)
@@ -128,9 +148,10 @@ def place(
 
 def _place_ours(problem: PlacementProblem, options: SearchOptions,
                 target: LatencyTarget | None, objective: Objective,
-                confirm: ConfirmMany | None) -> Placement:
+                confirm: ConfirmMany | None, chunk: int = 0) -> Placement:
     t0 = time.perf_counter()
-    ours = place_fewest(problem, options, target, objective=objective, confirm=confirm)
+    ours = place_fewest(problem, options, target, objective=objective, confirm=confirm,
+                        confirm_chunk=chunk)
     greedy = place_paper_greedy(problem)
     if greedy.gpus < ours.gpus:
         checked = [resize_loras(problem, g, options) for g in greedy.servers]

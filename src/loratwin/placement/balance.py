@@ -110,12 +110,16 @@ class Layout:
         (N,) cost of each GPU (see :func:`gpu_cost`).
     p:
         (N,) predicted starvation probability of each GPU.
+    frozen:
+        (N,) GPUs the local search found no improving transfer for (None: not searched);
+        :func:`balance` resumes from it.
     """
 
     owner: np.ndarray
     loras: np.ndarray
     cost: np.ndarray
     p: np.ndarray
+    frozen: np.ndarray | None = None
 
     @property
     def gpus(self) -> int:
@@ -352,33 +356,43 @@ def _segment_sums(values: np.ndarray, idx: np.ndarray, start: np.ndarray,
     return out
 
 
-def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: int,
-            opts: SearchOptions, target: LatencyTarget, max_moves: int | None = None
-            ) -> Layout:
-    """Min-max local search from ``owner`` on ``gpus`` GPUs (see the module docstring).
+def balance(problem: PlacementProblem, items: Items, start: np.ndarray | Layout, gpus: int,
+            opts: SearchOptions, target: LatencyTarget, max_moves: int | None = None,
+            *, stop_at: float | None = None) -> Layout:
+    """Min-max local search from ``start`` on ``gpus`` GPUs (see the module docstring).
 
     Parameters
     ----------
-    owner:
-        (I,) start: GPU of each item (every GPU holds at least one item).
+    start:
+        (I,) owner array: GPU of each item (every GPU holds at least one item); or a
+        :class:`Layout` of an earlier search, resumed where it stopped (its costs and
+        ``max_loras`` reused, its frozen GPUs kept frozen: a finished search stays finished).
     max_moves:
         Bound on the moves and freezes (default ``2 x gpus + 20``). The search also stops
         when the worst GPU is unsafe and no transfer helps it (the layout is infeasible).
+    stop_at:
+        Stop as soon as the worst cost is at most this (e.g. 1.0: the latency target met).
 
     Returns
     -------
     Layout
         The best layout found (never worse than the start: its largest cost is at most the
-        start's).
+        start's), with the GPUs the search froze.
     """
-    owner = owner.copy()
-    sums, hist = items.gpu_sums(owner, gpus)
-    loras, cost, p = size_loras(problem, items, sums, hist, opts, target)
+    if isinstance(start, Layout):
+        owner, loras, cost, p = (start.owner.copy(), start.loras.copy(), start.cost.copy(),
+                                 start.p.copy())
+        sums, hist = items.gpu_sums(owner, gpus)
+        frozen = (np.zeros(gpus, bool) if start.frozen is None else start.frozen.copy())
+    else:
+        owner = start.copy()
+        sums, hist = items.gpu_sums(owner, gpus)
+        loras, cost, p = size_loras(problem, items, sums, hist, opts, target)
+        frozen = np.zeros(gpus, bool)
     limits = _Limits(problem, items)
-    frozen = np.zeros(gpus, bool)
     budget = max_moves if max_moves is not None else 2 * gpus + 20
     for _ in range(budget):
-        if frozen.all() or gpus < 2:
+        if frozen.all() or gpus < 2 or (stop_at is not None and cost.max() <= stop_at):
             break
         w = int(np.argmax(np.where(frozen, -np.inf, cost)))
         open_ = np.flatnonzero(~frozen & (np.arange(gpus) != w))
@@ -412,7 +426,8 @@ def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: in
         if not new_max[best] < cost[w] * (1.0 - 1e-4) - 1e-9:
             frozen[w] = True
             if cost[w] >= UNSAFE:
-                break  # the worst GPU cannot be made safe: the layout is infeasible
+                frozen[:] = True  # the worst GPU cannot be made safe: infeasible
+                break
             continue
         g = int(mv.receiver[best])
         lo = mv.out_start[best]
@@ -429,4 +444,4 @@ def balance(problem: PlacementProblem, items: Items, owner: np.ndarray, gpus: in
         lw, cw, pw = size_loras(problem, items, sums[pair], hist[pair], opts, target,
                                 extra=np.array([l_w[best], l_g[best]]))
         loras[pair], cost[pair], p[pair] = lw, cw, pw
-    return Layout(owner, loras, cost, p)
+    return Layout(owner, loras, cost, p, frozen)

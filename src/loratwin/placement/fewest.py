@@ -65,14 +65,14 @@ class _Search:
     opts: SearchOptions
     target: LatencyTarget
 
-    def balanced(self, n: int, starts: Sequence[np.ndarray], max_moves: int | None = None
-                 ) -> Layout | None:
+    def balanced(self, n: int, starts: Sequence[np.ndarray], max_moves: int | None = None,
+                 stop_at: float | None = None) -> Layout | None:
         """The balanced layout on n GPUs from the best of the given starts (None: none)."""
         start = self.best_start(n, starts)
         if start is None:
             return None
-        return balance(self.problem, self.items, start.owner, n, self.opts, self.target,
-                       max_moves)
+        return balance(self.problem, self.items, start, n, self.opts, self.target,
+                       max_moves, stop_at=stop_at)
 
     def best_start(self, n: int, starts: Sequence[np.ndarray]) -> Layout | None:
         """The start of lowest worst cost (ties: lower largest starvation probability)."""
@@ -124,19 +124,25 @@ def _greedy_owner(problem: PlacementProblem, items: Items, opts: SearchOptions
 
 
 def _servers(problem: PlacementProblem, items: Items, lay: Layout) -> list[GpuAssignment]:
-    out = []
-    for g, members in enumerate(lay.groups(items)):
-        ads = _merge_pieces([items.adapters[i] for i in members])
-        out.append(problem.assignment(ads, int(min(lay.loras[g], len(ads)))))
-    return out
+    groups = [_merge_pieces([items.adapters[i] for i in members])
+              for members in lay.groups(items)]
+    return problem.assignments(groups, [int(min(m, len(g)))
+                                        for g, m in zip(groups, lay.loras, strict=True)])
 
 
 class _Confirmer:
-    """Twin confirmations of borderline GPUs, cached by GPU content."""
+    """Twin confirmations of borderline GPUs, cached by GPU content.
 
-    def __init__(self, confirm: ConfirmMany | None, p_confirm: float) -> None:
+    One rejected GPU rejects its layout, so the borderline GPUs are simulated riskiest first
+    (highest predicted starvation probability) in batches of ``chunk`` (0: all at once), and
+    a layout stops being simulated after the first batch holding a rejection: the decision is
+    the same as with every GPU simulated, for fewer runs.
+    """
+
+    def __init__(self, confirm: ConfirmMany | None, p_confirm: float, chunk: int = 0) -> None:
         self.confirm = confirm
         self.p_confirm = p_confirm
+        self.chunk = chunk
         self.cache: dict[tuple[tuple[tuple[str, float], ...], int], bool] = {}
         self.runs = 0
 
@@ -145,20 +151,31 @@ class _Confirmer:
         return tuple(sorted((a.id, round(a.rate, 9)) for a in g.adapters)), g.max_loras
 
     def failed(self, servers: Sequence[GpuAssignment]) -> list[int]:
-        """Indices of the GPUs the twin rejects (borderline ones only are simulated)."""
+        """Indices of GPUs the twin rejects (empty: every borderline GPU passes). Not every
+        rejected GPU is listed: the search stops at the first batch holding one."""
         if self.confirm is None:
             return []
-        todo = [k for k, g in enumerate(servers)
-                if g.predicted["starvation_probability"] >= self.p_confirm
-                and self.key(g) not in self.cache]
-        if todo:
-            res = self.confirm([servers[k] for k in todo])
-            self.runs += len(todo)
-            for k, ok in zip(todo, res, strict=True):
-                self.cache[self.key(servers[k])] = bool(ok)
-        return [k for k, g in enumerate(servers)
-                if g.predicted["starvation_probability"] >= self.p_confirm
-                and not self.cache[self.key(g)]]
+        border = sorted((k for k, g in enumerate(servers)
+                         if g.predicted["starvation_probability"] >= self.p_confirm),
+                        key=lambda k: -servers[k].predicted["starvation_probability"])
+        known = [k for k in border if self.cache.get(self.key(servers[k])) is False]
+        if known:
+            return sorted(known)
+        todo: dict[tuple[tuple[tuple[str, float], ...], int], int] = {}
+        for k in border:
+            todo.setdefault(self.key(servers[k]), k)  # identical GPUs: one run
+        keys = [key for key in todo if key not in self.cache]
+        step = self.chunk if self.chunk > 0 else max(1, len(keys))
+        for lo in range(0, len(keys), step):
+            part = keys[lo:lo + step]
+            res = self.confirm([servers[todo[key]] for key in part])
+            self.runs += len(part)
+            for key, ok in zip(part, res, strict=True):
+                self.cache[key] = bool(ok)
+            bad = [k for k in border if self.cache.get(self.key(servers[k])) is False]
+            if bad:
+                return sorted(bad)
+        return []
 
 
 def place_fewest(
@@ -169,6 +186,7 @@ def place_fewest(
     objective: Objective = "latency",
     confirm: ConfirmMany | None = None,
     lower: int = 1,
+    confirm_chunk: int = 0,
 ) -> Placement:
     """Place the adapters on the fewest GPUs, balanced for latency (module docstring).
 
@@ -187,6 +205,9 @@ def place_fewest(
         Batch twin check of borderline GPUs (``None``: surrogate only).
     lower:
         A lower bound on the GPUs: the downward search stops there.
+    confirm_chunk:
+        GPUs per ``confirm`` call (0: every borderline GPU of a layout in one call); with a
+        positive chunk a layout's remaining GPUs are not simulated once one is rejected.
     """
     t0 = time.perf_counter()
     opts = options or SearchOptions()
@@ -195,7 +216,7 @@ def place_fewest(
     items = Items.build(problem, adapters)
     replicas = int(np.bincount(items.ident).max())
     floor = max(1, lower, replicas)
-    confirmer = _Confirmer(confirm, opts.p_confirm)
+    confirmer = _Confirmer(confirm, opts.p_confirm, confirm_chunk)
 
     def search(o: SearchOptions) -> _Search:
         return _Search(problem, items, o, tgt)
@@ -213,10 +234,12 @@ def place_fewest(
         n -= 1
         layouts[n] = lay
     notes.append(f"{n0} GPU(s) by filling one GPU at a time; {n} after balancing")
-    # polish the count found with a longer search from where the short one stopped
-    polished = balance(problem, items, layouts[n].owner, n, opts, tgt, max_moves=4 * n + 40)
-    if polished.worst <= layouts[n].worst:
-        layouts[n] = polished
+    # polish the count found with a longer search from where the short one stopped, unless
+    # its worst GPU is frozen: then no transfer can lower the worst cost any more
+    if not _worst_final(layouts[n]):
+        polished = balance(problem, items, layouts[n], n, opts, tgt, max_moves=4 * n + 40)
+        if polished.worst <= layouts[n].worst:
+            layouts[n] = polished
 
     chosen, servers = _confirmed(problem, items, layouts, n, opts, tgt, confirmer, notes)
     if chosen is None:
@@ -234,6 +257,12 @@ def place_fewest(
         tradeoff = _tradeoff(search(opts), layouts, chosen, servers, tgt)
     return Placement("loratwin", tuple(servers), time.perf_counter() - t0, tuple(notes),
                      tradeoff=tradeoff)
+
+
+def _worst_final(lay: Layout) -> bool:
+    """The local search froze the worst GPU: every later transfer must lower the cost of
+    the GPU it works on below that GPU's cost, so the worst cost cannot go down any more."""
+    return lay.frozen is not None and bool(lay.frozen[int(np.argmax(lay.cost))])
 
 
 def _pick(lay: Layout | None) -> Layout:
@@ -280,25 +309,37 @@ def _tradeoff(s: _Search, layouts: dict[int, Layout], chosen: Layout,
               servers: Sequence[GpuAssignment], tgt: LatencyTarget) -> SloTradeoff:
     """The latency target at the chosen count, or the smallest count meeting it.
 
-    Counts above the chosen one are scanned with their best start alone (one surrogate call
-    each) up to the first that meets the target; that count and the one below it are then
-    balanced, and the smallest balanced count meeting the target is reported.
+    The smallest count above the chosen one whose best start (one surrogate call per start)
+    meets the target is found by galloping (n + 1, n + 2, n + 4, ...) then bisection, up to
+    twice the GPUs: more GPUs give every start less load per GPU, so meeting the target is
+    taken as monotone in the count. That count's predecessor is then balanced (stopping as
+    soon as it meets the target), and the smaller of the two that meets it is reported.
     """
     n = chosen.gpus
     at = _worst(servers)
     if chosen.worst <= 1.0:
         return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, n, *at)
-    first = None
-    for m in range(n + 1, 2 * n + 2):
+
+    def start_meets(m: int) -> bool:
         start = s.best_start(m, s.starts(m, None))
-        if start is not None and start.worst <= 1.0:
+        return start is not None and start.worst <= 1.0
+
+    top = 2 * n + 1
+    below, first, step = n, None, 1  # below: a count whose start misses the target
+    while below < top:
+        m = min(below + step, top)
+        if start_meets(m):
             first = m
             break
+        below, step = m, 2 * step
     if first is None:
         return SloTradeoff(tgt.mean_ttft_ms, tgt.p99_ttft_ms, n, *at, None)
+    while first - below > 1:
+        mid = (below + first) // 2
+        below, first = (below, mid) if start_meets(mid) else (mid, first)
     found = None
     for m in sorted({max(n + 1, first - 1), first}):
-        lay = layouts.get(m) or s.balanced(m, s.starts(m, None))
+        lay = layouts.get(m) or s.balanced(m, s.starts(m, None), stop_at=1.0)
         if lay is not None and lay.worst <= 1.0:
             found = lay
             break

@@ -22,16 +22,43 @@ adapter), and a GPU full at the last testing point (576) closes.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
 from loratwin.placement.problem import PlacementProblem, PrefixStats
-from loratwin.placement.types import PAPER_GRID, GpuAssignment, Placement
+from loratwin.placement.types import PAPER_GRID, Placement, Predictions
 from loratwin.workload.types import Adapter
 
 STARVING_PROBABILITY = 0.5
+
+
+@dataclass(frozen=True)
+class _GridTable:
+    """Predictions of every (testing point n, grid ``max_loras``) of the next GPU's adapters,
+    from one batch surrogate call: the papers' sequence of tests is then replayed by lookups
+    (the same rows, so the same answers as one call per test)."""
+
+    stats: PrefixStats
+    index: dict[tuple[int, int], int]
+    pred: Predictions
+
+    @staticmethod
+    def build(problem: PlacementProblem, upcoming: list[Adapter]) -> _GridTable:
+        stats = PrefixStats(problem, upcoming)
+        index: dict[tuple[int, int], int] = {}
+        for n in (g for g in PAPER_GRID if g <= len(upcoming)):
+            top = min(n, problem.max_loras_limit(stats.max_rank(n)))
+            for m in (g for g in PAPER_GRID if g <= top):
+                index[n, m] = len(index)
+        keys = list(index)
+        pred = (problem.evaluate(stats.rows(np.array([k[0] for k in keys]),
+                                            np.array([k[1] for k in keys])))
+                if keys else Predictions.empty())
+        return _GridTable(stats, index, pred)
 
 
 def zigzag(adapters: list[Adapter]) -> list[Adapter]:
@@ -67,7 +94,7 @@ def place_paper_greedy(problem: PlacementProblem) -> Placement:
     mean_rate = float(np.mean([a.rate for a in problem.adapters]))
     min_rank = min(a.rank for a in problem.adapters)
     notes: list[str] = []
-    servers: list[GpuAssignment] = []
+    taken: list[tuple[list[Adapter], int]] = []  # (adapters, max_loras) per GPU
 
     def take() -> Adapter | None:
         for q in groups.values():
@@ -79,26 +106,39 @@ def place_paper_greedy(problem: PlacementProblem) -> Placement:
         for a in reversed(batch):
             groups[a.rank].appendleft(a)
 
-    def test(members: list[Adapter], loras: int, pad_to: int = 0) -> tuple[bool, int, int]:
-        """(accepted, chosen max_loras, index of the chosen row) for the members."""
+    def peek() -> list[Adapter]:
+        """The adapters the next GPU takes if it accepts every batch (take order)."""
+        out: list[Adapter] = []
+        for q in groups.values():
+            out += list(itertools.islice(q, PAPER_GRID[-1] - len(out)))
+        return out
+
+    def test(members: list[Adapter], loras: int, pad_to: int = 0,
+             table: _GridTable | None = None) -> tuple[bool, int]:
+        """(accepted, chosen max_loras) for the members."""
         pad = [Adapter(f"_pad{i}", min_rank, mean_rate)
                for i in range(max(0, pad_to - len(members)))]
         full = members + pad
-        stats = PrefixStats(problem, full)
         n = len(full)
+        stats = table.stats if table is not None and not pad else PrefixStats(problem, full)
         limit = problem.max_loras_limit(stats.max_rank(n))
         cands = [c for c in (loras, _next_grid(loras)) if c is not None and c <= min(limit, n)]
         if not cands:
             cands = [max(1, min(limit, n, loras))]
-        pred = problem.evaluate(stats.rows(np.full(len(cands), n), np.array(cands)))
-        best = int(np.argmax(pred.total_throughput_tok_s))
-        ok = pred.starvation_probability[best] < STARVING_PROBABILITY
-        return bool(ok), cands[best], best
+        if table is not None and not pad and all((n, c) in table.index for c in cands):
+            thr = table.pred.total_throughput_tok_s[[table.index[n, c] for c in cands]]
+            p = table.pred.starvation_probability[[table.index[n, c] for c in cands]]
+        else:
+            pred = problem.evaluate(stats.rows(np.full(len(cands), n), np.array(cands)))
+            thr, p = pred.total_throughput_tok_s, pred.starvation_probability
+        best = int(np.argmax(thr))
+        return bool(p[best] < STARVING_PROBABILITY), cands[best]
 
     while any(groups.values()):
         accepted: list[Adapter] = []
         pending: list[Adapter] = []
         loras = PAPER_GRID[0]
+        table = _GridTable.build(problem, peek())
         while True:
             a = take()
             if a is None:
@@ -107,7 +147,7 @@ def place_paper_greedy(problem: PlacementProblem) -> Placement:
             n = len(accepted) + len(pending)
             if n not in PAPER_GRID:
                 continue
-            ok, chosen, _ = test(accepted + pending, loras)
+            ok, chosen = test(accepted + pending, loras, table=table)
             if ok:
                 accepted += pending
                 pending = []
@@ -121,7 +161,7 @@ def place_paper_greedy(problem: PlacementProblem) -> Placement:
         if pending:  # partial final batch
             n = len(accepted) + len(pending)
             pad_to = _next_grid(n - 1) or n
-            ok, chosen, _ = test(accepted + pending, loras, pad_to=pad_to)
+            ok, chosen = test(accepted + pending, loras, pad_to=pad_to)
             if ok:
                 accepted += pending
                 loras = chosen
@@ -144,7 +184,8 @@ def place_paper_greedy(problem: PlacementProblem) -> Placement:
             give_back(batch[keep:])
             accepted = batch[:keep]
             loras = min(keep, lim)
-            notes.append(f"GPU {len(servers)}: first batch predicted to starve; kept {keep}")
+            notes.append(f"GPU {len(taken)}: first batch predicted to starve; kept {keep}")
         loras = min(loras, len(accepted), problem.max_loras_limit(max(a.rank for a in accepted)))
-        servers.append(problem.assignment(accepted, max(1, loras)))
+        taken.append((accepted, max(1, loras)))
+    servers = problem.assignments([a for a, _ in taken], [m for _, m in taken])
     return Placement("paper-greedy", tuple(servers), time.perf_counter() - t0, tuple(notes))

@@ -115,28 +115,61 @@ class PlacementProblem:
         factor still predicted not to starve, minus 1 (0 if it starves already; 3 means "at
         least 3"). One batch call of 61 rows.
         """
-        pred = self.evaluate(_scaled(row, HEADROOM_STEPS))
-        ok = pred.starvation_probability < p_starving
-        if not ok[0]:
-            return 0.0
-        bad = np.flatnonzero(~ok)
-        last = HEADROOM_STEPS[bad[0] - 1] if bad.size else HEADROOM_STEPS[-1]
-        return float(last - 1.0)
+        return float(self.headrooms(row[None], p_starving)[0])
+
+    def headrooms(self, rows: np.ndarray, p_starving: float = 0.5) -> np.ndarray:
+        """(G,) :meth:`headroom` of G feature rows (G, len(FEATURES)), in one batch call."""
+        rows = np.asarray(rows, float)
+        if len(rows) == 0:
+            return np.zeros(0)
+        steps = len(HEADROOM_STEPS)
+        pred = self.evaluate(np.vstack([_scaled(r, HEADROOM_STEPS) for r in rows]))
+        ok = (pred.starvation_probability < p_starving).reshape(len(rows), steps)
+        # index of the first starving factor (steps if none); 0 starving already -> 0
+        first_bad = np.where(ok.all(axis=1), steps, np.argmin(ok, axis=1))
+        last = HEADROOM_STEPS[np.maximum(first_bad - 1, 0)]
+        return np.where(ok[:, 0], last - 1.0, 0.0)
 
     def evaluate(self, features: np.ndarray) -> Predictions:
-        """Surrogate predictions for a (n, len(FEATURES)) feature matrix."""
-        return self.predictor.predict(np.asarray(features, dtype=float))
+        """Surrogate predictions for a (n, len(FEATURES)) feature matrix.
+
+        Repeated rows are predicted once (the surrogate answers each row on its own, so the
+        result is the same): a local search scores one sender-side row per moved set and
+        receiver, i.e. the same row several times.
+        """
+        x = np.asarray(features, dtype=float)
+        if len(x) > 1:
+            uniq, inv = np.unique(x, axis=0, return_inverse=True)
+            # two rows at least: a batch of one is summed in another order (ulp changes)
+            if 2 <= len(uniq) < len(x):
+                return self.predictor.predict(uniq).take(inv.reshape(-1))
+        return self.predictor.predict(x)
 
     def assignment(
         self, adapters: Sequence[Adapter], max_loras: int, pred: Predictions | None = None,
         index: int = 0,
     ) -> GpuAssignment:
         """A GPU serving ``adapters`` with ``max_loras`` slots, with the surrogate's view."""
-        rank = max(a.rank for a in adapters)
         row = PrefixStats(self, adapters).row(len(adapters), max_loras)
         if pred is None:
             pred = self.evaluate(row[None])
             index = 0
+        return self._assigned(adapters, max_loras, pred, index, self.headroom(row))
+
+    def assignments(self, groups: Sequence[Sequence[Adapter]], loras: Sequence[int]
+                    ) -> list[GpuAssignment]:
+        """:meth:`assignment` of G GPUs at once (two batch surrogate calls in all)."""
+        if not groups:
+            return []
+        rows = np.vstack([PrefixStats(self, g).row(len(g), int(m))
+                          for g, m in zip(groups, loras, strict=True)])
+        pred = self.evaluate(rows)
+        room = self.headrooms(rows)
+        return [self._assigned(g, int(m), pred, k, float(room[k]))
+                for k, (g, m) in enumerate(zip(groups, loras, strict=True))]
+
+    def _assigned(self, adapters: Sequence[Adapter], max_loras: int, pred: Predictions,
+                  index: int, headroom: float) -> GpuAssignment:
         predicted = {
             "total_throughput_tok_s": float(pred.total_throughput_tok_s[index]),
             "mean_itl_ms": float(pred.mean_itl_ms[index]),
@@ -144,12 +177,13 @@ class PlacementProblem:
             "p99_ttft_ms": float(pred.p99_ttft_ms[index]),
             "starvation_probability": float(pred.starvation_probability[index]),
             "offered_throughput_tok_s": self.offered_tok_s(adapters),
-            "headroom": self.headroom(row),
+            "headroom": headroom,
             "out_of_envelope": bool(pred.out_of_envelope[index]),
         }
         return GpuAssignment(
             adapters=tuple(adapters), max_loras=int(max_loras),
-            max_cpu_loras=max(int(max_loras), len(adapters)), max_lora_rank=rank,
+            max_cpu_loras=max(int(max_loras), len(adapters)),
+            max_lora_rank=max(a.rank for a in adapters),
             max_num_seqs=self.max_num_seqs, predicted=predicted,
         )
 

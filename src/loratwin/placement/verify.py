@@ -15,7 +15,7 @@ from loratwin.surrogate.point import lengths_for
 from loratwin.twin.config import ClientConfig
 from loratwin.twin.simulate import simulate
 from loratwin.twin.timeseries import resample
-from loratwin.workload.lengths import BoundedHeavyTailed
+from loratwin.workload.lengths import BoundedHeavyTailed, LengthFits
 from loratwin.workload.spec import ArrivalSpec, generate_requests
 
 
@@ -29,14 +29,16 @@ def gpu_lengths(problem: PlacementProblem, gpu: GpuAssignment) -> BoundedHeavyTa
 
 def verify_gpu(
     problem: PlacementProblem, gpu: GpuAssignment, *, duration_s: float = 3600.0, seed: int = 0,
-    timeseries_bins: int = 0,
+    timeseries_bins: int = 0, fits: LengthFits | None = None,
 ) -> dict[str, Any]:
     """Twin metrics of one GPU (a benchmark window with the adapters' Poisson/gamma arrivals).
 
     Returns the keys of the ``verified`` block of ``loratwin place --json``; with
     ``timeseries_bins > 0`` also ``timeseries``: running and waiting requests and the KV cache
     fraction in use, time-averaged over that many bins of the window
-    (:func:`loratwin.twin.timeseries.resample`).
+    (:func:`loratwin.twin.timeseries.resample`). ``fits``: a memo of solved length
+    distributions shared by a batch of runs (same requests without it, see
+    :class:`~loratwin.workload.lengths.LengthFits`).
     """
     # every adapter's means explicit (unset ones: the profile's ShareGPT means)
     adapters = [
@@ -45,7 +47,8 @@ def verify_gpu(
     ]
     arrivals = (ArrivalSpec() if problem.arrival_cv == 1.0
                 else ArrivalSpec(process="gamma", cv=problem.arrival_cv))
-    req = generate_requests(adapters, duration_s, arrivals, gpu_lengths(problem, gpu), seed)
+    req = generate_requests(adapters, duration_s, arrivals, gpu_lengths(problem, gpu), seed,
+                            fits=fits)
     server = problem.server(
         max_loras=gpu.max_loras, max_cpu_loras=gpu.max_cpu_loras,
         max_lora_rank=gpu.max_lora_rank, max_num_seqs=gpu.max_num_seqs,
@@ -131,3 +134,10 @@ def verify_placement(
 def is_healthy(verified: dict[str, Any] | None) -> bool:
     """A verified GPU that neither starves nor fails to start."""
     return bool(verified) and not verified["starvation"] and not verified["memory_error"]
+
+
+def verify_gpu_memo(problem: PlacementProblem, gpu: GpuAssignment, duration_s: float,
+                    seed: int, fits: LengthFits) -> tuple[dict[str, Any], LengthFits]:
+    """:func:`verify_gpu` with a length memo, returning the memo with this run's solves (a
+    task for :func:`run_tasks`: a worker process's solves come back to the caller)."""
+    return verify_gpu(problem, gpu, duration_s=duration_s, seed=seed, fits=fits), fits

@@ -291,6 +291,17 @@ class BoundedHeavyTailed:
         ConfigError
             The means (or an explicit std) cannot be realised to 1e-9 relative.
         """
+        return self.fit_at(self.solve_theta())
+
+    def solve_theta(self) -> np.ndarray:
+        """The solved parameters (mu_input, ln sigma_input, mu_output, ln sigma_output),
+        float64 (4,), from which :meth:`fit_at` builds the fit (see :meth:`solve`).
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`solve`.
+        """
         g = self._grid()
         sdx, sdy = self._targets()
         tm = np.array([float(self.mean_input), float(self.mean_output)])
@@ -320,7 +331,12 @@ class BoundedHeavyTailed:
                 f"tokens (input / output) with windowed log-normals (prompt in "
                 f"[{self.min_input}, {self.max_input}], output >= {self.min_output}, "
                 f"total <= {self.max_total})", field=hard[0] if hard else "mean_input")
-        t = self._tables(theta, g)
+        return theta
+
+    def fit_at(self, theta: np.ndarray, grid: _Grid | None = None) -> HeavyTailedFit:
+        """The fit at given parameters theta (4,) (see :meth:`solve_theta`): the tables and
+        realised moments of the windowed model, one evaluation of it (no root finding)."""
+        t = self._tables(np.asarray(theta, np.float64), grid or self._grid())
         z, mx, sx, my, sy = self._moments(t)
         return HeavyTailedFit(
             mu_input=float(theta[0]), sigma_input=math.exp(theta[1]),
@@ -335,8 +351,51 @@ class BoundedHeavyTailed:
 
     def with_means(self, mean_input: float, mean_output: float) -> BoundedHeavyTailed:
         """The same window and CVs (std / mean) at other means; the stds become soft
-        targets (``cv_* = std_* / mean_*`` of this distribution)."""
-        sdx, sdy = self._targets()
+        targets (``cv_* = std_* / mean_*`` of this distribution; a soft side keeps its
+        ``cv_*`` exactly, so the same adapter means give the same distribution whatever the
+        base means, e.g. one :class:`LengthFits` entry)."""
+        cvx = self.cv_input if self.std_input is None else self.std_input / self.mean_input
+        cvy = (self.cv_output if self.std_output is None
+               else self.std_output / self.mean_output)
         return replace(self, mean_input=float(mean_input), mean_output=float(mean_output),
-                       std_input=None, std_output=None, cv_input=sdx / self.mean_input,
-                       cv_output=sdy / self.mean_output)
+                       std_input=None, std_output=None, cv_input=cvx, cv_output=cvy)
+
+
+class LengthFits:
+    """Solved :class:`BoundedHeavyTailed` parameters of one caller's work, by distribution.
+
+    An explicit memo, not a global cache: the caller creates one for a batch of related runs
+    (e.g. the twin confirmations of one ``loratwin place``), passes it to
+    :func:`~loratwin.workload.lengths.sample_lengths`, and drops it with the batch. Solving
+    is the costly part of drawing lengths (about 0.1 s per distribution in the wide window:
+    some 30 evaluations of the windowed model on a 16k x 20k-token grid); an adapter that
+    appears in several runs is solved once. Only theta (4 floats per distribution) is kept, so
+    the memo is cheap to send to worker processes; :meth:`fit` rebuilds the fit from it with
+    one evaluation, identical to :meth:`BoundedHeavyTailed.solve`'s (the same theta through
+    the same code), so runs with and without a memo draw the same lengths.
+    """
+
+    def __init__(self, thetas: dict[BoundedHeavyTailed, tuple[float, ...]] | None = None
+                 ) -> None:
+        self.thetas: dict[BoundedHeavyTailed, tuple[float, ...]] = dict(thetas or {})
+
+    def __len__(self) -> int:
+        return len(self.thetas)
+
+    def fit(self, dist: BoundedHeavyTailed) -> HeavyTailedFit:
+        """``dist.solve()``, solving only distributions not seen before.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`BoundedHeavyTailed.solve`.
+        """
+        theta = self.thetas.get(dist)
+        if theta is None:
+            theta = tuple(float(v) for v in dist.solve_theta())
+            self.thetas[dist] = theta
+        return dist.fit_at(np.array(theta))
+
+    def update(self, other: LengthFits) -> None:
+        """Add the distributions ``other`` solved (e.g. in a worker process)."""
+        self.thetas.update(other.thetas)

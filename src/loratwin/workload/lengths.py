@@ -43,6 +43,7 @@ from loratwin.workload.heavy_tailed import (
     SIGMA_CAP,
     BoundedHeavyTailed,
     HeavyTailedFit,
+    LengthFits,
 )
 from loratwin.workload.types import Adapter
 from loratwin.workload.window import VLLM_SHAREGPT_FILTER, LengthFilter, check_sample_size
@@ -58,6 +59,7 @@ __all__ = [
     "HeavyTailedFit",
     "LengthDistribution",
     "LengthFilter",
+    "LengthFits",
     "sample_lengths",
 ]
 
@@ -356,6 +358,7 @@ def sample_lengths(
     adapter_idx: np.ndarray,
     adapters: Sequence[Adapter],
     rng: np.random.Generator,
+    fits: LengthFits | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lengths for requests of several adapters, honouring per-adapter mean lengths.
 
@@ -375,6 +378,9 @@ def sample_lengths(
         The adapter list.
     rng:
         Source of all draws.
+    fits:
+        Optional memo of solved :class:`BoundedHeavyTailed` distributions shared by a batch
+        of calls (filled as distributions are solved; the draws are the same without it).
 
     Returns
     -------
@@ -422,7 +428,8 @@ def sample_lengths(
         try:
             d = dist if key is None else dist.with_means(*key)
             if isinstance(d, BoundedHeavyTailed):
-                d = d.solve()  # type: ignore[assignment]
+                d = (d.solve() if fits is None  # type: ignore[assignment]
+                     else fits.fit(d))
         except ConfigError as exc:
             if key is None:
                 raise

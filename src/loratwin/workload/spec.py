@@ -47,6 +47,7 @@ from loratwin.workload.lengths import (
     FixedLengths,
     LengthDistribution,
     LengthFilter,
+    LengthFits,
     sample_lengths,
 )
 from loratwin.workload.types import Adapter, Requests
@@ -194,6 +195,7 @@ def generate_requests(
     seed: int,
     *,
     base_dir: str | Path | None = None,
+    fits: LengthFits | None = None,
 ) -> Requests:
     """Synthesise the requests of one run.
 
@@ -217,6 +219,9 @@ def generate_requests(
         Non-negative integer seed.
     base_dir:
         Directory for relative CSV paths of ``lengths``.
+    fits:
+        Optional memo of solved length distributions shared by a batch of runs
+        (:class:`~loratwin.workload.lengths.LengthFits`; same requests without it).
 
     Returns
     -------
@@ -236,7 +241,7 @@ def generate_requests(
     rates = np.array([a.rate for a in adapters], dtype=np.float64)
     times, adapter = arrival_times(rates, duration_s, arrivals.process, arrivals.cv,
                                    rng=arrival_rng)
-    inp, out = sample_lengths(dist, adapter, adapters, length_rng)
+    inp, out = sample_lengths(dist, adapter, adapters, length_rng, fits)
     return Requests(times, adapter, inp, out)
 
 
