@@ -19,8 +19,8 @@ from tests.fuzz.cases import Case, loratwin_script, run_case
 from tests.fuzz.registry import REGISTRY, strategy
 
 SCRIPT = loratwin_script()
-BATCH = 3        # cases per Hypothesis example, run two at a time
-EXAMPLES = 2     # examples per command: 6 cases per command (24 commands: 144 cases; 8 per
+BATCH = 4        # cases per Hypothesis example, run two at a time
+EXAMPLES = 2     # examples per command: 8 cases per command (24 commands: 192 cases; 8 per
 #                  command took ~1,050 s of a loaded 2-core run, over the suite's 10 min;
 #                  benchmarks/fuzz_cli.py runs >= 1,000)
 
