@@ -8,6 +8,8 @@ Run (the previous commit exported to /tmp/prev)::
 
     git archive HEAD~1 | (mkdir -p /tmp/prev && tar -x -C /tmp/prev)
     python benchmarks/twin_speed_ab.py --baseline /tmp/prev/src --rounds 5
+
+``--baseline`` repeats; a tree that knows ``vllm_version`` runs under 0.8.5 and 0.32.
 """
 
 from __future__ import annotations
@@ -53,11 +55,18 @@ def one(src: Path, version: str | None) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", type=Path, required=True, help="src/ of the other tree")
+    ap.add_argument("--baseline", type=Path, required=True, action="append",
+                    help="src/ of another tree (repeatable)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    runs = [("baseline (0.8.5)", args.baseline, None), ("this tree 0.8.5", SRC, "0.8.5"),
-            ("this tree 0.32", SRC, "0.32"), ("this tree 0.33", SRC, "0.33")]
+    runs: list[tuple[str, Path, str | None]] = []
+    for base in args.baseline:
+        if (base / "loratwin" / "twin" / "release.py").is_file():  # knows vllm_version
+            runs += [(f"{base} {v}", base, v) for v in ("0.8.5", "0.32")]
+        else:
+            runs.append((f"{base} (0.8.5)", base, None))
+    runs += [("this tree 0.8.5", SRC, "0.8.5"), ("this tree 0.32", SRC, "0.32"),
+             ("this tree 0.33", SRC, "0.33")]
     walls: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     facts: dict[str, tuple[float, int]] = {}
     for k in range(args.rounds):
@@ -68,7 +77,7 @@ def main() -> None:
             print(f"round {k + 1}: {name}: {wall:.2f} s", flush=True)
     for name, _, _ in runs:
         thr, steps = facts[name]
-        print(f"{name:18s} median {statistics.median(walls[name]):.2f} s "
+        print(f"{name:34s} median {statistics.median(walls[name]):.2f} s "
               f"(min {min(walls[name]):.2f}) over {args.rounds} rounds; "
               f"{thr:,.0f} tok/s, {steps:,} steps")
 

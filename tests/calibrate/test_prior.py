@@ -137,3 +137,16 @@ def test_simulate_and_validate_label_a_prior(calib_llama: PriorCalibration, tmp_
                     "2", "--duration", "20", "--json", str(out)]) == 0
     assert "estimated: qwen3-8b-h200-prior" in capsys.readouterr().out.replace("\n", " ")
     assert json.loads(out.read_text())["profile_kind"] == "prior"
+
+
+def test_cli_binary_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    # found by benchmarks/fuzz_cli.py: a non-UTF-8 config.json was an internal error
+    cfg = tmp_path / "config.json"
+    cfg.write_bytes(b"\xff\xfe\x00\x01\x89PNG\r\n")
+    out = tmp_path / "p.json"
+    assert run_cli(["profile", "prior", "--hf-config", str(cfg), "--gpu", "h200",
+                    "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --hf-config: ") and "not a UTF-8 text file" in err
+    assert not out.exists()

@@ -94,3 +94,24 @@ def test_trace_adapter_not_among_the_adapters() -> None:
         trace_mod.load_trace_csv(path, adapter_ids=["a", "b"])
     req, ids = trace_mod.load_trace_csv(path, adapter_ids=["a", "typo"])
     assert ids == ["a", "typo"] and req.adapter.tolist() == [0, 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_ids, min_size=0, max_size=30))
+def test_duplicate_check_matches_a_set(ids: list[str]) -> None:
+    import pyarrow as pa
+
+    assert adapters_mod._has_duplicates(pa.array(ids, pa.string())) == (len(set(ids)) < len(ids))
+
+
+def test_hexadecimal_integers_are_refused_naming_the_row(tmp_path: Path) -> None:
+    # pyarrow's int64 parser reads "0x10" as 16; the readers refuse it as the row reader does
+    # (found by benchmarks/fuzz_cli.py through `workload drift`)
+    ad = tmp_path / "ad.csv"
+    ad.write_text("id,rank,rate\na,8,0.5\nb,0x10,0.2\n")
+    with pytest.raises(Exception, match="row 3: rank"):
+        adapters_mod.load_adapters(ad)
+    tr = tmp_path / "tr.csv"
+    tr.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0,a,5,5\n1,a,0x10,5\n")
+    with pytest.raises(DataError, match="row 3: input_tokens"):
+        trace_mod.load_trace_csv(tr)

@@ -41,3 +41,66 @@ def test_help_constants_match_the_library() -> None:
     assert names.EXACT_MAX_ADAPTERS == MAX_ADAPTERS
     assert tuple(BUNDLED_PREFIX + k for k in BUNDLED_SWEEPS) == names.BUNDLED_SWEEP_NAMES
     assert names.DEFAULT_MODEL in bundled_profiles()
+
+
+_HELP_PROBE = """
+import contextlib, io, sys
+from loratwin.cli.app import COMMAND_MODULES, main
+import loratwin.cli.commands  # every command, for the list of names below
+from loratwin.cli.app import app
+heavy = {heavy!r}
+calls = [["--help"], ["no-such-command"]]
+for name in sorted(COMMAND_MODULES):
+    calls += [[name, "--help"], [name, "--no-such-flag"]]
+for group in app.registered_groups:
+    calls += [[group.name, c.name, "--help"] for c in group.typer_instance.registered_commands]
+for argv in calls:
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    bad = sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in heavy))
+    if bad:
+        print(" ".join(argv), "imported", " ".join(bad[:4]))
+        break
+"""
+
+
+def test_help_and_refused_flags_import_nothing_heavy() -> None:
+    # pydantic comes in through Typer's value coercion (typer >= 0.29) and Rich through its
+    # help formatter: neither may be needed to show help or refuse a flag (issue 16).
+    heavy = (*HEAVY, "pydantic", "markdown_it")
+    out = subprocess.run([sys.executable, "-c", _HELP_PROBE.format(heavy=heavy)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == "", out
+
+
+_TABLE_PROBE = """
+import json
+from loratwin.cli import commands  # noqa: F401
+from loratwin.cli.app import app
+found = {}
+for c in app.registered_commands:
+    found.setdefault(c.name, set()).add(c.callback.__module__.rsplit(".", 1)[1])
+for g in app.registered_groups:
+    for c in g.typer_instance.registered_commands:
+        found.setdefault(g.name, set()).add(c.callback.__module__.rsplit(".", 1)[1])
+print(json.dumps({k: sorted(v) for k, v in found.items()}))
+"""
+
+
+def test_command_table_names_the_modules_of_every_command() -> None:
+    # ``loratwin NAME ...`` imports COMMAND_MODULES[NAME] alone: a command (or a group's
+    # subcommand) defined in a module missing from its entry would be "No such command".
+    import json
+
+    from loratwin.cli.app import COMMAND_MODULES
+
+    out = subprocess.run([sys.executable, "-c", _TABLE_PROBE], check=True,
+                         capture_output=True, text=True).stdout
+    found = json.loads(out)
+    assert {k: sorted(v) for k, v in COMMAND_MODULES.items()} == {
+        k: sorted(set(v) | set(COMMAND_MODULES.get(k, ()))) for k, v in found.items()}, (
+        "update COMMAND_MODULES in loratwin/cli/app.py")

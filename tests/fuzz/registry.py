@@ -646,6 +646,43 @@ def _bench() -> st.SearchStrategy[Case]:
     )
 
 
+@command("profile collect")
+def _profile_collect() -> st.SearchStrategy[Case]:
+    # Nothing listens at DOWN_URL: every case is refused before any measurement.
+    base = ("profile", "collect", "-o", "o", "--url", DOWN_URL)
+    flags = {"--budget": ("0", "-1", "nan", "inf", "x"), "--point-seconds": ("0", "-2", "nan"),
+             "--seed": ("-1", "x"), "--device": ("nope", ""), "--max-num-seqs": ("0", "-1"),
+             "--max-num-batched-tokens": ("0",), "--max-cpu-loras": ("0",),
+             "--max-lora-rank": ("0", "x"), "--max-loras-grid": ("x", "0", "", "4,,1", "-1"),
+             "--gpu-memory-gib": ("0", "-8", "nan"), "--startup-timeout": ("0", "-1"),
+             "--hf-config": ("missing.json", "adir")}
+    target_cases = tuple(
+        Case("profile collect", ("profile", "collect", "-o", "o", *argv), files, ("o",), why)
+        for argv, files, why in (
+            ((), (), "neither --url nor --launch"),
+            (("--url", DOWN_URL, "--launch", "vllm serve m"), (), "both --url and --launch"),
+            (("--url", "localhost:8000"), (), "--url without scheme"),
+            (("--url", "ftp://127.0.0.1:1"), (), "--url not http"),
+            (("--url", DOWN_URL), (), "server down"),
+            (("--launch", "vllm serve 'unclosed"), (), "--launch unbalanced quote"),
+            (("--launch", " "), (), "--launch empty"),
+            (("--launch", "vllm serve m"), (), "--launch without --lora-modules"),
+            (("--launch", "vllm serve m --lora-modules a=p", "--env", "NOEQUALS"), (),
+             "--env without ="),
+            (("--url", DOWN_URL, "--hf-config", "cfg.json"), (("cfg.json", b"{nope"),),
+             "server down, config not JSON"),
+        ))
+    return st.one_of(
+        bad_flag(flags).map(_flag_case("profile collect", base, (("adir/", b""),))),
+        st.sampled_from(target_cases),
+        st.sampled_from((
+            Case("profile collect", ("profile", "collect", "-o", "f", "--url", DOWN_URL),
+                 (("f", b"x"),), (), "--out is a file"),
+            Case("profile collect", ("profile", "collect", "-o", "f/o", "--url", DOWN_URL),
+                 (("f", b"x"),), (), "--out under a file"))),
+    )
+
+
 @command("(top level)")
 def _top_level() -> st.SearchStrategy[Case]:
     return st.sampled_from(tuple(

@@ -20,7 +20,9 @@ from tests.fuzz.registry import REGISTRY, strategy
 
 SCRIPT = loratwin_script()
 BATCH = 4        # cases per Hypothesis example, run two at a time
-EXAMPLES = 2     # examples per command: 8 cases per command, ~150-200 in all
+EXAMPLES = 2     # examples per command: 8 cases per command (24 commands: 192 cases; 8 per
+#                  command took ~1,050 s of a loaded 2-core run, over the suite's 10 min;
+#                  benchmarks/fuzz_cli.py runs >= 1,000)
 
 pytestmark = pytest.mark.skipif(
     SCRIPT is None, reason="the loratwin console script is not installed in this environment "

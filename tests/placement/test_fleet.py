@@ -128,3 +128,7 @@ def test_place_gpu_types_cli(tmp_path: Path, fast_profile: Profile, monkeypatch,
         assert run_cli([*base, *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err and err.count("\n") == 1, err
+    # one type whose profile serves another model than --model's (found by the fuzz benchmark)
+    assert run_cli(["place", str(wl), "--no-confirm", "--gpu-types", "X2=7",
+                    "--gpu-profile", "X2=qwen-2.5-7b-instruct"]) == 2
+    assert "different models" in capsys.readouterr().err

@@ -55,6 +55,13 @@ def test_request_log_gives_exact_rates_and_lengths(tmp_path: Path) -> None:
     bad.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0,a,-1,3\n")
     with pytest.raises(DataError, match="row 2: input_tokens"):
         rates_from_request_log(bad)
+    # token counts follow the trace rules: integers >= 1 (the fuzz benchmark found 0 accepted)
+    bad.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0,a,5,3\n1,b,5,0\n")
+    with pytest.raises(DataError, match=r"row 3: output_tokens: must be an integer >= 1 \(got 0\)"):
+        rates_from_request_log(bad)
+    bad.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0,a,5.5,3\n1,b,5,2\n")
+    with pytest.raises(DataError, match="row 2: input_tokens: must be an integer"):
+        rates_from_request_log(bad)
     bad.write_text("arrival_time_s,adapter_id\n0,a\n")
     with pytest.raises(DataError, match="missing column 'input_tokens'"):
         rates_from_request_log(bad)
@@ -139,3 +146,11 @@ def test_prometheus_scrapes_round_trip(tmp_path: Path) -> None:
         parse_scrape("# TYPE x counter\nx_total 3\n")
     with pytest.raises(DataError, match="not found"):
         observe_rates([str(tmp_path / "missing.prom")])
+
+
+def test_binary_metrics_file_is_a_data_error(tmp_path: Path) -> None:
+    # found by benchmarks/fuzz_cli.py (replan --rates-from-metrics): was UnicodeDecodeError
+    bad = tmp_path / "log.csv"
+    bad.write_bytes(b"\xff\xfe\x00\x01\x89PNG\r\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        observe_rates([str(bad)])

@@ -16,13 +16,14 @@ refused flag are fast (issue 16); the command modules follow the same rule (``co
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 
 import typer
+from typer.core import TyperGroup
 
 from loratwin.errors import LoraTwinError
 
@@ -32,13 +33,64 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
+
+class LoraTwinGroup(TyperGroup):
+    """A command group whose ``--help`` flag is ``False`` when absent.
+
+    Typer (0.29) coerces every parameter value through a pydantic ``TypeAdapter`` except a
+    ``bool`` flag whose value is already a ``bool``; a group's help flag is ``None`` when not
+    given, so ``loratwin place --help`` and ``loratwin place --bogus`` imported pydantic for
+    the root's help flag alone (0.15 s of 0.45 s, issue 16). Pass ``cls=LoraTwinGroup`` to
+    every ``typer.Typer`` group.
+    """
+
+    def get_help_option(self, ctx: typer.Context) -> typer.core.TyperOption | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.default = False
+        return option
+
+
 app = typer.Typer(
     name="loratwin",
+    cls=LoraTwinGroup,
     help="Digital twin, surrogates and GPU placement for multi-LoRA serving on vLLM.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help screens: Rich's help formatter (typer.rich_utils, markdown-it) costs more
+    # than the whole rest of ``loratwin --help`` (issue 16). Command output still uses Rich.
+    rich_markup_mode=None,
 )
+
+# The command modules that define each top-level command, so that ``loratwin place ...``
+# imports place's module alone (issue 16). A group lists every module that adds a subcommand
+# to it. A name missing here still works (every module is imported, ``commands.py``);
+# ``tests/cli/test_startup.py`` checks this table against the registered commands.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "advise": ("advise_cmd",),
+    "bench": ("bench_cmd",),
+    "compare": ("place_cmd",),
+    "dataset": ("surrogate_cmd",),
+    "place": ("place_cmd",),
+    "predict": ("surrogate_cmd",),
+    "profile": ("profile_cmd",),
+    "replan": ("replan_cmd",),
+    "report": ("report_cmd",),
+    "simulate": ("simulate_cmd",),
+    "surrogate": ("surrogate_cmd",),
+    "train": ("surrogate_cmd",),
+    "validate": ("validate_cmd",),
+    "workload": ("workload_cmd", "replan_cmd"),
+}
+
+
+def command_group(help: str) -> typer.Typer:
+    """A ``typer.Typer`` for a command group (``app.add_typer(group, name=...)``), built the
+    way :data:`app` is (plain help, :class:`LoraTwinGroup`, no completion or Rich tracebacks).
+    """
+    return typer.Typer(help=help, cls=LoraTwinGroup, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 @app.callback()
@@ -51,8 +103,19 @@ def _root(
 
 
 def _register_commands() -> None:
-    """Import the command modules; each one attaches its commands to :data:`app`."""
+    """Import every command module; each one attaches its commands to :data:`app`."""
     from loratwin.cli import commands  # noqa: F401
+
+
+def _register_for(args: Sequence[str]) -> None:
+    """Import the modules of the command named in ``args`` (all of them for the main help
+    screen, a root option or a name not in :data:`COMMAND_MODULES`)."""
+    modules = COMMAND_MODULES.get(args[0]) if args and not args[0].startswith("-") else None
+    if modules is None:
+        _register_commands()
+        return
+    for name in modules:
+        importlib.import_module(f"loratwin.cli.{name}")
 
 
 def _split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -112,6 +175,8 @@ def _fail(message: str, code: int) -> SystemExit:
 
 def _internal(exc: BaseException, debug: bool) -> SystemExit:
     if debug:
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
         return SystemExit(EXIT_INTERNAL_ERROR)
     detail = _first_line(str(exc))
@@ -134,7 +199,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 def _run(args: list[str], debug: bool) -> int:
     """Run the app; return its exit code or raise ``SystemExit`` after printing one line."""
     try:
-        _register_commands()
+        _register_for(args)
         rc = app(args=args, standalone_mode=False, prog_name="loratwin")
     except SystemExit:
         raise

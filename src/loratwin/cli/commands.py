@@ -19,8 +19,11 @@ Adding a command
            from loratwin.cli.common import check_output_file, console   # imports go HERE
            from loratwin.placement.report import ...
 
-   (a group: ``x_app = typer.Typer(no_args_is_help=True)``, ``app.add_typer(x_app, name="x")``).
-2. Add the module to the import list below (one line, alphabetical).
+   (a group: ``x_app = command_group("help")`` from ``loratwin.cli.app``,
+   ``app.add_typer(x_app, name="x")``).
+2. Add the module to the import list below (one line, alphabetical) and the command name(s)
+   to ``COMMAND_MODULES`` in ``loratwin/cli/app.py`` (``loratwin NAME`` imports those modules
+   alone).
 
 The rule that keeps ``loratwin --help`` and a refused flag under 0.4 s: **at module level a
 command module imports only typer, the standard library, ``loratwin.cli.app``,

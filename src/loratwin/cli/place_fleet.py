@@ -59,7 +59,7 @@ def type_profiles(names: Sequence[str], given: dict[str, str], model: str) -> di
     ------
     ConfigError
         A type without a profile, a ``--gpu-profile`` for an unknown type, or profiles of
-        different models.
+        different models (each other's or ``--model``'s).
     """
     unknown = [t for t in given if t not in names]
     if unknown:
@@ -76,9 +76,10 @@ def type_profiles(names: Sequence[str], given: dict[str, str], model: str) -> di
             raise ConfigError(f"GPU type {t!r} has no profile (give --gpu-profile "
                               f"{t}=PROFILE.json, e.g. from `loratwin profile prior`)",
                               field="gpu_profile")
-    archs = {p.arch for p in out.values()}
+    # the adapters are LoRAs of --model's base model: every type must serve that model
+    archs = {p.arch for p in out.values()} | {default.arch}
     if len(archs) > 1:
-        models = sorted({p.hf_model_name for p in out.values()})
+        models = sorted({p.hf_model_name for p in (default, *out.values())})
         raise ConfigError("the GPU types' profiles serve different models "
                           f"({', '.join(models)}: other layer shapes)", field="gpu_profile")
     return out

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, command_group
 from loratwin.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from loratwin.calibrate.collect import CollectOptions
 
-profile_app = typer.Typer(help="Fit and inspect performance profiles.", no_args_is_help=True)
+profile_app = command_group("Fit and inspect performance profiles.")
 app.add_typer(profile_app, name="profile")
 
 
@@ -300,6 +300,8 @@ def collect_cmd(
                         ("--max-lora-rank", max_lora_rank)):
         check_number(value, name, ge=1)
     grid = tuple(int(v) for v in _grid(max_loras_grid, "--max-loras-grid", 1, None))
+    if hf_config is not None and not hf_config.is_file():
+        raise ConfigError(f"no such file: {hf_config}", field="--hf-config")
     check_output_dir(out, "--out")
     flags = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
              "max_cpu_loras": max_cpu_loras, "max_lora_rank": max_lora_rank}

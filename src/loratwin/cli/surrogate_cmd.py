@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, command_group
 from loratwin.cli.names import DEFAULT_MODEL
 from loratwin.errors import DataError
 
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     from loratwin.surrogate.design import DesignSpec
     from loratwin.surrogate.model import Surrogate
 
-surrogate_app = typer.Typer(help="Rebuild, inspect and evaluate surrogates.",
-                            no_args_is_help=True)
+surrogate_app = command_group("Rebuild, inspect and evaluate surrogates.")
 app.add_typer(surrogate_app, name="surrogate")
 
 # table labels of the targets (as loratwin.surrogate.targets.SHORT_NAMES; not imported here:

@@ -10,16 +10,10 @@ from typing import Annotated
 
 import typer
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, command_group
 from loratwin.errors import ConfigError
 
-workload_app = typer.Typer(
-    name="workload",
-    help="Build workloads: adapter lists from request traces.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+workload_app = command_group("Build workloads: adapter lists from request traces.")
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:

@@ -53,7 +53,7 @@ from loratwin.twin.config import ClientConfig, ServerConfig
 from loratwin.twin.cost import StepCost
 from loratwin.twin.release import release_rules
 from loratwin.twin.trace import StepTrace
-from loratwin.twin.vllm_0_8_5.lora_manager import lora_hash_order, preloaded
+from loratwin.twin.vllm_0_8_5.lora_manager import apply_adapters, lora_hash_order, preloaded
 from loratwin.workload.types import Requests
 
 # request states (_PEND: last token sampled in the previous step, output not yet processed)
@@ -98,6 +98,77 @@ _BLOCK_MASK = (1 << _BLOCK_BITS) - 1
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _steps_within_blocks(free: int, n_dec: int, cnt: list[int], step: int, bs: int,
+                         k_max: int) -> int:
+    """Largest k <= k_max such that k decode-only steps from `step` need <= `free` new blocks.
+
+    ``n_dec`` (> 0) decoders each need a block every ``bs`` steps; ``cnt[p]`` of them need it
+    in the steps with ``step % bs == p``.
+    """
+    k_mem = (free // n_dec) * bs
+    rem = free - (k_mem // bs) * n_dec
+    j = 0
+    while j < bs and k_mem < k_max:
+        d = cnt[(step + k_mem) % bs]
+        if d > rem:
+            break
+        rem -= d
+        k_mem += 1
+        j += 1
+    return min(k_max, k_mem)
+
+
+def _steps_before(t: float, t_stop: float, a0: float, b0: float, k: int) -> int:
+    """Steps of a run (step j costs ``a0 + b0 * j`` s) from `t` that start before `t_stop`.
+
+    At most `k` and at least 1: the smallest k' with ``t + k' a0 + b0 k'(k'-1)/2 >= t_stop``,
+    so the run ends on the first step that reaches `t_stop` (an arrival or the window's end).
+    """
+    span = t_stop - t
+    if b0 > 0:
+        disc = (a0 - b0 / 2) ** 2 + 2 * b0 * span
+        k_t = math.ceil(((-(a0 - b0 / 2)) + math.sqrt(max(disc, 0.0))) / b0)
+    else:
+        k_t = math.ceil(span / a0) if a0 > 0 else k
+    k_t = max(k_t, 1)
+    while k_t > 1 and t + (k_t - 1) * a0 + b0 * (k_t - 1) * (k_t - 2) / 2 >= t_stop:
+        k_t -= 1
+    return min(k, k_t)
+
+
+def _run_block_demand(k: int, n_dec: int, cnt: list[int], step: int, bs: int) -> int:
+    """New KV blocks the ``n_dec`` decoders take over `k` decode-only steps from `step`."""
+    demand = (k // bs) * n_dec
+    for j in range(k % bs):
+        demand += cnt[(step + j) % bs]
+    return demand
+
+
+def _per_input_request(
+    n: int, orig: list[int], first_tok: list[float], finish: list[float], npre: list[int],
+    rejected: list[int], dropped_ranges: list[tuple[int, int]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scatter the accepted requests' outcomes back to the `n` input requests.
+
+    ``orig[r]`` is the input index of engine request r. Returns ``(first_token_s, finish_s,
+    preemptions, dropped)``, each of shape ``(n,)`` (NaN / 0 / False for requests never
+    accepted); ``dropped`` marks the requests vLLM refused (`rejected`) and those the client
+    had no port for (`dropped_ranges`, half-open input index ranges).
+    """
+    idx = np.asarray(orig, dtype=np.int64)
+    first = np.full(n, np.nan)
+    first[idx] = first_tok
+    fin = np.full(n, np.nan)
+    fin[idx] = finish
+    pre = np.zeros(n, np.int32)
+    pre[idx] = npre
+    dropped = np.zeros(n, bool)
+    dropped[np.asarray(rejected, dtype=np.int64)] = True
+    for lo, hi in dropped_ranges:
+        dropped[lo:hi] = True
+    return first, fin, pre, dropped
 
 
 def run_engine(
@@ -344,61 +415,6 @@ def run_engine(
                     best = q[0]
         return best
 
-    def apply_adapters(step: int, entering: list[int]) -> float:
-        """vLLM's ``_apply_adapters`` for a step whose batch has adapters outside the GPU.
-
-        Walks the batch's adapters in hash order; an adapter that is not in a GPU slot is
-        loaded (from disk first on a CPU-cache miss), evicting the least recently touched
-        adapter that this walk has not touched yet, which can be a batch member further
-        down the walk that is then loaded again (vLLM's ``remove_oldest`` does not look at
-        the batch). Returns the load time in s.
-        """
-        nonlocal n_gpu, n_cpu, loads, disk_loads
-        new = set(entering)
-
-        def key(a: int) -> tuple[int, int]:
-            return (step - 1 if a in active and a not in new else last_used[a], hash_rank[a])
-
-        heaps: dict[int, list[tuple[tuple[int, int], int]]] = {}
-        touched: set[int] = set()
-
-        def evict_lru(present: list[bool]) -> int:
-            """Remove and return the least recently touched adapter not touched yet."""
-            heap = heaps.get(id(present))
-            if heap is None:
-                heap = [(key(a), a) for a in range(n_ad) if present[a]]
-                heapq.heapify(heap)
-                heaps[id(present)] = heap
-            while True:
-                _, e = heappop(heap)
-                if present[e] and e not in touched:
-                    present[e] = False
-                    return e
-
-        t_load = 0.0
-        for b in sorted(active, key=hash_rank.__getitem__):
-            if not in_gpu[b]:
-                loads += 1
-                t_load += cpu_s[b]
-                if not in_cpu[b]:
-                    disk_loads += 1
-                    t_load += disk_s[b]
-                    if n_cpu >= cpu_cap:
-                        e = evict_lru(in_cpu)  # vLLM deactivates it from the GPU too
-                        n_cpu -= 1
-                        if in_gpu[e]:
-                            in_gpu[e] = False
-                            n_gpu -= 1
-                    in_cpu[b] = True
-                    n_cpu += 1
-                if n_gpu >= max_loras:
-                    evict_lru(in_gpu)
-                    n_gpu -= 1
-                in_gpu[b] = True
-                n_gpu += 1
-            touched.add(b)
-        return t_load
-
     def push_waiting_front(r: int) -> None:
         nonlocal pre_next, n_wait
         a = ad[r]
@@ -592,45 +608,18 @@ def run_engine(
                     heappop(fin_heap)
                 f_top = fin_heap[0][0] if fin_heap else step + (1 << 40)
                 k_max = f_top - step + 1
-                # memory: largest k with cumulative block demand <= free
-                k_mem = (free // n_dec) * bs if n_dec else k_max
-                rem = free - (k_mem // bs) * n_dec
-                j = 0
-                while j < bs and k_mem < k_max:
-                    d = cnt[(step + k_mem) % bs]
-                    if d > rem:
-                        break
-                    rem -= d
-                    k_mem += 1
-                    j += 1
-                k = min(k_max, k_mem)
+                k = _steps_within_blocks(free, n_dec, cnt, step, bs, k_max)
                 if k >= 2:
                     # step j (0-based) costs a + b*j (the context grows by n_dec per step)
                     a0, b0, k_lim = decode_run(
                         n_dec, dec_ctx + n_dec, n_sched_ad, n_running, walked)
                     if k_lim < k:
                         k = k_lim
-                    t_stop = t_end
-                    if next_arr < t_stop:
-                        t_stop = next_arr
-                    # smallest k' with t + k'a + b k'(k'-1)/2 >= t_stop
-                    span = t_stop - t
-                    if b0 > 0:
-                        disc = (a0 - b0 / 2) ** 2 + 2 * b0 * span
-                        k_t = math.ceil(((-(a0 - b0 / 2)) + math.sqrt(max(disc, 0.0))) / b0)
-                    else:
-                        k_t = math.ceil(span / a0) if a0 > 0 else k
-                    k_t = max(k_t, 1)
-                    while k_t > 1 and t + (k_t - 1) * a0 + b0 * (k_t - 1) * (k_t - 2) / 2 >= t_stop:
-                        k_t -= 1
-                    k = min(k, k_t)
+                    k = _steps_before(t, next_arr if next_arr < t_end else t_end, a0, b0, k)
                 if k >= 2:
                     dt = k * a0 + b0 * k * (k - 1) / 2
                     record_run(k, n_dec, dec_ctx + n_dec, n_sched_ad, n_running, walked)
-                    demand = (k // bs) * n_dec
-                    for j in range(k % bs):
-                        demand += cnt[(step + j) % bs]
-                    free -= demand
+                    free -= _run_block_demand(k, n_dec, cnt, step, bs)
                     run_int += n_running * dt
                     wait_int += n_wait * dt
                     kv_int += (total_blocks - free) * dt
@@ -781,7 +770,13 @@ def run_engine(
                     break
             # the model runner loads the batch's missing adapters before the forward pass
             if lora_on and any(not in_gpu[a] for a in entering):
-                load_s += apply_adapters(step, entering)
+                got = apply_adapters(step, active, entering, in_gpu, in_cpu, n_gpu, n_cpu,
+                                     last_used, hash_rank, max_loras, cpu_cap, cpu_s, disk_s)
+                load_s += got.load_s
+                loads += got.loads
+                disk_loads += got.disk_loads
+                n_gpu = got.n_gpu
+                n_cpu = got.n_cpu
 
         # ---- asynchronous scheduling: the previous step's output is processed now
         released = False
@@ -932,17 +927,9 @@ def run_engine(
 
     # requests still open when the window closes are cancelled by the client; scatter the
     # accepted requests' outcomes back to the input order
-    idx = np.asarray(orig[:n_acc], dtype=np.int64)
-    first = np.full(n, np.nan)
-    first[idx] = first_tok[:n_acc]
-    fin = np.full(n, np.nan)
-    fin[idx] = finish[:n_acc]
-    pre = np.zeros(n, np.int32)
-    pre[idx] = npre[:n_acc]
-    dropped = np.zeros(n, bool)
-    dropped[np.asarray(rejected, dtype=np.int64)] = True
-    for lo, hi in dropped_ranges:
-        dropped[lo:hi] = True
+    first, fin, pre, dropped = _per_input_request(
+        n, orig[:n_acc], first_tok[:n_acc], finish[:n_acc], npre[:n_acc], rejected,
+        dropped_ranges)
     ts_arrays = (
         {k: np.asarray(v, dtype=np.float64) for k, v in ts.items()} if ts is not None else None
     )

@@ -108,8 +108,8 @@ def rates_from_request_log(path: str | Path) -> ObservedRates:
     Raises
     ------
     DataError
-        Missing file or columns, non-numeric or negative values, fewer than two distinct
-        arrival times.
+        Missing file or columns, non-numeric or negative times, token counts that are not
+        integers >= 1, fewer than two distinct arrival times.
     """
     p = Path(path)
     if not p.is_file():
@@ -123,11 +123,17 @@ def rates_from_request_log(path: str | Path) -> ObservedRates:
         raise DataError(f"{p}: missing column {missing[0]!r} (needs {', '.join(LOG_COLUMNS)})")
     for c in ("arrival_time_s", "input_tokens", "output_tokens"):
         v = pd.to_numeric(df[c], errors="coerce")
-        bad = ~np.isfinite(v.to_numpy(float)) | (v.to_numpy(float) < 0)
+        x = v.to_numpy(float)
+        # arrival times as a trace's; token counts as a trace's too (integers >= 1)
+        bad = (~np.isfinite(x) | (x < 0) if c == "arrival_time_s"
+               else ~np.isfinite(x) | (x < 1) | (x != np.floor(x)))
         if bad.any():
             row = int(np.flatnonzero(bad)[0]) + 2
-            raise DataError(f"{p} row {row}: {c}: must be a finite number >= 0 "
-                            f"(got {df[c].iloc[row - 2]!r})")
+            rule = "a finite number >= 0" if c == "arrival_time_s" else "an integer >= 1"
+            got = df[c].iloc[row - 2]
+            raise DataError(f"{p} row {row}: {c}: must be {rule} "
+                            f"(got {got!r})" if isinstance(got, str) else
+                            f"{p} row {row}: {c}: must be {rule} (got {got})")
         df[c] = v
     if df["adapter_id"].isna().any() or (df["adapter_id"].str.strip() == "").any():
         row = int(np.flatnonzero((df["adapter_id"].isna() | (df["adapter_id"].str.strip()
@@ -396,8 +402,13 @@ def observe_rates(sources: Sequence[str], *, scrapes: int = 7, interval_s: float
             if _is_request_log(path):
                 obs = rates_from_request_log(path)
             else:
+                try:
+                    text_all = path.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}: neither a request log CSV nor Prometheus text "
+                                    "(not UTF-8)", field="--rates-from-metrics") from None
                 parsed = [parse_scrape(text, t, f"{path.name} scrape {i + 1}")
-                          for i, (t, text) in enumerate(split_scrapes(path.read_text()))]
+                          for i, (t, text) in enumerate(split_scrapes(text_all))]
                 obs = rates_from_scrapes(parsed, interval_s, path.name)
         total = total.merged(obs)
     return total

@@ -91,8 +91,10 @@ def _read_trace_fast(path: Path) -> _TraceColumns | None:
     """Typed columnar read and whole-column checks; ``None`` if anything is off."""
     if not path.is_file():
         return None
+    # token counts read as float64 and checked integral, as the row reader does: pyarrow's
+    # int64 parser takes hexadecimal ("0x10" = 16), which the row reader refuses
     types = {"arrival_time_s": pa.float64(), "adapter_id": pa.string(),
-             "input_tokens": pa.int64(), "output_tokens": pa.int64()}
+             "input_tokens": pa.float64(), "output_tokens": pa.float64()}
     try:
         table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
             column_types=types, include_columns=list(TRACE_COLUMNS), null_values=[""]))
@@ -106,8 +108,9 @@ def _read_trace_fast(path: Path) -> _TraceColumns | None:
     out = table.column("output_tokens").to_numpy()
     ok = (bool(np.isfinite(t).all()) and bool((t >= 0).all())
           and pc.min(pc.utf8_length(ids)).as_py() > 0
-          and all(int(v.min()) >= 1 and int(v.max()) <= INT32_MAX for v in (inp, out)))
-    return (t, ids, inp, out) if ok else None
+          and all(bool(np.isfinite(v).all()) and bool((v == np.floor(v)).all())
+                  and v.min() >= 1 and v.max() <= INT32_MAX for v in (inp, out)))
+    return (t, ids, inp.astype(np.int64), out.astype(np.int64)) if ok else None
 
 
 def _read_trace_rows(path: Path) -> _TraceColumns:

@@ -9,6 +9,11 @@ of the step's ``LoRARequest`` set, ``add_adapter`` activating into a slot (stati
 
 from __future__ import annotations
 
-from loratwin.twin.vllm_0_8_5.lora_manager import lora_hash_order, preloaded
+from loratwin.twin.vllm_0_8_5.lora_manager import (
+    AdapterLoads,
+    apply_adapters,
+    lora_hash_order,
+    preloaded,
+)
 
-__all__ = ["lora_hash_order", "preloaded"]
+__all__ = ["AdapterLoads", "apply_adapters", "lora_hash_order", "preloaded"]
