@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from loratwin.errors import ConfigError
-
 R = TypeVar("R")
 
 
@@ -48,28 +46,11 @@ def run_tasks(fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], *, jobs: i
 
 def _run_ray(fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], address: str,
              jobs: int) -> list[R]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("Ray is not installed (pip install 'loratwin[ray]')",
-                          field="ray-address") from None
-    started = False
-    refs: list[Any] = []
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(num_cpus=jobs if jobs > 0 else None, include_dashboard=False,
-                     log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-        started = True
-    try:
+    from loratwin.raysession import ray_session
+
+    with ray_session(address, jobs) as (ray, pending):
         remote = ray.remote(fn)
-        refs = [remote.remote(*t) for t in tasks]
-        out = ray.get(refs)
-        refs = []
+        pending[:] = [remote.remote(*t) for t in tasks]
+        out = ray.get(pending)
+        pending.clear()
         return list(out)
-    finally:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()

@@ -179,32 +179,16 @@ def _run_local(
 def _run_ray(
     profile: Profile, todo: list[list[DesignPoint]], address: str, jobs: int
 ) -> Iterator[pd.DataFrame]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("Ray is not installed (pip install 'loratwin[ray]')",
-                          field="ray-address") from None
-    started = False
-    pending: list[Any] = []
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(num_cpus=jobs if jobs > 0 else None, include_dashboard=False,
-                     log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-        started = True
-    try:
+    from loratwin.raysession import ray_session
+
+    with ray_session(address, jobs) as (ray, pending):
         task = ray.remote(evaluate_chunk)
         prof = ray.put(profile)
-        pending = [task.remote(prof, chunk) for chunk in todo]
+        pending[:] = [task.remote(prof, chunk) for chunk in todo]
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            ready, rest = ray.wait(pending, num_returns=1)
+            pending[:] = rest
             yield ray.get(ready[0])
-    finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()
 
 
 def generate_dataset(
