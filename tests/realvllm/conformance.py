@@ -14,7 +14,7 @@ The streams put several adapters over few GPU slots (``max_loras`` 1-3), a small
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -142,3 +142,27 @@ def compare(expected: list[Step], got: list[Step], adapters: list[int]) -> Compa
         elif first is None:
             first = f"step {i}: vLLM {a} twin {b}"
     return Comparison(n, same, first)
+
+
+@dataclass
+class Tally:
+    """Steps compared over many streams, identical ones per twin engine, and failures."""
+
+    steps: int = 0
+    same_fast: int = 0
+    same_ref: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, seed: int, stream: dict[str, Any], raw: Sequence[Sequence[Any]],
+            version: str, profile: Profile) -> None:
+        """Compare vLLM's trace ``raw`` of ``stream`` with both twin engines."""
+        expected = vllm_steps(raw)
+        adapters = [r[3] for r in stream["requests"]]
+        fast = compare(expected, twin_trace(stream, version, profile, "fast"), adapters)
+        ref = compare(expected, twin_trace(stream, version, profile, "reference"), adapters)
+        self.steps += fast.steps
+        self.same_fast += fast.identical
+        self.same_ref += ref.identical
+        for name, c in (("fast", fast), ("reference", ref)):
+            if not c.all_identical:
+                self.failures.append(f"seed {seed} ({name}): {c.first_difference}")

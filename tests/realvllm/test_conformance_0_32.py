@@ -15,7 +15,7 @@ import pytest
 
 from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
-from tests.realvllm.conformance import compare, random_stream, twin_trace, vllm_steps
+from tests.realvllm.conformance import Tally, random_stream
 
 N_STREAMS = 300
 
@@ -36,22 +36,14 @@ def llama() -> Profile:
 
 
 def test_twin_schedules_every_step_as_vllm_0_32(harness: Any, llama: Profile) -> None:
-    steps = same_fast = same_ref = 0
-    failures: list[str] = []
+    tally = Tally()
     n_async = 0
     for seed in range(N_STREAMS):
         stream = random_stream(seed, "0.32")
         n_async += stream["async_scheduling"]
-        expected = vllm_steps(harness.run(stream))
-        adapters = [r[3] for r in stream["requests"]]
-        fast = compare(expected, twin_trace(stream, "0.32", llama, "fast"), adapters)
-        ref = compare(expected, twin_trace(stream, "0.32", llama, "reference"), adapters)
-        steps += fast.steps
-        same_fast += fast.identical
-        same_ref += ref.identical
-        for name, c in (("fast", fast), ("reference", ref)):
-            if not c.all_identical:
-                failures.append(f"seed {seed} ({name}): {c.first_difference}")
+        tally.add(seed, stream, harness.run(stream), "0.32", llama)
+    steps, same_fast, same_ref = tally.steps, tally.same_fast, tally.same_ref
+    failures = tally.failures
     print(f"vLLM 0.32: {N_STREAMS} streams ({n_async} with async scheduling), {steps} steps; "
           f"identical: fast engine {same_fast}, reference {same_ref}")
     assert steps > 10 * N_STREAMS

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from loratwin.profile.store import load_profile
-from tests.realvllm.conformance import compare, random_stream, twin_trace, vllm_steps
+from tests.realvllm.conformance import Tally, random_stream
 
 pytestmark = pytest.mark.vllm_venv
 
@@ -56,19 +56,11 @@ def test_twin_schedules_every_step_as_vllm_0_8_5(tmp_path: Path) -> None:
     out = run_vllm_085(streams, tmp_path, python)
     assert out["vllm"].startswith("0.8.5"), out["vllm"]
     llama = load_profile("llama-3.1-8b-instruct")
-    steps = same_fast = same_ref = 0
-    failures: list[str] = []
+    tally = Tally()
     for stream, raw in zip(streams, out["traces"], strict=True):
-        expected = vllm_steps(raw)
-        adapters = [r[3] for r in stream["requests"]]
-        fast = compare(expected, twin_trace(stream, "0.8.5", llama, "fast"), adapters)
-        ref = compare(expected, twin_trace(stream, "0.8.5", llama, "reference"), adapters)
-        steps += fast.steps
-        same_fast += fast.identical
-        same_ref += ref.identical
-        for name, c in (("fast", fast), ("reference", ref)):
-            if not c.all_identical:
-                failures.append(f"seed {stream['seed']} ({name}): {c.first_difference}")
+        tally.add(stream["seed"], stream, raw, "0.8.5", llama)
+    steps, same_fast, same_ref = tally.steps, tally.same_fast, tally.same_ref
+    failures = tally.failures
     print(f"vLLM 0.8.5: {N_STREAMS} streams, {steps} steps; identical: fast engine "
           f"{same_fast}, reference {same_ref}")
     assert steps > 10 * N_STREAMS
