@@ -106,6 +106,7 @@ class EngineState:
     chunk_lora: list[int]
     chunk_in: list[int]
     chunk_out: list[int]
+    chunk_arrival: list[float]
     # per request
     capacity: int
     num_accepted: int
@@ -250,6 +251,7 @@ class EngineState:
         self.chunk_lora = []
         self.chunk_in = []
         self.chunk_out = []
+        self.chunk_arrival = []
         cap_r = max(16, min(n, 1 << 14))
         self.capacity = cap_r
         self.num_accepted = 0

@@ -29,7 +29,7 @@ in one go by :mod:`loratwin.twin.skip`.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from heapq import heappop, heappush
 
 import numpy as np
@@ -54,6 +54,11 @@ def _cdiv(a: int, b: int) -> int:
 
 
 # ---------------------------------------------------------------- 1. arrivals
+
+
+def _arrival(arrival_s: np.ndarray, i: int, n: int) -> float:
+    """Arrival time of input request `i` (s), or inf past the last of the `n`."""
+    return float(arrival_s[i]) if i < n else math.inf
 
 
 def accept_arrivals(es: EngineState, t: float) -> None:
@@ -81,28 +86,35 @@ def accept_arrivals(es: EngineState, t: float) -> None:
     c_ad = es.chunk_lora
     c_in = es.chunk_in
     c_out = es.chunk_out
+    c_arr = es.chunk_arrival
     r = es.num_accepted
     inflight = es.inflight
     n_wait = es.num_waiting
     while next_arr <= t:
+        i = ia - chunk0
         if inflight + tw_n >= port_cap:
-            j = int(np.searchsorted(arr_np, t, side="right"))
+            # drop up to the first arrival after t (found in the current chunk if it is there)
+            if 0 <= i < len(c_arr) and c_arr[-1] > t:
+                j = chunk0 + bisect_right(c_arr, t, i)
+            else:
+                j = int(np.searchsorted(arr_np, t, side="right"))
             es.dropped_ranges.append((ia, j))
             ia = j
-            next_arr = float(arr_np[ia]) if ia < n else math.inf
+            k = j - chunk0
+            next_arr = c_arr[k] if 0 <= k < len(c_arr) else _arrival(arr_np, ia, n)
             break
-        i = ia - chunk0
         if i < 0 or i >= len(c_ad):
             chunk0 = ia
             i = 0
             c_ad = es.lora_np[ia:ia + CHUNK].tolist()
             c_in = es.input_np[ia:ia + CHUNK].tolist()
             c_out = es.output_np[ia:ia + CHUNK].tolist()
+            c_arr = arr_np[ia:ia + CHUNK].tolist()
         p_in = c_in[i]
         p_out = c_out[i]
         a = c_ad[i]
         ia += 1
-        next_arr = float(arr_np[ia]) if ia < n else math.inf
+        next_arr = c_arr[i + 1] if i + 1 < len(c_arr) else _arrival(arr_np, ia, n)
         if p_in + p_out > max_len:
             rejected.append(ia - 1)  # vLLM refuses the request (400)
             continue
@@ -132,6 +144,7 @@ def accept_arrivals(es: EngineState, t: float) -> None:
     es.chunk_lora = c_ad
     es.chunk_in = c_in
     es.chunk_out = c_out
+    es.chunk_arrival = c_arr
 
 
 # ---------------------------------------------------------------- 2. running requests
