@@ -34,6 +34,13 @@ starts decoding (a heap), the decoders that need a new KV block in a step are th
 ``computed tokens % block_size`` phase matches (16 counters), and the context tokens are a
 running sum. Runs of identical decode-only steps between events are applied in one go.
 Only preemption walks the running list, and only from its tail.
+
+Layout: this module holds :func:`run_engine`, the loop (:func:`event_loop`) and one engine
+step (:func:`engine_step`); the state is :class:`~loratwin.twin.engine_state.EngineState`,
+the steps are in :mod:`loratwin.twin.engine_steps` (arrivals, ``schedule()`` of running and
+waiting requests, preemption, adapter loads, ``update_from_output``), the waiting queue in
+:mod:`loratwin.twin.waiting` and the event skipping in :mod:`loratwin.twin.skip`
+(``docs/twin-versions.md`` has the table).
 """
 
 from __future__ import annotations
