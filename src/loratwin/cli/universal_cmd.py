@@ -35,6 +35,7 @@ def universal_cmd(
     from loratwin.surrogate.universal_build import (
         DESIGN,
         MEASURED,
+        chunks_of,
         generate_training_data,
         training_profiles,
     )
@@ -48,13 +49,17 @@ def universal_cmd(
     check_output_dir(data, "--data")
     with console.status("building the training profiles (priors)"):
         profiles = training_profiles()
-    n_points = DESIGN.grid.points + DESIGN.qmc.points
-    with progress_bar("twin runs", n_points * len(profiles), "runs") as advance:
+    size = DESIGN.chunk_size
+    n_points = {p.name: min(DESIGN.grid.points + DESIGN.qmc.points,
+                            (chunks_of(p) or 10**9) * size) for p in profiles}
+    todo_of: list[str] = []
+    with progress_bar("twin runs", sum(n_points.values()), "runs") as advance:
         generate_training_data(
             data, profiles, jobs=jobs, on_chunk=lambda done: advance(done.points),
-            on_start=lambda todo, _chunks: advance(n_points - todo))
+            on_profile=lambda name, _k, _n: todo_of.append(name),
+            on_start=lambda todo, _chunks: advance(n_points[todo_of[-1]] - todo))
     with console.status("normalising the data sets"):
-        parts = [prepare_rows(load_dataset(data / p.name), p) for p in profiles]
+        parts = [prepare_rows(load_dataset(data / p.name, chunks_of(p)), p) for p in profiles]
     sur = train_universal(parts, profiles, held_out=MEASURED, seed=seed,
                           on_progress=lambda m: console.print(m))
     target = out or _bundled_path(UNIVERSAL_NAME)

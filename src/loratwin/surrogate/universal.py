@@ -13,12 +13,16 @@ scales (:class:`~loratwin.surrogate.scales.ProfileScales`), as dimensionless rat
 - the one-request step over the saturated step (how much of a step is fixed cost), the
   benchmark window in steps, the exact KV cache over the grid's interpolation (next to the
   memory limit), the share of time spent loading adapters;
-- and the counts that mean the same on every GPU (adapters, slots, ranks, token lengths,
-  arrival and rate burstiness).
+- and the quantities that mean the same on every GPU (slots per adapter, ranks, token
+  lengths, arrival and rate burstiness). The raw counts of adapters and slots are left out
+  on purpose: trees split on them (one slot: starved) where the physics is in the ratios
+  above, and a GPU serving one adapter on one slot, outside the designs' 8 ... 1,200
+  adapters, was then predicted to starve at 0.002 req/s.
 
 Its targets are normalised the same way: throughput as a fraction of the smaller of the
-offered load and the capacity, ITL and mean / p99 TTFT in saturated steps (log), plus the
-twin's served fraction behind the starvation probability blend of :mod:`.model`. Trained
+offered load and the capacity, ITL and mean / p99 TTFT in saturated steps (log), and the
+starvation label (a classifier; a file may also hold a served-fraction blend as
+:mod:`.model` does, ``meta["blend"]``). Trained
 on the twin runs of several profiles (priors of different models and GPUs and the measured
 ones), it answers for any profile once the profile's scales are tabulated (``bind``,
 ~1-2 s), with no twin run.
@@ -64,8 +68,6 @@ SERVED_FRACTION = "served_fraction"
 
 UNIVERSAL_INPUTS: tuple[str, ...] = (
     "load_ratio",  # offered tok/s / capacity tok/s
-    "served_adapters",
-    "max_loras",
     "slot_fraction",  # max_loras / served_adapters
     "max_rank",
     "mean_rank",
@@ -118,7 +120,7 @@ def universal_inputs(x: np.ndarray, s: dict[str, np.ndarray], window_s: float) -
     inflight = rate * out * step
     kv_req = s["kv"] / np.maximum(inp + out / 2.0, 1.0)
     cols = (
-        rate * (inp + out) / np.maximum(s["capacity"], _TINY), served, loras, loras / served,
+        rate * (inp + out) / np.maximum(s["capacity"], _TINY), loras / served,
         x[:, _F["max_rank"]], x[:, _F["mean_rank"]], x[:, _F["std_rank"]], inp, out,
         inp / np.maximum(inp + out, _TINY), x[:, _F["arrival_cv"]],
         std / np.maximum(mean_rate, _TINY), mean_rate * out * step, inflight / loras,

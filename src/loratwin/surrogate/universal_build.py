@@ -66,7 +66,7 @@ DESIGN = DesignSpec(seed=11, duration_s=1800.0, chunk_size=16, grid=GridSpec(poi
 #: Chunks of :data:`DESIGN` run for a prior (the first ones of the shuffled design: 128 of
 #: the 256 points); the measured profiles run all 16, which are also the held-out rows of
 #: leave-one-profile-out.
-PRIOR_CHUNKS = 16
+PRIOR_CHUNKS = 8
 
 
 def build_training_prior(spec: PriorSpec) -> Profile:
@@ -102,6 +102,11 @@ def loo_training_names(profiles: list[Profile], held_out: str) -> list[str]:
     return [p.name for p in profiles if p.name != held_out and held_out not in calibrated_on(p)]
 
 
+def chunks_of(profile: Profile) -> int | None:
+    """Chunks of :data:`DESIGN` used for ``profile`` (``None``: all)."""
+    return PRIOR_CHUNKS if profile.profile_kind == "prior" else None
+
+
 def generate_training_data(
     data_dir: Path, profiles: list[Profile], *, jobs: int = 1,
     on_profile: Callable[[str, int, int], None] | None = None,
@@ -120,4 +125,4 @@ def generate_training_data(
             on_profile(prof.name, k, len(profiles))
         generate_dataset(DESIGN.model_copy(update={"model": prof.name}), data_dir / prof.name,
                          jobs=jobs, profile=prof, on_start=on_start, on_chunk=on_chunk,
-                         first_chunks=PRIOR_CHUNKS if prof.profile_kind == "prior" else None)
+                         first_chunks=chunks_of(prof))
