@@ -28,8 +28,8 @@ ones), it answers for any profile once the profile's scales are tabulated (``bin
 ~1-2 s), with no twin run.
 
 The figures are estimates for profiles it was not trained on: leave-one-profile-out scores
-are in the file's metadata (``loratwin surrogate show --model universal``) and in
-``docs/prior.md``. Placement uses the profile's bundled per-profile surrogate when it has one
+are in the file's metadata (``meta["leave_one_out"]``; ``loratwin surrogate universal``
+prints them) and in ``docs/prior.md``. Placement uses the profile's bundled per-profile surrogate when it has one
 and this one otherwise (:func:`loratwin.placement.predictor.load_predictor`), and says which.
 
 **File format** (``.npz`` read with ``allow_pickle=False``): per target ``<t>`` the tree
