@@ -29,8 +29,9 @@ ones), it answers for any profile once the profile's scales are tabulated (``bin
 
 The figures are estimates for profiles it was not trained on: leave-one-profile-out scores
 are in the file's metadata (``meta["leave_one_out"]``; ``loratwin surrogate universal``
-prints them) and in ``docs/prior.md``. Placement uses the profile's bundled per-profile surrogate when it has one
-and this one otherwise (:func:`loratwin.placement.predictor.load_predictor`), and says which.
+prints them) and in ``docs/prior.md``. Placement uses the profile's bundled per-profile
+surrogate when it has one and this one otherwise
+(:func:`loratwin.placement.predictor.load_predictor`), and says which.
 
 **File format** (``.npz`` read with ``allow_pickle=False``): per target ``<t>`` the tree
 arrays of :class:`~loratwin.surrogate.trees.TreeEnsemble` under ``<t>__``, and ``meta_json``
