@@ -132,3 +132,33 @@ def test_place_gpu_types_cli(tmp_path: Path, fast_profile: Profile, monkeypatch,
     assert run_cli(["place", str(wl), "--no-confirm", "--gpu-types", "X2=7",
                     "--gpu-profile", "X2=qwen-2.5-7b-instruct"]) == 2
     assert "different models" in capsys.readouterr().err
+
+
+def test_mixed_packing_takes_the_batch_twin_confirmation(profile, fast_profile) -> None:
+    """``pack_mixed`` calls the batch ``confirm`` of ``place`` (``twin_confirm``) with one GPU
+    at a time; a GPU it rejects is shrunk, so fewer adapters go on the first GPU."""
+    import dataclasses
+
+    from loratwin.placement.fleet import pack_mixed
+    from loratwin.placement.prefix_search import SearchOptions
+
+    types = _types(profile, fast_profile, 48, 110.0)
+    opts = dataclasses.replace(SearchOptions(), p_confirm=0.0)
+    order = list(types[0].problem.adapters)
+    seen: list[int] = []
+
+    def accept(gpus):
+        seen.append(len(gpus))
+        return [True] * len(gpus)
+
+    fleet, ok = pack_mixed(types, order, opts, {t.name: accept for t in types})
+    assert ok and seen and set(seen) == {1}
+    first = len(fleet[0][1].adapters)
+    calls = {"n": 0}
+
+    def reject_first(gpus):
+        calls["n"] += 1
+        return [calls["n"] > 1] * len(gpus)
+
+    shrunk, ok2 = pack_mixed(types, order, opts, {t.name: reject_first for t in types})
+    assert ok2 and len(shrunk[0][1].adapters) < first

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ import numpy as np
 from loratwin.errors import ConfigError
 from loratwin.placement.api import place, twin_confirm
 from loratwin.placement.baselines import best_loras
+from loratwin.placement.fewest import ConfirmMany
 from loratwin.placement.paper_greedy import zigzag
 from loratwin.placement.prefix_search import MAX_SERVED, SearchOptions, split_hot
 from loratwin.placement.problem import PlacementProblem, PrefixStats
@@ -179,7 +180,7 @@ def _merge(pieces: Sequence[Adapter]) -> list[Adapter]:
 
 
 def _sized_gpu(t: GpuType, remaining: list[Adapter], opts: SearchOptions,
-               confirm: Callable[[GpuAssignment], bool] | None) -> tuple[int, GpuAssignment | None]:
+               confirm: ConfirmMany | None) -> tuple[int, GpuAssignment | None]:
     """The type's largest safe first GPU of ``remaining`` (twin-confirmed when borderline)."""
     k_cap = min(len(remaining), MAX_SERVED)
     while True:
@@ -190,13 +191,13 @@ def _sized_gpu(t: GpuType, remaining: list[Adapter], opts: SearchOptions,
         gpu = t.problem.assignment(members, min(m, len(members)))
         p = gpu.predicted["starvation_probability"]
         if confirm is None or (p < opts.p_confirm and not t.confirm_all) or k == 1 \
-                or confirm(gpu):
+                or confirm([gpu])[0]:
             return k, gpu
         k_cap = max(1, int(k * 0.9))
 
 
 def pack_mixed(types: Sequence[GpuType], order: list[Adapter], opts: SearchOptions,
-               confirms: dict[str, Callable[[GpuAssignment], bool] | None]
+               confirms: dict[str, ConfirmMany | None]
                ) -> tuple[list[tuple[str, GpuAssignment]], bool]:
     """The cost-greedy mixed fleet of ``order`` (module docstring) and whether it is feasible
     (every adapter placed within the most-GPUs counts)."""
