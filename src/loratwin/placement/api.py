@@ -130,7 +130,10 @@ def place(
                                 (options or SearchOptions()).twin_margin, jobs=jobs,
                                 ray_address=ray_address)
                    if confirm_borderline else None)
-        result = _place_ours(problem, options or SearchOptions(), target, objective, confirm,
+        # one memo of surrogate answers for all of ours' searches (the twin runs get the
+        # plain problem: workers need no memo)
+        result = _place_ours(problem.with_memo(), options or SearchOptions(), target,
+                             objective, confirm,
                              confirm_chunk(jobs, ray_address))
     elif algorithm in _BASELINES:
         module, func = _BASELINES[algorithm].split(":")
