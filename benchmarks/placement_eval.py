@@ -29,6 +29,7 @@ Run::
     python benchmarks/placement_eval.py                    # everything (long: ~1 h on 2 cores)
     python benchmarks/placement_eval.py --only trace-816-32-x4,zipf-100 --jobs 2
     python benchmarks/placement_eval.py --surrogate dev.npz --cache /tmp/eval.jsonl
+    python benchmarks/placement_eval.py --only trace-816-2000-x8 --rerun loratwin  # after a change
 """
 
 from __future__ import annotations
@@ -96,28 +97,37 @@ def adapters_of(setup: Setup, trace, profile) -> list[Adapter]:
                                                                                  strict=True))]
 
 
-def run_setup(setup: Setup, trace, model: str, pred, duration: float, jobs: int) -> dict:
+def problem_of(setup: Setup, trace, model: str, pred):
     profile = load_profile(model)
-    problem = make_problem(adapters_of(setup, trace, profile), profile, predictor=pred)
+    return make_problem(adapters_of(setup, trace, profile), profile, predictor=pred)
+
+
+def placed(problem, algorithm: str, jobs: int):
+    """(placement, CPU s of this process: twin runs in workers excluded)."""
+    c0 = time.process_time()
+    p = place(problem, algorithm, jobs=jobs)
+    return p, time.process_time() - c0
+
+
+def verified_row(problem, p, cpu: float, duration: float, jobs: int) -> dict:
+    v = verify_placement(problem, p, duration_s=duration, n_jobs=jobs)
+    row = summarize(v).to_dict()
+    row["placement_cpu_s"] = cpu
+    row["notes"] = list(p.notes)
+    if p.tradeoff is not None:
+        row["tradeoff"] = p.tradeoff.describe()
+    return row
+
+
+def run_setup(setup: Setup, trace, model: str, pred, duration: float, jobs: int) -> dict:
+    problem = problem_of(setup, trace, model, pred)
     lb = lower_bound(problem)
     lp = lp_lower_bound(problem)
-    placements = []
-    for a in ALGORITHMS:
-        c0 = time.process_time()
-        p = place(problem, a, jobs=jobs)
-        placements.append((p, time.process_time() - c0))
+    placements = [placed(problem, a, jobs) for a in ALGORITHMS]
     opt = None
     if len(problem.adapters) <= MAX_ADAPTERS:
         opt = solve_exact(problem, [p for p, _ in placements], lower=lb.gpus)
-    rows = []
-    for p, cpu in placements:
-        v = verify_placement(problem, p, duration_s=duration, n_jobs=jobs)
-        row = summarize(v).to_dict()
-        row["placement_cpu_s"] = cpu  # this process only (twin runs in workers excluded)
-        row["notes"] = list(p.notes)
-        if p.tradeoff is not None:
-            row["tradeoff"] = p.tradeoff.describe()
-        rows.append(row)
+    rows = [verified_row(problem, p, cpu, duration, jobs) for p, cpu in placements]
     return {
         "setup": setup.name, "adapters": setup.n, "offered_tok_s": lb.offered_tok_s,
         "lower_bound": lb.gpus, "lp_lower_bound": lp.gpus, "lp_value": lp.value,
@@ -218,6 +228,9 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma list of setup names")
     ap.add_argument("--cache", type=Path, default=Path("placement_eval.jsonl"))
     ap.add_argument("--list", action="store_true", help="list the setups and exit")
+    ap.add_argument("--rerun", default=None,
+                    help="comma list of algorithms placed and verified again in the cached "
+                         "setups chosen (e.g. loratwin after a change; the others kept)")
     args = ap.parse_args()
 
     all_setups = setups()
@@ -238,6 +251,18 @@ def main() -> None:
           f"{args.duration:g} s")
     trace = load_azure_trace()
     for s in chosen:
+        if s.name in done and args.rerun:
+            t0 = time.perf_counter()
+            problem = problem_of(s, trace, args.model, pred)
+            rows = {x["algorithm"]: x for x in done[s.name]["results"]}
+            for a in args.rerun.split(","):
+                p, cpu = placed(problem, a, args.jobs)
+                rows[a] = verified_row(problem, p, cpu, args.duration, args.jobs)
+            done[s.name]["results"] = [rows[a] for a in ALGORITHMS if a in rows]
+            args.cache.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+            print(f"{s.name}: {args.rerun} again in {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+            continue
         if s.name in done:
             continue
         t0 = time.perf_counter()

@@ -113,7 +113,8 @@ def replan_cmd(
     with console.status(f"fresh placement of {len(adapters):,} adapters (the GPU cap)"):
         fresh = api.place(problem, "loratwin", seed=seed, options=options,
                           confirm_borderline=confirm)
-    check = api.twin_confirm(problem, 1800.0, seed, options.twin_margin) if confirm else None
+    check = (api.twin_confirm(problem, api.CONFIRM_DURATION_S, seed, options.twin_margin)
+             if confirm else None)
     with console.status(f"re-planning {len(deployed.servers)} GPU(s)"):
         result = replan(problem, deployed, fresh, options=options, confirm=check,
                         extra_gpus=extra_gpus, max_moves=max_moves, move_cost=move_cost)

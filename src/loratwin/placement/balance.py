@@ -229,29 +229,43 @@ def lpt_owner(items: Items, gpus: int, by_rank: bool) -> np.ndarray | None:
 
 
 def _lpt(items: Items, members: np.ndarray, gpus: int) -> np.ndarray | None:
-    """LPT of the items ``members`` on ``gpus`` GPUs; owner (len(members),) or None."""
+    """LPT of the items ``members`` on ``gpus`` GPUs; owner (len(members),) or None.
+
+    The heap's (load, GPU) pairs are totally ordered, so the GPU each item gets does not
+    depend on the heap's internal layout (``heapreplace`` = pop then push)."""
     if gpus < 1:
         return None
     order = members[np.argsort(-items.load[members], kind="stable")]
+    load_of = items.load.tolist()
     heap = [(0.0, g) for g in range(gpus)]
-    held: list[set[int]] = [set() for _ in range(gpus)]
-    owner = {}
-    for i in order.tolist():
-        ident = int(items.ident[i])
-        popped = []
-        while heap and ident in held[heap[0][1]]:
-            popped.append(heapq.heappop(heap))
-        if not heap:
-            return None  # more replicas of one adapter than GPUs
-        load, g = heapq.heappop(heap)
-        owner[i] = g
-        held[g].add(ident)
-        heapq.heappush(heap, (load + float(items.load[i]), g))
-        for e in popped:
-            heapq.heappush(heap, e)
-    if any(not h for h in held):
+    owner = np.empty(len(items), np.int64)
+    count = [0] * gpus
+    if not items.replicas:
+        for i in order.tolist():
+            load, g = heap[0]
+            owner[i] = g
+            count[g] += 1
+            heapq.heapreplace(heap, (load + load_of[i], g))
+    else:
+        ident_of = items.ident.tolist()
+        held: list[set[int]] = [set() for _ in range(gpus)]
+        for i in order.tolist():
+            ident = ident_of[i]
+            popped = []
+            while heap and ident in held[heap[0][1]]:
+                popped.append(heapq.heappop(heap))
+            if not heap:
+                return None  # more replicas of one adapter than GPUs
+            load, g = heapq.heappop(heap)
+            owner[i] = g
+            count[g] += 1
+            held[g].add(ident)
+            heapq.heappush(heap, (load + load_of[i], g))
+            for e in popped:
+                heapq.heappush(heap, e)
+    if min(count) == 0:
         return None  # fewer items than GPUs
-    return np.array([owner[i] for i in members.tolist()], np.int64)
+    return owner[members]
 
 
 def owner_of_groups(items: Items, groups: Sequence[Sequence[int]]) -> np.ndarray:
@@ -287,13 +301,20 @@ def _spread(members: np.ndarray, k: int) -> np.ndarray:
 
 def _candidates(items: Items, owner: np.ndarray, w: int, receivers: np.ndarray,
                 swap_receivers: np.ndarray) -> _Moves:
+    """Transfers out of GPU w, in this order: for every receiver, its single items (all up
+    to :data:`SINGLE_ITEMS`, else the heaviest third and a spread of the rest) then blocks
+    (the lightest 2-128, and 2, 4, 8 items from 0, 1/4 and 1/2 down the list); then swaps of
+    w's heaviest items with a spread of each swap receiver's items. Transfers that would put
+    two replicas of one adapter on a GPU are dropped."""
     members = np.flatnonzero(owner == w)
     members = members[np.argsort(-items.load[members], kind="stable")]  # heaviest first
-    outs: list[np.ndarray] = []
-    ins: list[np.ndarray] = []
-    recv: list[int] = []
     none = np.zeros(0, np.int64)
-    if len(members) >= 2:
+    out_parts: list[np.ndarray] = []  # flat items leaving w, per receiver block
+    out_lens: list[np.ndarray] = []
+    in_parts: list[np.ndarray] = []
+    in_lens: list[np.ndarray] = []
+    recv_parts: list[np.ndarray] = []
+    if len(members) >= 2 and len(receivers):
         singles = (members if len(members) <= SINGLE_ITEMS else np.concatenate(
             [members[:SINGLE_ITEMS // 3], _spread(members[SINGLE_ITEMS // 3:],
                                                    SINGLE_ITEMS - SINGLE_ITEMS // 3)]))
@@ -303,44 +324,60 @@ def _candidates(items: Items, owner: np.ndarray, w: int, receivers: np.ndarray,
                 s = int(f * len(members))
                 if s + size < len(members):
                     blocks.append(members[s:s + size])
-        for g in receivers.tolist():
-            for i in singles.tolist():
-                outs.append(np.array([i]))
-                ins.append(none)
-                recv.append(g)
-            for b in blocks:
-                outs.append(b)
-                ins.append(none)
-                recv.append(g)
+        flat = np.concatenate([singles, *blocks])
+        lens = np.array([1] * len(singles) + [len(b) for b in blocks], np.int64)
+        r = len(receivers)
+        out_parts.append(np.tile(flat, r))
+        out_lens.append(np.tile(lens, r))
+        in_lens.append(np.zeros(r * len(lens), np.int64))
+        recv_parts.append(np.repeat(receivers, len(lens)))
     heavy = members[:SWAP_ITEMS]
     for g in swap_receivers.tolist():
         theirs = np.flatnonzero(owner == g)
         theirs = _spread(theirs[np.argsort(-items.load[theirs], kind="stable")], SWAP_ITEMS)
-        for i in heavy.tolist():
-            for j in theirs.tolist():
-                outs.append(np.array([i]))
-                ins.append(np.array([j]))
-                recv.append(g)
-    # replicas of one adapter never share a GPU
-    keep = []
-    held = {g: set(items.ident[owner == g].tolist()) for g in set(recv)}
-    held_w = set(items.ident[members].tolist())
-    for k, (o, i, g) in enumerate(zip(outs, ins, recv, strict=True)):
-        if held[g].intersection(items.ident[o].tolist()):
-            continue
-        if len(i) and held_w.intersection(items.ident[i].tolist()):
-            continue
-        keep.append(k)
-    outs = [outs[k] for k in keep]
-    ins = [ins[k] for k in keep]
-    recv = [recv[k] for k in keep]
+        k = len(heavy) * len(theirs)
+        out_parts.append(np.repeat(heavy, len(theirs)))
+        out_lens.append(np.ones(k, np.int64))
+        in_parts.append(np.tile(theirs, len(heavy)))
+        in_lens.append(np.ones(k, np.int64))
+        recv_parts.append(np.full(k, g, np.int64))
+    out_idx = np.concatenate(out_parts) if out_parts else none
+    out_len = np.concatenate(out_lens) if out_lens else none
+    in_idx = np.concatenate(in_parts) if in_parts else none
+    in_len = np.concatenate(in_lens) if in_lens else none
+    recv = np.concatenate(recv_parts) if recv_parts else none
+    if items.replicas and len(recv):
+        keep = _no_shared_replicas(items, owner, members, recv, out_idx, out_len, in_idx,
+                                   in_len)
+        out_idx, in_idx = out_idx[np.repeat(keep, out_len)], in_idx[np.repeat(keep, in_len)]
+        out_len, in_len, recv = out_len[keep], in_len[keep], recv[keep]
     return _Moves(
-        receiver=np.array(recv, np.int64),
-        out_idx=np.concatenate(outs) if outs else none,
-        out_start=np.cumsum([0, *[len(o) for o in outs[:-1]]]).astype(np.int64),
-        in_idx=np.concatenate(ins) if ins else none,
-        in_start=np.cumsum([0, *[len(i) for i in ins[:-1]]]).astype(np.int64),
+        receiver=recv,
+        out_idx=out_idx,
+        out_start=np.concatenate([[0], np.cumsum(out_len)[:-1]]).astype(np.int64),
+        in_idx=in_idx,
+        in_start=np.concatenate([[0], np.cumsum(in_len)[:-1]]).astype(np.int64),
     )
+
+
+def _no_shared_replicas(items: Items, owner: np.ndarray, members: np.ndarray,
+                        recv: np.ndarray, out_idx: np.ndarray, out_len: np.ndarray,
+                        in_idx: np.ndarray, in_len: np.ndarray) -> np.ndarray:
+    """(C,) bool: the transfer puts no two replicas of one adapter on a GPU."""
+    held = {g: set(items.ident[owner == g].tolist()) for g in set(recv.tolist())}
+    held_w = set(items.ident[members].tolist())
+    out_ids = items.ident[out_idx].tolist()
+    in_ids = items.ident[in_idx].tolist()
+    keep = np.ones(len(recv), bool)
+    lo_o = lo_i = 0
+    for k, (g, no, ni) in enumerate(zip(recv.tolist(), out_len.tolist(), in_len.tolist(),
+                                        strict=True)):
+        if held[g].intersection(out_ids[lo_o:lo_o + no]) or (
+                ni and held_w.intersection(in_ids[lo_i:lo_i + ni])):
+            keep[k] = False
+        lo_o += no
+        lo_i += ni
+    return keep
 
 
 def _segment_sums(values: np.ndarray, idx: np.ndarray, start: np.ndarray,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loratwin.errors import ConfigError
-from loratwin.placement.api import place, twin_confirm
+from loratwin.placement.api import CONFIRM_DURATION_S, place, twin_confirm
 from loratwin.placement.baselines import best_loras
 from loratwin.placement.fewest import ConfirmMany
 from loratwin.placement.paper_greedy import zigzag
@@ -251,7 +251,7 @@ def place_fleet(
     options: SearchOptions | None = None,
     seed: int = 0,
     confirm_borderline: bool = True,
-    confirm_duration_s: float = 1800.0,
+    confirm_duration_s: float = CONFIRM_DURATION_S,
 ) -> FleetPlacement:
     """The adapters on the fleet of least cost per hour (module docstring).
 

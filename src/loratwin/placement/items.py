@@ -44,6 +44,8 @@ class Items:
         (I,) offered load of each item, tok/s (rate x (mean input + mean output tokens)).
     ident:
         (I,) integer id of each item's adapter (replicas of one adapter share it).
+    replicas:
+        Whether some adapter has several items (replicas of a split adapter).
     arrival_cv:
         Burstiness of the arrivals (the last feature).
     """
@@ -54,6 +56,7 @@ class Items:
     rank_values: np.ndarray
     load: np.ndarray
     ident: np.ndarray
+    replicas: bool
     arrival_cv: float
 
     @staticmethod
@@ -72,7 +75,7 @@ class Items:
         names: dict[str, int] = {}
         ident = np.array([names.setdefault(a.id, len(names)) for a in ads], np.int64)
         return Items(ads, sums, hist, values, rate * lengths.sum(axis=1), ident,
-                     problem.arrival_cv)
+                     len(names) < len(ads), problem.arrival_cv)
 
     def __len__(self) -> int:
         return len(self.adapters)

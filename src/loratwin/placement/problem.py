@@ -10,6 +10,7 @@ rank come from the profile's KV model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 
 from loratwin.configfile import validate
 from loratwin.errors import ConfigError
+from loratwin.placement.memo import PredictionMemo
 from loratwin.placement.types import GpuAssignment, GpuPredictor, Predictions
 from loratwin.profile.model import Profile, max_loras_that_fit
 from loratwin.surrogate.features import FEATURES
@@ -138,12 +140,21 @@ class PlacementProblem:
         receiver, i.e. the same row several times.
         """
         x = np.asarray(features, dtype=float)
+        if isinstance(self.predictor, PredictionMemo):
+            return self.predictor.predict(x)  # it predicts each distinct row once
         if len(x) > 1:
             uniq, inv = np.unique(x, axis=0, return_inverse=True)
             # two rows at least: a batch of one is summed in another order (ulp changes)
             if 2 <= len(uniq) < len(x):
                 return self.predictor.predict(uniq).take(inv.reshape(-1))
         return self.predictor.predict(x)
+
+    def with_memo(self) -> PlacementProblem:
+        """The same problem with its surrogate answers remembered (:mod:`.memo`): for the
+        searches of one placement, which ask for the same rows many times (same answers)."""
+        if isinstance(self.predictor, PredictionMemo):
+            return self
+        return dataclasses.replace(self, predictor=PredictionMemo(self.predictor))
 
     def assignment(
         self, adapters: Sequence[Adapter], max_loras: int, pred: Predictions | None = None,
