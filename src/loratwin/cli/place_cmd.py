@@ -243,7 +243,15 @@ def place_cmd(
                if g.verified and (g.verified["starvation"] or g.verified["memory_error"])]
         console.print("twin: every GPU keeps up" if not bad else
                       f"[red]twin: GPU(s) {', '.join(map(str, bad))} starve or fail to start[/red]")
+    from loratwin.placement.twin_latency import twin_latency
+
+    twin_slo = (twin_latency(placement, placement.tradeoff)
+                if placement.tradeoff is not None else None)
+    if twin_slo is not None:
+        console.print(twin_slo.describe() if twin_slo.met else f"[red]{twin_slo.describe()}[/red]")
     doc = report.placement_dict(placement, rates, lb.gpus)
+    if twin_slo is not None and isinstance(doc.get("tradeoff"), dict):
+        doc["tradeoff"]["twin"] = twin_slo.to_dict()
     for server, adv in zip(doc["servers"], advice or [], strict=False):
         server["advice"] = adv.to_dict()
     doc.update(_plan_context(problem, workload, max_ttft_ms, max_itl_ms))

@@ -128,7 +128,7 @@ class SloTradeoff:
                 text += f", p99 {p99 / 1e3:.1f} s"
             return text
 
-        at = ttft(self.worst_mean_ttft_ms, self.worst_p99_ttft_ms)
+        at = "predicted " + ttft(self.worst_mean_ttft_ms, self.worst_p99_ttft_ms)
         if self.met:
             return f"latency target met on every GPU ({at}): {self.target_text()}"
         if self.gpus_for_target is None:
@@ -136,7 +136,8 @@ class SloTradeoff:
                     f"{2 * self.gpus + 1} GPUs meets {self.target_text()}")
         return (f"{self.gpus} GPU(s) at the papers' rule ({at}), {self.gpus_for_target} "
                 f"GPU(s) for {self.target_text()} "
-                f"({ttft(self.target_worst_mean_ttft_ms, self.target_worst_p99_ttft_ms)})")
+                f"(predicted "
+                f"{ttft(self.target_worst_mean_ttft_ms, self.target_worst_p99_ttft_ms)})")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in (
