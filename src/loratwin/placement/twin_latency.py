@@ -54,8 +54,7 @@ class TwinLatency:
         gpus = ", ".join(map(str, self.missed))
         text = f"twin: latency target missed on GPU(s) {gpus} ({at}): {self.target_text}"
         if self.predicted_met:
-            text += ("; the surrogate predicted it met: its TTFT is optimistic for this "
-                     "workload (more GPUs, or --max-ttft-ms with --verify, to check)")
+            text += "; the surrogate predicted it met: its TTFT is optimistic for this workload"
         return text
 
     def to_dict(self) -> dict[str, Any]:
