@@ -9,14 +9,21 @@ al., arXiv 2508.08343, Sec. 4): total throughput below 0.9 x the offered load.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from loratwin.twin.engine import RawRun
 from loratwin.workload.types import Requests
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Columns = Mapping[str, np.ndarray | list[Any]]
+"""A table as named columns of equal length (numpy arrays or lists)."""
 
 STARVATION_FRACTION = 0.9
 
@@ -57,33 +64,70 @@ class SimMetrics:
 class SimResult:
     """Everything a simulation returns.
 
+    The tables are kept as numpy columns; the pandas DataFrames (:attr:`per_adapter`,
+    :attr:`requests`, :attr:`timeseries`) are built on first access, so that a caller that
+    only wants the metrics or the JSON (``loratwin simulate --json``) never imports pandas.
+
     Attributes
     ----------
     metrics:
         Headline metrics (see :class:`SimMetrics`).
-    per_adapter:
-        One row per adapter: ``adapter_id, rank, arrivals, completed,
-        total_throughput_tok_s, offered_throughput_tok_s, mean_ttft_ms, mean_itl_ms,
-        starvation``.
-    requests:
-        Per-request records if asked for (``arrival_s, adapter_id, input_tokens,
-        output_tokens, first_token_s, finish_s, ttft_ms, tpot_ms, preemptions, completed,
-        dropped``), else ``None``.
-    timeseries:
-        One row per simulated step (or run of identical decode steps) if asked for.
+    per_adapter_columns:
+        One entry per adapter (columns of length n_adapters): ``adapter_id, rank,
+        arrivals, completed, total_throughput_tok_s, offered_throughput_tok_s,
+        mean_ttft_ms, mean_itl_ms, starvation``.
+    request_columns:
+        Per-request records if asked for (columns of length n_requests: ``arrival_s,
+        adapter_id, input_tokens, output_tokens, first_token_s, finish_s, ttft_ms,
+        tpot_ms, preemptions, completed, dropped``), else ``None``.
+    timeseries_columns:
+        One entry per simulated step (or run of identical decode steps) if asked for
+        (``t_s, dt_s, running, waiting, kv_used_blocks``, see
+        :mod:`loratwin.twin.timeseries`), else ``None``.
     """
 
     metrics: SimMetrics
-    per_adapter: pd.DataFrame
-    requests: pd.DataFrame | None = None
-    timeseries: pd.DataFrame | None = None
+    per_adapter_columns: Columns
+    request_columns: Columns | None = None
+    timeseries_columns: Columns | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def per_adapter(self) -> pd.DataFrame:
+        """:attr:`per_adapter_columns` as a DataFrame (one row per adapter)."""
+        import pandas as pd
+
+        return pd.DataFrame(dict(self.per_adapter_columns))
+
+    @cached_property
+    def requests(self) -> pd.DataFrame | None:
+        """:attr:`request_columns` as a DataFrame (one row per request), or ``None``."""
+        import pandas as pd
+
+        cols = self.request_columns
+        return None if cols is None else pd.DataFrame(dict(cols))
+
+    @cached_property
+    def timeseries(self) -> pd.DataFrame | None:
+        """:attr:`timeseries_columns` as a DataFrame (one row per step), or ``None``."""
+        import pandas as pd
+
+        cols = self.timeseries_columns
+        return None if cols is None else pd.DataFrame(dict(cols))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: the metrics plus ``per_adapter`` as a list of records."""
+        """JSON-ready dict: the metrics plus ``per_adapter`` as a list of records (native
+        Python values, as ``DataFrame.to_dict(orient="records")`` gives)."""
         out: dict[str, Any] = asdict(self.metrics)
-        out["per_adapter"] = self.per_adapter.to_dict(orient="records")
+        out["per_adapter"] = _records(self.per_adapter_columns)
         return out
+
+
+def _records(cols: Columns) -> list[dict[str, Any]]:
+    """Row dicts of a column table, values as Python scalars (``tolist`` of each column)."""
+    names = list(cols)
+    values = [np.asarray(cols[n]).tolist() for n in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -109,8 +153,7 @@ def memory_error_result(
         0.0, 0.0, 0.0, 0.0, offered, nan, nan, nan, nan, nan, 0, int(in_window.sum()),
         int(in_window.sum()), 0, 0, 0, 0, 0.0, 0.0, 0.0, 0, True, True, reason, duration_s, 0.0,
     )
-    per = pd.DataFrame({"adapter_id": adapter_ids, "rank": ranks})
-    return SimResult(m, per)
+    return SimResult(m, {"adapter_id": list(adapter_ids), "rank": list(ranks)})
 
 
 def build_result(
@@ -186,8 +229,8 @@ def build_result(
     dec_sum = np.bincount(ad[multi], weights=dec_time, minlength=n_ad)
     gap_sum = np.bincount(ad[multi], weights=gaps, minlength=n_ad)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per = pd.DataFrame({
-            "adapter_id": adapter_ids,
+        per = {
+            "adapter_id": list(adapter_ids),
             "rank": ranks,
             "arrivals": np.bincount(ad[in_window], minlength=n_ad),
             "completed": n_done,
@@ -196,11 +239,11 @@ def build_result(
             "mean_ttft_ms": ttft_sum / n_done * 1e3,
             "mean_itl_ms": dec_sum / gap_sum * 1e3,
             "starvation": done_tok < STARVATION_FRACTION * off_tok,
-        })
-    req_df = None
+        }
+    req_cols = None
     if record_requests:
         with np.errstate(invalid="ignore", divide="ignore"):
-            req_df = pd.DataFrame({
+            req_cols = {
                 "arrival_s": arr,
                 "adapter_id": np.asarray(adapter_ids, dtype=object)[ad] if n_ad else [],
                 "input_tokens": requests.input_tokens,
@@ -215,6 +258,5 @@ def build_result(
                 "preemptions": raw.preemptions_per_request,
                 "completed": done,
                 "dropped": raw.dropped,
-            })
-    ts_df = pd.DataFrame(raw.timeseries) if raw.timeseries is not None else None
-    return SimResult(m, per, req_df, ts_df)
+            }
+    return SimResult(m, per, req_cols, raw.timeseries)
