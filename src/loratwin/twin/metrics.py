@@ -156,6 +156,34 @@ def memory_error_result(
     return SimResult(m, {"adapter_id": list(adapter_ids), "rank": list(ranks)})
 
 
+@dataclass(frozen=True)
+class _Outcomes:
+    """Per-request arrays shared by the metrics (length n unless noted; times in s)."""
+
+    pin: np.ndarray            # input tokens, int64
+    pout: np.ndarray           # output tokens, int64
+    done: np.ndarray           # completed inside the window (client view)
+    in_window: np.ndarray      # sent inside the window
+    multi: np.ndarray          # done and more than one output token
+    ttft_s: np.ndarray         # first token (client) - send time, every request
+    dec_time: np.ndarray       # finish - first token, the ``multi`` requests only
+    gaps: np.ndarray           # output tokens - 1 (float64), the ``multi`` requests only
+
+
+def _outcomes(raw: RawRun, requests: Requests, duration_s: float, fe: float) -> _Outcomes:
+    pout = requests.output_tokens.astype(np.int64)
+    finish_c = raw.finish_s + fe
+    done = np.isfinite(finish_c) & (finish_c <= duration_s)
+    multi = done & (pout > 1)
+    return _Outcomes(
+        pin=requests.input_tokens.astype(np.int64), pout=pout, done=done,
+        in_window=requests.arrival_s < duration_s, multi=multi,
+        ttft_s=raw.first_token_s + fe - requests.arrival_s,
+        dec_time=(raw.finish_s - raw.first_token_s)[multi],
+        gaps=(pout[multi] - 1).astype(np.float64),
+    )
+
+
 def build_result(
     raw: RawRun,
     requests: Requests,
@@ -166,24 +194,28 @@ def build_result(
     *,
     record_requests: bool = False,
 ) -> SimResult:
-    """Turn raw engine outcomes into benchmark metrics (client view, window ``duration_s``)."""
-    arr = requests.arrival_s
-    pin = requests.input_tokens.astype(np.int64)
-    pout = requests.output_tokens.astype(np.int64)
-    fe = frontend_latency_s
-    finish_c = raw.finish_s + fe
-    done = np.isfinite(finish_c) & (finish_c <= duration_s)
-    in_window = arr < duration_s
-    dur = duration_s
+    """Turn raw engine outcomes into benchmark metrics (client view, window ``duration_s``).
 
+    Returns numpy columns only (no pandas): the headline metrics, one row per adapter and,
+    with ``record_requests``, one row per request (see :class:`SimResult`).
+    """
+    o = _outcomes(raw, requests, duration_s, frontend_latency_s)
+    m = _headline(raw, o, duration_s)
+    per = _per_adapter(requests.adapter, o, adapter_ids, ranks, duration_s)
+    req_cols = (_request_columns(raw, requests, o, adapter_ids, frontend_latency_s)
+                if record_requests else None)
+    return SimResult(m, per, req_cols, raw.timeseries)
+
+
+def _headline(raw: RawRun, o: _Outcomes, dur: float) -> SimMetrics:
+    """The run's :class:`SimMetrics` (``kv_cache_tokens`` left 0 for the caller)."""
+    done, pin, pout = o.done, o.pin, o.pout
     tok_in = float(pin[done].sum())
     tok_out = float(pout[done].sum())
     total = (tok_in + tok_out) / dur
-    offered = float((pin[in_window].sum() + pout[in_window].sum()) / dur)
-    ttft = (raw.first_token_s + fe - arr)[done] * 1e3
-    multi = done & (pout > 1)
-    dec_time = (raw.finish_s - raw.first_token_s)[multi]
-    gaps = (pout[multi] - 1).astype(np.float64)
+    offered = float((pin[o.in_window].sum() + pout[o.in_window].sum()) / dur)
+    ttft = o.ttft_s[done] * 1e3
+    dec_time, gaps = o.dec_time, o.gaps
     mean_itl = float(dec_time.sum() / gaps.sum() * 1e3) if gaps.sum() > 0 else float("nan")
     mean_tpot = float(np.mean(dec_time / gaps) * 1e3) if gaps.size else float("nan")
     vals = np.concatenate([raw.itl_step_s, raw.resume_gaps_s])
@@ -191,20 +223,21 @@ def build_result(
     p99_itl = _weighted_quantile(vals, wts, 0.99) * 1e3
     span = max(min(raw.end_s, dur), 1e-12)
     nan = float("nan")
-    m = SimMetrics(
+    n_done = int(done.sum())
+    return SimMetrics(
         total_throughput_tok_s=total,
         input_throughput_tok_s=tok_in / dur,
         output_throughput_tok_s=tok_out / dur,
-        request_throughput_req_s=float(done.sum()) / dur,
+        request_throughput_req_s=float(n_done) / dur,
         offered_throughput_tok_s=offered,
         mean_ttft_ms=float(ttft.mean()) if ttft.size else nan,
         p99_ttft_ms=float(np.percentile(ttft, 99)) if ttft.size else nan,
         mean_itl_ms=mean_itl,
         p99_itl_ms=p99_itl,
         mean_tpot_ms=mean_tpot,
-        completed=int(done.sum()),
-        arrivals=int(in_window.sum()),
-        dropped=int((raw.dropped & in_window).sum()),
+        completed=n_done,
+        arrivals=int(o.in_window.sum()),
+        dropped=int((raw.dropped & o.in_window).sum()),
         preemptions=raw.preemptions,
         adapter_loads=raw.adapter_loads,
         disk_loads=raw.disk_loads,
@@ -219,20 +252,26 @@ def build_result(
         duration_s=dur,
         wall_s=raw.wall_s,
     )
+
+
+def _per_adapter(ad: np.ndarray, o: _Outcomes, adapter_ids: list[str], ranks: list[int],
+                 dur: float) -> dict[str, Any]:
+    """The per-adapter columns of :class:`SimResult` (``ad``: adapter index per request)."""
     n_ad = len(adapter_ids)
-    ad = requests.adapter
-    tokens = (pin + pout).astype(np.float64)
-    done_tok = np.bincount(ad[done], weights=tokens[done], minlength=n_ad)
-    off_tok = np.bincount(ad[in_window], weights=tokens[in_window], minlength=n_ad)
-    n_done = np.bincount(ad[done], minlength=n_ad)
-    ttft_sum = np.bincount(ad[done], weights=(raw.first_token_s + fe - arr)[done], minlength=n_ad)
-    dec_sum = np.bincount(ad[multi], weights=dec_time, minlength=n_ad)
-    gap_sum = np.bincount(ad[multi], weights=gaps, minlength=n_ad)
+    tokens = (o.pin + o.pout).astype(np.float64)
+    ad_done, ad_win = ad[o.done], ad[o.in_window]
+    done_tok = np.bincount(ad_done, weights=tokens[o.done], minlength=n_ad)
+    off_tok = np.bincount(ad_win, weights=tokens[o.in_window], minlength=n_ad)
+    n_done = np.bincount(ad_done, minlength=n_ad)
+    ttft_sum = np.bincount(ad_done, weights=o.ttft_s[o.done], minlength=n_ad)
+    ad_multi = ad[o.multi]
+    dec_sum = np.bincount(ad_multi, weights=o.dec_time, minlength=n_ad)
+    gap_sum = np.bincount(ad_multi, weights=o.gaps, minlength=n_ad)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per = {
+        return {
             "adapter_id": list(adapter_ids),
             "rank": ranks,
-            "arrivals": np.bincount(ad[in_window], minlength=n_ad),
+            "arrivals": np.bincount(ad_win, minlength=n_ad),
             "completed": n_done,
             "total_throughput_tok_s": done_tok / dur,
             "offered_throughput_tok_s": off_tok / dur,
@@ -240,23 +279,28 @@ def build_result(
             "mean_itl_ms": dec_sum / gap_sum * 1e3,
             "starvation": done_tok < STARVATION_FRACTION * off_tok,
         }
-    req_cols = None
-    if record_requests:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            req_cols = {
-                "arrival_s": arr,
-                "adapter_id": np.asarray(adapter_ids, dtype=object)[ad] if n_ad else [],
-                "input_tokens": requests.input_tokens,
-                "output_tokens": requests.output_tokens,
-                "first_token_s": raw.first_token_s + fe,
-                "finish_s": finish_c,
-                "ttft_ms": (raw.first_token_s + fe - arr) * 1e3,
-                "tpot_ms": np.where(
-                    pout > 1, (raw.finish_s - raw.first_token_s) / np.maximum(pout - 1, 1) * 1e3,
-                    np.nan,
-                ),
-                "preemptions": raw.preemptions_per_request,
-                "completed": done,
-                "dropped": raw.dropped,
-            }
-    return SimResult(m, per, req_cols, raw.timeseries)
+
+
+def _request_columns(raw: RawRun, requests: Requests, o: _Outcomes, adapter_ids: list[str],
+                     fe: float) -> dict[str, Any]:
+    """The per-request columns of :class:`SimResult` (client view: front-end latency ``fe``
+    s added to the engine's times)."""
+    n_ad = len(adapter_ids)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "arrival_s": requests.arrival_s,
+            "adapter_id": (np.asarray(adapter_ids, dtype=object)[requests.adapter] if n_ad
+                           else []),
+            "input_tokens": requests.input_tokens,
+            "output_tokens": requests.output_tokens,
+            "first_token_s": raw.first_token_s + fe,
+            "finish_s": raw.finish_s + fe,
+            "ttft_ms": o.ttft_s * 1e3,
+            "tpot_ms": np.where(
+                o.pout > 1,
+                (raw.finish_s - raw.first_token_s) / np.maximum(o.pout - 1, 1) * 1e3, np.nan,
+            ),
+            "preemptions": raw.preemptions_per_request,
+            "completed": o.done,
+            "dropped": raw.dropped,
+        }

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from loratwin.errors import ConfigError, DataError
@@ -297,6 +296,8 @@ def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _read_yaml(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    import yaml  # on use: a CSV adapters file needs none of it
+
     text = path.read_text(encoding="utf-8")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
