@@ -274,3 +274,33 @@ def test_replan_cli(tmp_path, monkeypatch, capsys) -> None:
         assert run_cli(["replan", *args, "--no-confirm"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err and err.count("\n") == 1, err
+
+
+def test_borderline_gpus_go_to_the_batch_twin_confirmation(profile, day0) -> None:
+    """``replan`` takes the batch callback ``place`` uses (``twin_confirm``): every candidate
+    GPU reaches it as a one-element batch, and a GPU it rejects is not kept as it is."""
+    ads, _, p0 = day0
+    dep = _deployed(p0, ads)
+    hot = set(dep.servers[0].adapters)
+    new = [dataclasses.replace(a, rate=a.rate * 1.6) if a.id in hot else a for a in ads]
+    problem = _problem(profile, new)
+    seen: list[int] = []
+
+    def confirm(gpus):
+        seen.append(len(gpus))
+        return [True] * len(gpus)
+
+    opts = dataclasses.replace(SearchOptions(), p_confirm=0.0)
+    r = replan(problem, dep, _fresh(problem), extra_gpus=1, options=opts, confirm=confirm)
+    _check_safe(problem, r)
+    assert seen and set(seen) == {1}
+    assert f"twin confirmations during re-planning: {len(seen)}" in r.placement.notes
+
+    def reject_all(gpus):
+        return [False] * len(gpus)
+
+    # nothing passes the twin: no repaired GPU is kept, and the fresh placement (which
+    # ``place`` confirmed with the same callback) is used, re-mapped onto the deployed GPUs
+    r2 = replan(problem, dep, _fresh(problem), extra_gpus=1, options=opts, confirm=reject_all)
+    assert r2.strategy == "fresh-remapped"
+    assert any("using the fresh placement" in n for n in r2.notes)

@@ -58,7 +58,9 @@ from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.surrogate.features import FEATURES
 from loratwin.workload.types import Adapter
 
-Confirm = Callable[[GpuAssignment], bool]
+#: The twin confirmation ``place`` uses (:func:`loratwin.placement.api.twin_confirm`): a
+#: batch of GPUs in, one healthy flag per GPU out. Re-planning asks about one GPU at a time.
+Confirm = Callable[[Sequence[GpuAssignment]], list[bool]]
 
 _I_RANK = FEATURES.index("max_rank")
 #: ``max_cpu_loras`` of a server re-planning (re)starts, as a multiple of its adapters.
@@ -204,8 +206,9 @@ class _Judge:
         if self.confirm is None or v.p < self.options.p_confirm:
             return True
         self.twin_runs += 1
-        return self.confirm(assign(self.problem, Gpu("candidate", tuple(pieces), v.max_loras,
-                                                     v.max_lora_rank, v.max_loras)))
+        gpu = assign(self.problem, Gpu("candidate", tuple(pieces), v.max_loras,
+                                       v.max_lora_rank, v.max_loras))
+        return bool(self.confirm([gpu])[0])
 
     def check(self, gpu: Gpu) -> Gpu | None:
         """The GPU at its flags if safe, else with re-sized flags if safe, else ``None``."""
