@@ -132,3 +132,19 @@ def test_simulate_from_a_trace_to_json_imports_no_pandas(tmp_path) -> None:
                          text=True)
     assert res.stdout.rstrip().splitlines()[-1] == "heavy:", res.stdout
     assert '"per_adapter"' in out.read_text()
+
+
+def test_simulate_process_ends_fast_with_its_output_complete(tmp_path) -> None:
+    # FAST_EXIT_COMMANDS: `python -m loratwin simulate` skips the interpreter's teardown;
+    # its table, its "wrote" line and its JSON must still be complete, its exit code 0
+    ad, out = tmp_path / "ad.csv", tmp_path / "o.json"
+    ad.write_text("id,rank,rate\na,8,0.5\nb,16,0.5\n")
+    res = subprocess.run([sys.executable, "-m", "loratwin", "simulate", "--adapters", str(ad),
+                          "--max-loras", "2", "--max-lora-rank", "16", "--duration", "30",
+                          "--json", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.rstrip().endswith(f"wrote {out}")
+    assert "completed / arrivals" in res.stdout
+    import json
+
+    assert json.loads(out.read_text())["per_adapter"][1]["adapter_id"] == "b"
