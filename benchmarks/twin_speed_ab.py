@@ -2,7 +2,9 @@
 
 The machine is shared, so the two trees are measured in one run, interleaved: every round
 runs the other tree's twin (vLLM 0.8.5 rules, the only ones it may know) and this tree's twin
-under each release, each in a fresh process; the medians over the rounds are printed.
+under each release, each in a fresh process; the medians over the rounds are printed, of the
+wall time and of the process CPU time (user + sys of the run; less disturbed by other load on
+the machine than the wall time).
 
 Run (the previous commit exported to /tmp/prev)::
 
@@ -40,17 +42,20 @@ if VERSION is not None:
     flags["vllm_version"] = VERSION
 server = ServerConfig(**flags)
 t0 = time.perf_counter()
+c0 = time.process_time()
 res = simulate(profile, server, adapters, requests, ClientConfig(duration_s=3600.0))
-print(time.perf_counter() - t0, res.metrics.total_throughput_tok_s, res.metrics.steps)
+print(time.perf_counter() - t0, res.metrics.total_throughput_tok_s, res.metrics.steps,
+      time.process_time() - c0)
 """
 
 
-def one(src: Path, version: str | None) -> tuple[float, float, int]:
+def one(src: Path, version: str | None) -> tuple[float, float, int, float]:
+    """``(wall s, throughput tok/s, steps, CPU s)`` of one run of the case in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     code = f"VERSION = {version!r}\n{CASE}"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    return float(out[0]), float(out[1]), int(out[2])
+    return float(out[0]), float(out[1]), int(out[2]), float(out[3])
 
 
 def main() -> None:
@@ -68,18 +73,21 @@ def main() -> None:
     runs += [("this tree 0.8.5", SRC, "0.8.5"), ("this tree 0.32", SRC, "0.32"),
              ("this tree 0.33", SRC, "0.33")]
     walls: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    cpus: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     facts: dict[str, tuple[float, int]] = {}
     for k in range(args.rounds):
         for name, src, version in runs:
-            wall, thr, steps = one(src, version)
+            wall, thr, steps, cpu = one(src, version)
             walls[name].append(wall)
+            cpus[name].append(cpu)
             facts[name] = (thr, steps)
-            print(f"round {k + 1}: {name}: {wall:.2f} s", flush=True)
+            print(f"round {k + 1}: {name}: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
     for name, _, _ in runs:
         thr, steps = facts[name]
         print(f"{name:34s} median {statistics.median(walls[name]):.2f} s "
-              f"(min {min(walls[name]):.2f}) over {args.rounds} rounds; "
-              f"{thr:,.0f} tok/s, {steps:,} steps")
+              f"(min {min(walls[name]):.2f}) wall, CPU median "
+              f"{statistics.median(cpus[name]):.3f} s (min {min(cpus[name]):.3f}) over "
+              f"{args.rounds} rounds; {thr:,.0f} tok/s, {steps:,} steps")
 
 
 if __name__ == "__main__":

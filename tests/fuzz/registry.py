@@ -594,6 +594,18 @@ def _surrogate_rebuild() -> st.SearchStrategy[Case]:
     ))
 
 
+@command("surrogate universal")
+def _surrogate_universal() -> st.SearchStrategy[Case]:
+    base = ("surrogate", "universal")
+    return st.sampled_from((
+        Case("surrogate universal", (*base, "--jobs", "0"), (), (), "--jobs 0"),
+        Case("surrogate universal", (*base, "--seed", "-1"), (), (), "--seed -1"),
+        Case("surrogate universal", (*base, "-o", "u.txt"), (), ("u.txt",), "-o suffix"),
+        Case("surrogate universal", (*base, "--data", "f"), (("f", b"x"),), (),
+             "--data a file"),
+    ))
+
+
 BENCH_CONFIG = MappingSpec(
     base={"adapters": "ad.csv", "lengths": {"kind": "fixed", "input_tokens": 8,
                                             "output_tokens": 4}, "duration_s": 5, "seed": 0},

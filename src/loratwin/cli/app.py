@@ -78,7 +78,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "replan": ("replan_cmd",),
     "report": ("report_cmd",),
     "simulate": ("simulate_cmd",),
-    "surrogate": ("surrogate_cmd",),
+    "surrogate": ("surrogate_cmd", "universal_cmd"),
     "train": ("surrogate_cmd",),
     "validate": ("validate_cmd",),
     "workload": ("workload_cmd", "replan_cmd"),

@@ -47,6 +47,7 @@ from loratwin.cli import (  # noqa: F401
     report_cmd,
     simulate_cmd,
     surrogate_cmd,
+    universal_cmd,
     validate_cmd,
     workload_cmd,
 )

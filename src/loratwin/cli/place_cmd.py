@@ -191,7 +191,6 @@ def place_cmd(
     check_output_dir(out, "out")
     problem = _problem(workload, model, surrogate, max_num_seqs, arrival_cv, vllm_version)
     from loratwin.advisor.gpu import advise_placement
-    from loratwin.calibrate.prior_label import estimated_note, is_estimated
     from loratwin.cli.common import console, write_json
     from loratwin.placement import api, report
     from loratwin.placement.balance import LatencyTarget
@@ -228,8 +227,7 @@ def place_cmd(
                                          on_done=advance, ray_address=ray_address)
     rates = _rates(problem)
     console.print(report.placement_table(placement, rates))
-    if is_estimated(problem.profile):
-        console.print(f"[yellow]{estimated_note(problem.profile)}[/yellow]")
+    _print_provenance(problem)
     if advice is not None:
         console.print(_advice_table(advice))
     if verify or advice is not None:
@@ -249,6 +247,7 @@ def place_cmd(
     for server, adv in zip(doc["servers"], advice or [], strict=False):
         server["advice"] = adv.to_dict()
     doc.update(_plan_context(problem, workload, max_ttft_ms, max_itl_ms))
+    doc["surrogate"] = _surrogate_doc(problem)
     if json_out is not None:
         write_json(json_out, doc)
         console.print(f"wrote {json_out}")
@@ -263,6 +262,27 @@ def place_cmd(
             with atomic_files(folder) as tmp_dir:
                 write(files, tmp_dir)
             console.print(f"wrote {len(files)} {fmt} file(s) to {folder}")
+
+
+def _print_provenance(problem: PlacementProblem) -> None:
+    """The "estimated" line of a prior profile and the line naming the surrogate."""
+    from loratwin.calibrate.prior_label import estimated_note, is_estimated
+    from loratwin.cli.common import console
+    from loratwin.placement.predictor import predictor_note
+
+    if is_estimated(problem.profile):
+        console.print(f"[yellow]{estimated_note(problem.profile)}[/yellow]")
+    console.print(predictor_note(problem.predictor), markup=False, highlight=False)
+
+
+def _surrogate_doc(problem: PlacementProblem) -> dict[str, object]:
+    """The surrogate behind the predictions, for the JSON outputs."""
+    from loratwin.placement.predictor import predictor_note
+
+    sur = getattr(problem.predictor, "surrogate", None)
+    kind = getattr(sur, "kind", "per-profile") if sur is not None else "other"
+    return {"kind": kind, "note": predictor_note(problem.predictor),
+            "estimated": kind == "universal" or problem.profile.profile_kind == "prior"}
 
 
 def _plan_context(problem: PlacementProblem, workload: Path, max_ttft_ms: float | None,
@@ -370,6 +390,7 @@ def compare_cmd(
     opt_gpus = opt.gpus if opt is not None else None
     best_lb = max(lb.gpus, lp.gpus)
     console.print(report.compare_table(rows, best_lb, opt_gpus))
+    _print_provenance(problem)
     console.print(lb.describe())
     console.print(lp.describe())
     if opt is not None:
@@ -377,7 +398,8 @@ def compare_cmd(
     if json_out is not None:
         doc = report.compare_dict(rows, best_lb, opt_gpus, opt.describe() if opt else None)
         doc.update(throughput_lower_bound=lb.gpus, lp_lower_bound=lp.gpus,
-                   lp_lower_bound_value=lp.value)
+                   lp_lower_bound_value=lp.value, surrogate=_surrogate_doc(problem),
+                   profile_kind=problem.profile.profile_kind)
         write_json(json_out, doc)
         console.print(f"wrote {json_out}")
     if html is not None:

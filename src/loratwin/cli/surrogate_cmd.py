@@ -243,7 +243,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
 @app.command("predict")
 def predict_cmd(
     features: Path = typer.Argument(..., help="CSV with the feature columns, one row per GPU"),
-    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or .npz file"),
+    model: str = typer.Option(DEFAULT_MODEL, help="Profile name or JSON path (its bundled "
+                              "surrogate, else the universal one), or a .npz file"),
     json_out: Path | None = typer.Option(None, "--json", help="Write {'rows': [...]} as JSON"),
     max_rows: int = typer.Option(50, help="Rows shown in the terminal table"),
 ) -> None:
@@ -256,13 +257,16 @@ def predict_cmd(
     if max_rows < 0:
         raise DataError(f"must be >= 0 (got {max_rows})", field="--max-rows")
     df = _read_csv(features)
-    from loratwin.surrogate.model import Surrogate
+    from loratwin.surrogate.universal import surrogate_for
 
-    s = Surrogate.load(model)
+    s = surrogate_for(model)
     pred = s.predict_frame(df, source=str(features))
     kind = str(s.meta.get("profile_kind", "measured"))
-    label = "estimated (prior profile): " if kind == "prior" else ""
-    table = Table(title=f"{label}surrogate {s.profile}: {len(pred)} configurations "
+    universal = getattr(s, "kind", "") == "universal"
+    label = ("estimated (prior profile): " if kind == "prior"
+             else "estimated (universal surrogate): " if universal else "")
+    table = Table(title=f"{label}surrogate {s.profile}"
+                        f"{' (universal)' if universal else ''}: {len(pred)} configurations "
                         "(throughput in tok/s, latencies in ms)")
     for col, just in (("row", "right"), ("throughput", "right"), ("ITL", "right"),
                       ("TTFT", "right"), ("p99 TTFT", "right"), ("starved", "left"),
@@ -280,8 +284,12 @@ def predict_cmd(
     if n_out:
         console.print(f"{n_out} row(s) outside the training envelope: predictions there are "
                       "extrapolations")
+    if universal:
+        console.print(s.describe(), markup=False, highlight=False)  # type: ignore[union-attr]
     if json_out:
-        write_json(json_out, {"profile_kind": kind, "rows": pred.rows()})
+        write_json(json_out, {"profile_kind": kind,
+                              "surrogate": "universal" if universal else "per-profile",
+                              "rows": pred.rows()})
         console.print(f"wrote {json_out}")
 
 

@@ -20,7 +20,8 @@ from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuPredictor, Predictions
 from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
-from loratwin.surrogate.model import Surrogate
+from loratwin.surrogate.model import Surrogate, bundled_surrogates
+from loratwin.surrogate.universal import BoundSurrogate, UniversalSurrogate
 from loratwin.twin.release import normalise_version
 from loratwin.workload.adapters import load_adapters
 from loratwin.workload.types import Adapter
@@ -35,7 +36,7 @@ class SurrogatePredictor:
         The trained surrogate (see :mod:`loratwin.surrogate.model`).
     """
 
-    def __init__(self, surrogate: Surrogate) -> None:
+    def __init__(self, surrogate: Surrogate | BoundSurrogate) -> None:
         self.surrogate = surrogate
 
     @classmethod
@@ -67,16 +68,22 @@ class SurrogatePredictor:
         )
 
 
-def load_predictor(profile: Profile, surrogate: str | Path | None = None) -> GpuPredictor:
-    """The surrogate for ``profile``: the bundled one, or the given name / ``.npz`` file.
+def load_predictor(profile: Profile, surrogate: str | Path | None = None, *,
+                   max_num_seqs: int = 2048) -> SurrogatePredictor:
+    """The surrogate for ``profile``: the given name / ``.npz`` file, else the profile's
+    bundled per-profile surrogate, else the bundled universal surrogate bound to the profile
+    (:mod:`loratwin.surrogate.universal`; its scales tabulated at ``max_num_seqs``, ~1-2 s).
+    :func:`predictor_note` says which one answers.
 
     Raises
     ------
     DataError
-        No bundled surrogate for the profile, or an invalid file.
+        An invalid file, or no bundled surrogate at all.
     ConfigError
         The surrogate was trained for another profile.
     """
+    if surrogate is None and profile.name not in bundled_surrogates():
+        return SurrogatePredictor(UniversalSurrogate.load().bind(profile, max_num_seqs))
     pred = SurrogatePredictor.load(surrogate if surrogate is not None else profile.name)
     if pred.profile and pred.profile != profile.name:
         raise ConfigError(
@@ -84,6 +91,20 @@ def load_predictor(profile: Profile, surrogate: str | Path | None = None) -> Gpu
             field="surrogate",
         )
     return pred
+
+
+def predictor_note(predictor: GpuPredictor) -> str:
+    """One line naming the surrogate behind ``predictor``: the profile's own (bundled or a
+    file) or the universal one (whose figures are estimates)."""
+    sur = getattr(predictor, "surrogate", None)
+    if sur is None:
+        return f"surrogate: {type(predictor).__name__}"
+    describe = getattr(sur, "describe", None)
+    if describe is not None:
+        return str(describe())
+    n = sur.meta.get("dataset", {}).get("used")
+    rows = f" on {n:,} of its twin runs" if isinstance(n, int) else ""
+    return f"surrogate: {sur.profile}'s own (per-profile, trained{rows})"
 
 
 def make_problem(
@@ -106,7 +127,8 @@ def make_problem(
     model:
         Profile name, profile JSON path, or a loaded profile.
     surrogate:
-        Surrogate name or ``.npz`` (default: the profile's bundled surrogate).
+        Surrogate name or ``.npz`` (default: the profile's bundled surrogate, else the
+        universal one, see :func:`load_predictor`).
     predictor:
         A ready predictor (overrides ``surrogate``).
     max_num_seqs:

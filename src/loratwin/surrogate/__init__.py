@@ -31,6 +31,20 @@ which runs (or resumes) the default design of ``examples/surrogate-grid.yaml`` i
         --out surrogate-data/<profile> --jobs -1
     loratwin train surrogate-data/<profile> --model <profile> \\
         -o src/loratwin/surrogate/bundled/<profile>.npz
+
+The universal surrogate (``bundled/universal.npz``, :mod:`.universal`: profile-normalised
+inputs, one model for every profile; placement falls back to it for a profile without a
+bundled surrogate of its own) is rebuilt, resumably, by::
+
+    loratwin surrogate universal --jobs 2
+
+which runs the twin for the two measured profiles and eight priors of
+:mod:`.universal_build` into ``surrogate-data/universal/<profile>`` and trains with
+leave-one-profile-out scores on the measured ones. Data: the measured profiles come from
+the measurements of Agullo et al. (arXiv 2508.08343 / 2602.24044, repository
+FerranAgulloLopez/GPULLMAdapterOptimization, see ``../shared/data/README.md``); the priors
+from public model configs and GPU datasheets (:mod:`loratwin.calibrate.prior_gpu`); every
+training row is a twin run.
 """
 
 from loratwin.surrogate.features import FEATURES, feature_frame, gpu_features

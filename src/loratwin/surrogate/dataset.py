@@ -201,6 +201,7 @@ def generate_dataset(
     first_chunks: int | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_chunk: Callable[[ChunkDone], None] | None = None,
+    profile: Profile | None = None,
 ) -> DatasetRun:
     """Run the twin over the design and write (or complete) the data set in ``out_dir``.
 
@@ -226,6 +227,10 @@ def generate_dataset(
         Called once with (points to compute, chunks to compute).
     on_chunk:
         Called after each chunk is on disk.
+    profile:
+        The profile to run, named ``spec.model`` (default: ``load_profile(spec.model)``); for
+        profiles that exist only in memory, such as the priors the universal surrogate is
+        trained on.
 
     Returns
     -------
@@ -237,7 +242,8 @@ def generate_dataset(
     ConfigError
         ``out_dir`` holds another design; ``jobs`` is 0; Ray asked for but not installed.
     DataError
-        Unknown profile; a chunk of another design in ``out_dir``.
+        Unknown profile; a chunk of another design in ``out_dir``; ``profile`` not named
+        ``spec.model``.
     KeyboardInterrupt
         Ctrl-C: the chunks written so far stay on disk; rerun to resume.
     """
@@ -248,7 +254,11 @@ def generate_dataset(
         raise ConfigError("must be >= 0", field="max-chunks")
     if first_chunks is not None and first_chunks < 1:
         raise ConfigError("must be >= 1", field="chunks")
-    profile = load_profile(spec.model)
+    if profile is None:
+        profile = load_profile(spec.model)
+    elif profile.name != spec.model:
+        raise ConfigError(f"profile {profile.name!r} is not the design's {spec.model!r}",
+                          field="model")
     design = build_design(spec, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.is_file():

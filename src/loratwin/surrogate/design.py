@@ -219,7 +219,31 @@ def parse_design_spec(data: dict[str, object]) -> DesignSpec:
 # ----------------------------------------------------------------------------- capacity
 
 
-def capacity_tok_s(
+@dataclass(frozen=True)
+class SaturatedStep:
+    """The steady state of a saturated server (see :func:`saturated_step`).
+
+    Attributes
+    ----------
+    tokens:
+        Tokens scheduled per step (prompt chunks + decodes), tokens.
+    step_s:
+        Time of one such step (execution + scheduler), s; 0 if the server does not start.
+    kv_tokens:
+        KV cache size, tokens (0 if the server does not start).
+    """
+
+    tokens: int
+    step_s: float
+    kv_tokens: int
+
+    @property
+    def capacity_tok_s(self) -> float:
+        """Tokens per second of the saturated server (0 if it does not start)."""
+        return self.tokens / self.step_s if self.step_s > 0 else 0.0
+
+
+def saturated_step(
     profile: Profile,
     max_loras: int,
     max_lora_rank: int,
@@ -229,26 +253,21 @@ def capacity_tok_s(
     max_num_seqs: int = 2048,
     max_num_batched_tokens: int = 2048,
     step_cost: StepCost | None = None,
-) -> float:
-    """Steady-state throughput of a saturated server, tok/s (input + output tokens).
+) -> SaturatedStep:
+    """The step of a saturated server: tokens per step, its time and the KV cache size.
 
     ``n`` decoding requests, each adding ``in/out`` prompt tokens per generated token on
     average (chunked prefill), make ``M = n (1 + in/out)`` tokens per step; ``n`` is the
     largest value allowed by the token budget (``M <= max_num_batched_tokens``),
     ``max_num_seqs`` and the KV cache (``n (in + out/2)`` context tokens). The step time is
     the profile's step-cost model (:class:`~loratwin.twin.cost.StepCost`) with ``n/out``
-    prefills per step and ``min(max_loras, n)`` distinct adapters; the capacity is ``M`` over
-    the step time. Adapter loads and slot swapping are ignored.
+    prefills per step and ``min(max_loras, n)`` distinct adapters. Adapter loads and slot
+    swapping are ignored.
 
     Parameters
     ----------
     step_cost:
         A ready ``StepCost`` of the same (profile, server) pair, to save its construction.
-
-    Returns
-    -------
-    float
-        Estimated capacity in tok/s; 0 if the server does not start.
     """
     server = ServerConfig(
         max_loras=max_loras, max_cpu_loras=max_loras, max_lora_rank=max_lora_rank,
@@ -256,7 +275,7 @@ def capacity_tok_s(
     )
     kv = kv_capacity(profile, max_loras, max_lora_rank, max_num_seqs=max_num_seqs)
     if kv.failure is not None:
-        return 0.0
+        return SaturatedStep(0, 0.0, 0)
     cost = step_cost if step_cost is not None else StepCost(profile, server)
     inp, out = float(mean_input_tokens), max(float(mean_output_tokens), 1.0)
     per_seq_tokens = 1.0 + inp / out
@@ -271,7 +290,34 @@ def capacity_tok_s(
     n_pref = max(1, math.ceil(n / out)) if inp > 0 else 0
     ctx = round(n * (inp + out / 2.0))
     t = cost.exec_s(m, n_dec, n_pref, ctx, min(max_loras, n_dec)) + cost.sched_s(n_dec, 0)
-    return m / t if t > 0 else 0.0
+    return SaturatedStep(m, max(t, 0.0), kv.tokens)
+
+
+def capacity_tok_s(
+    profile: Profile,
+    max_loras: int,
+    max_lora_rank: int,
+    mean_input_tokens: float,
+    mean_output_tokens: float,
+    *,
+    max_num_seqs: int = 2048,
+    max_num_batched_tokens: int = 2048,
+    step_cost: StepCost | None = None,
+) -> float:
+    """Steady-state throughput of a saturated server, tok/s (input + output tokens).
+
+    The tokens of :func:`saturated_step` over its step time.
+
+    Returns
+    -------
+    float
+        Estimated capacity in tok/s; 0 if the server does not start.
+    """
+    return saturated_step(
+        profile, max_loras, max_lora_rank, mean_input_tokens, mean_output_tokens,
+        max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+        step_cost=step_cost,
+    ).capacity_tok_s
 
 
 # ----------------------------------------------------------------------------- design

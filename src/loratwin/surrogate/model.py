@@ -501,11 +501,13 @@ def _check_matrix(features: np.ndarray) -> np.ndarray:
 
 
 def bundled_surrogates() -> list[str]:
-    """Profile names with a bundled surrogate."""
+    """Profile names with a bundled per-profile surrogate (not the universal one,
+    :mod:`loratwin.surrogate.universal`)."""
     d = resources.files(_BUNDLED).joinpath("bundled")
     if not d.is_dir():
         return []
-    return sorted(p.name.removesuffix(".npz") for p in d.iterdir() if p.name.endswith(".npz"))
+    return sorted(p.name.removesuffix(".npz") for p in d.iterdir()
+                  if p.name.endswith(".npz") and p.name != "universal.npz")
 
 
 def bundled_path(profile: str) -> Path:

@@ -4,7 +4,8 @@ Every supported release has a package ``loratwin.twin.vllm_<x>_<y>[_<z>]`` with 
 vLLM component, named as vLLM names it (``scheduler``, ``kv_cache_manager``, ``lora_manager``,
 ``engine_args``, ``model_runner``); its ``RULES`` object (a :class:`ReleaseRules`) is what the
 event loop (:mod:`loratwin.twin.engine`) and the step-cost model (:mod:`loratwin.twin.cost`)
-read. The per-release table with the vLLM file behind each rule is ``docs/twin-versions.md``.
+read (the engine's steps: :mod:`loratwin.twin.engine_steps`). The per-release table with
+the vLLM file behind each rule is ``docs/twin-versions.md``.
 
 Release names are vLLM's: ``0.8.5`` is one release; ``0.32`` and ``0.33`` are release lines
 (``0.32.0``, ``0.32.1``, ... all map to ``0.32``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
 from loratwin.errors import ConfigError
 
@@ -114,12 +116,35 @@ class ModelRunnerRules:
 
 
 @dataclass(frozen=True)
+class LoRAManagerRules:
+    """The worker's LoRA adapter caches (``LRUCacheWorkerLoRAManager``).
+
+    Attributes
+    ----------
+    lora_hash_order:
+        ``n_adapters -> rank per adapter``: the iteration order of a step's set of
+        ``LoRARequest``s.
+    preloaded:
+        ``(n_adapters, max_cpu_loras, max_loras) -> (cpu, gpu)``: adapters in the CPU cache
+        and in GPU slots after the start-up loads of ``--lora-modules``.
+    apply_adapters:
+        ``set_active_adapters`` of a step whose batch needs loads (see
+        :func:`loratwin.twin.vllm_0_8_5.lora_manager.apply_adapters`).
+    """
+
+    lora_hash_order: Callable[[int], list[int]]
+    preloaded: Callable[[int, int, int], tuple[range, range]]
+    apply_adapters: Callable[..., Any]
+
+
+@dataclass(frozen=True)
 class ReleaseRules:
     """All rules of one vLLM release the twin applies (see ``docs/twin-versions.md``)."""
 
     version: str
     scheduler: SchedulerRules
     kv_cache: KVCacheRules
+    lora_manager: LoRAManagerRules
     defaults: EngineDefaults
     model_runner: ModelRunnerRules
 

@@ -10,10 +10,11 @@ of the step's ``LoRARequest`` set, ``add_adapter`` activating into a slot (stati
 from __future__ import annotations
 
 from loratwin.twin.vllm_0_8_5.lora_manager import (
+    RULES,
     AdapterLoads,
     apply_adapters,
     lora_hash_order,
     preloaded,
 )
 
-__all__ = ["AdapterLoads", "apply_adapters", "lora_hash_order", "preloaded"]
+__all__ = ["RULES", "AdapterLoads", "apply_adapters", "lora_hash_order", "preloaded"]

@@ -12,12 +12,19 @@ model_runner       ``vllm/v1/worker/gpu_model_runner.py`` (as 0.32)
 """
 
 from loratwin.twin.release import ReleaseRules
-from loratwin.twin.vllm_0_33 import engine_args, kv_cache_manager, model_runner, scheduler
+from loratwin.twin.vllm_0_33 import (
+    engine_args,
+    kv_cache_manager,
+    lora_manager,
+    model_runner,
+    scheduler,
+)
 
 RULES = ReleaseRules(
     version="0.33",
     scheduler=scheduler.RULES,
     kv_cache=kv_cache_manager.RULES,
+    lora_manager=lora_manager.RULES,
     defaults=engine_args.RULES,
     model_runner=model_runner.RULES,
 )

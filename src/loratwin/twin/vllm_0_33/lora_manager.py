@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from loratwin.twin.vllm_0_8_5.lora_manager import (
+    RULES,
     AdapterLoads,
     apply_adapters,
     lora_hash_order,
     preloaded,
 )
 
-__all__ = ["AdapterLoads", "apply_adapters", "lora_hash_order", "preloaded"]
+__all__ = ["RULES", "AdapterLoads", "apply_adapters", "lora_hash_order", "preloaded"]

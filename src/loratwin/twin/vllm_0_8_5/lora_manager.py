@@ -28,6 +28,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from loratwin.twin.release import LoRAManagerRules
+
 
 def lora_hash_order(n: int) -> list[int]:
     """A fixed pseudo-random rank per adapter: the iteration order of a set of LoRARequests.
@@ -139,3 +141,7 @@ def apply_adapters(
             n_gpu += 1
         touched.add(b)
     return AdapterLoads(load_s, loads, disk_loads, n_gpu, n_cpu)
+
+
+RULES = LoRAManagerRules(
+    lora_hash_order=lora_hash_order, preloaded=preloaded, apply_adapters=apply_adapters)
