@@ -69,11 +69,18 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float,
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), rc
 
 
-def measure(tree: Path, work: Path, repeats: int) -> dict[str, float]:
+def measure(tree: Path, work: Path, repeats: int, pycache: Path | None) -> dict[str, float]:
+    """Medians over ``repeats`` runs of ``tree``; ``pycache``: its bytecode cache folder
+    (``None``: the environment's bytecode setting as is)."""
     import os
 
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "COLUMNS": "100"}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     py = [sys.executable, "-m", "loratwin"]
+    if timed([*py, *SIMULATE], work, env)[2] != 0:  # warm-up, untimed
+        raise SystemExit(f"{tree}: simulate failed")
     out: dict[str, float] = {}
     walls, cpus, engines = [], [], []
     for _ in range(repeats):
@@ -127,6 +134,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ingest-only", action="store_true", help="only the ingest rates")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="run with the environment's bytecode setting (default: a cache "
+                         "folder per tree, as an installed package has)")
     args = ap.parse_args()
     if args.ingest_only:
         with tempfile.TemporaryDirectory(prefix="loratwin-bench-") as tmp:
@@ -144,11 +154,15 @@ def main() -> None:
                        check=True, capture_output=True)
         try:
             rows = make_inputs(work, args.seed)
+            cache = None if args.no_bytecode_cache else tmp_path
             print(f"trace: {rows:,} arrivals, 256 adapters (seed {args.seed}); "
-                  f"{args.repeats} repeats, medians")
-            results = {"this tree": measure(ROOT, work, args.repeats),
-                       f"baseline {args.baseline} ({rev})": measure(base_tree, work,
-                                                                     args.repeats)}
+                  f"{args.repeats} repeats, medians; bytecode "
+                  + ("as the environment says" if cache is None else "cached per tree"))
+            results = {
+                "this tree": measure(ROOT, work, args.repeats,
+                                     cache and cache / "pyc-this"),
+                f"baseline {args.baseline} ({rev})": measure(base_tree, work, args.repeats,
+                                                              cache and cache / "pyc-base")}
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT,
                            capture_output=True)

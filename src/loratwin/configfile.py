@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from loratwin.errors import ConfigError, DataError
@@ -27,6 +26,8 @@ def read_yaml_mapping(path: Path, what: str = "config") -> dict[str, Any]:
     DataError
         Missing file, invalid YAML, or a top level that is not a mapping.
     """
+    import yaml  # on use: ``simulate`` from flags alone reads no YAML
+
     if not path.is_file():
         raise DataError(f"{what} file not found: {path}" if not path.exists()
                         else f"{what} file {path} is not a file")

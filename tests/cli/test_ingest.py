@@ -115,3 +115,29 @@ def test_hexadecimal_integers_are_refused_naming_the_row(tmp_path: Path) -> None
     tr.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n0,a,5,5\n1,a,0x10,5\n")
     with pytest.raises(DataError, match="row 3: input_tokens"):
         trace_mod.load_trace_csv(tr)
+
+
+def test_column_values_reads_chunks_offsets_and_nulls() -> None:
+    import pyarrow as pa
+
+    from loratwin.workload._arrow import column_values
+
+    a = pa.array([1.0, None, 3.0, 4.0, None], pa.float64())
+    got = column_values([a.slice(1, 3), a.slice(3)], np.float64)
+    assert np.array_equal(got, [np.nan, 3.0, 4.0, 4.0, np.nan], equal_nan=True)
+    idx = pa.array([5, 6, 7, 8], pa.int32()).slice(2)
+    assert column_values([idx], np.int32).tolist() == [7, 8]
+
+
+def test_trace_ids_differing_by_whitespace_are_one_adapter_in_time_order() -> None:
+    path = _write("arrival_time_s,adapter_id,input_tokens,output_tokens\n"
+                  "2.0, b,5,5\n0.5,a ,100,20\n1.0,b,7,7\n0.7,a,3,3\n")
+    req, ids = trace_mod.load_trace_csv(path)
+    assert ids == ["a", "b"]
+    assert req.adapter.tolist() == [0, 0, 1, 1]
+    assert req.arrival_s.tolist() == [0.5, 0.7, 1.0, 2.0]
+    assert req.input_tokens.tolist() == [100, 3, 7, 5]
+    slow = trace_mod._read_trace_rows(path)
+    fast = trace_mod._read_trace_fast(path)
+    assert fast is not None and fast[2] == slow[2] == ["b", "a"]
+    assert fast[1].tolist() == slow[1].tolist() == [0, 1, 0, 1]

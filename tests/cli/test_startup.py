@@ -104,3 +104,47 @@ def test_command_table_names_the_modules_of_every_command() -> None:
     assert {k: sorted(v) for k, v in COMMAND_MODULES.items()} == {
         k: sorted(set(v) | set(COMMAND_MODULES.get(k, ()))) for k, v in found.items()}, (
         "update COMMAND_MODULES in loratwin/cli/app.py")
+
+
+_SIMULATE_PROBE = """
+import sys
+from loratwin.cli.app import main
+try:
+    main(["simulate", "--adapters", {ad!r}, "--trace", {tr!r}, "--max-loras", "2",
+          "--max-lora-rank", "16", "--duration", "60", "--json", {out!r}])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+heavy = ("pandas", "scipy", "sklearn", "matplotlib", "joblib")
+print("heavy:", " ".join(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
+"""
+
+
+def test_simulate_from_a_trace_to_json_imports_no_pandas(tmp_path) -> None:
+    # issue 16: the metrics, the per-adapter table and the trace and adapter readers keep
+    # numpy columns; pandas is imported only for a Parquet/CSV table output
+    ad, tr, out = tmp_path / "ad.csv", tmp_path / "tr.csv", tmp_path / "o.json"
+    ad.write_text("id,rank,rate\na,8,0.5\nb,16,0.5\n")
+    tr.write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n"
+                  + "".join(f"{i * 0.5},{'ab'[i % 2]},{20 + i},{5 + i % 3}\n"
+                            for i in range(60)))
+    probe = _SIMULATE_PROBE.format(ad=str(ad), tr=str(tr), out=str(out))
+    res = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                         text=True)
+    assert res.stdout.rstrip().splitlines()[-1] == "heavy:", res.stdout
+    assert '"per_adapter"' in out.read_text()
+
+
+def test_simulate_process_ends_fast_with_its_output_complete(tmp_path) -> None:
+    # FAST_EXIT_COMMANDS: `python -m loratwin simulate` skips the interpreter's teardown;
+    # its table, its "wrote" line and its JSON must still be complete, its exit code 0
+    ad, out = tmp_path / "ad.csv", tmp_path / "o.json"
+    ad.write_text("id,rank,rate\na,8,0.5\nb,16,0.5\n")
+    res = subprocess.run([sys.executable, "-m", "loratwin", "simulate", "--adapters", str(ad),
+                          "--max-loras", "2", "--max-lora-rank", "16", "--duration", "30",
+                          "--json", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.rstrip().endswith(f"wrote {out}")
+    assert "completed / arrivals" in res.stdout
+    import json
+
+    assert json.loads(out.read_text())["per_adapter"][1]["adapter_id"] == "b"

@@ -72,8 +72,8 @@ def verify_gpu(
         "adapter_loads": m.adapter_loads,
         "duration_s": duration_s,
     }
-    if timeseries_bins > 0 and res.timeseries is not None and m.kv_cache_tokens > 0:
-        out["timeseries"] = resample(res.timeseries, duration_s, timeseries_bins,
+    if timeseries_bins > 0 and res.timeseries_columns is not None and m.kv_cache_tokens > 0:
+        out["timeseries"] = resample(res.timeseries_columns, duration_s, timeseries_bins,
                                      m.kv_cache_tokens // server.block_size)
     return out
 

@@ -9,14 +9,21 @@ al., arXiv 2508.08343, Sec. 4): total throughput below 0.9 x the offered load.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from loratwin.twin.engine import RawRun
 from loratwin.workload.types import Requests
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Columns = Mapping[str, np.ndarray | list[Any]]
+"""A table as named columns of equal length (numpy arrays or lists)."""
 
 STARVATION_FRACTION = 0.9
 
@@ -57,33 +64,70 @@ class SimMetrics:
 class SimResult:
     """Everything a simulation returns.
 
+    The tables are kept as numpy columns; the pandas DataFrames (:attr:`per_adapter`,
+    :attr:`requests`, :attr:`timeseries`) are built on first access, so that a caller that
+    only wants the metrics or the JSON (``loratwin simulate --json``) never imports pandas.
+
     Attributes
     ----------
     metrics:
         Headline metrics (see :class:`SimMetrics`).
-    per_adapter:
-        One row per adapter: ``adapter_id, rank, arrivals, completed,
-        total_throughput_tok_s, offered_throughput_tok_s, mean_ttft_ms, mean_itl_ms,
-        starvation``.
-    requests:
-        Per-request records if asked for (``arrival_s, adapter_id, input_tokens,
-        output_tokens, first_token_s, finish_s, ttft_ms, tpot_ms, preemptions, completed,
-        dropped``), else ``None``.
-    timeseries:
-        One row per simulated step (or run of identical decode steps) if asked for.
+    per_adapter_columns:
+        One entry per adapter (columns of length n_adapters): ``adapter_id, rank,
+        arrivals, completed, total_throughput_tok_s, offered_throughput_tok_s,
+        mean_ttft_ms, mean_itl_ms, starvation``.
+    request_columns:
+        Per-request records if asked for (columns of length n_requests: ``arrival_s,
+        adapter_id, input_tokens, output_tokens, first_token_s, finish_s, ttft_ms,
+        tpot_ms, preemptions, completed, dropped``), else ``None``.
+    timeseries_columns:
+        One entry per simulated step (or run of identical decode steps) if asked for
+        (``t_s, dt_s, running, waiting, kv_used_blocks``, see
+        :mod:`loratwin.twin.timeseries`), else ``None``.
     """
 
     metrics: SimMetrics
-    per_adapter: pd.DataFrame
-    requests: pd.DataFrame | None = None
-    timeseries: pd.DataFrame | None = None
+    per_adapter_columns: Columns
+    request_columns: Columns | None = None
+    timeseries_columns: Columns | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def per_adapter(self) -> pd.DataFrame:
+        """:attr:`per_adapter_columns` as a DataFrame (one row per adapter)."""
+        import pandas as pd
+
+        return pd.DataFrame(dict(self.per_adapter_columns))
+
+    @cached_property
+    def requests(self) -> pd.DataFrame | None:
+        """:attr:`request_columns` as a DataFrame (one row per request), or ``None``."""
+        import pandas as pd
+
+        cols = self.request_columns
+        return None if cols is None else pd.DataFrame(dict(cols))
+
+    @cached_property
+    def timeseries(self) -> pd.DataFrame | None:
+        """:attr:`timeseries_columns` as a DataFrame (one row per step), or ``None``."""
+        import pandas as pd
+
+        cols = self.timeseries_columns
+        return None if cols is None else pd.DataFrame(dict(cols))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: the metrics plus ``per_adapter`` as a list of records."""
+        """JSON-ready dict: the metrics plus ``per_adapter`` as a list of records (native
+        Python values, as ``DataFrame.to_dict(orient="records")`` gives)."""
         out: dict[str, Any] = asdict(self.metrics)
-        out["per_adapter"] = self.per_adapter.to_dict(orient="records")
+        out["per_adapter"] = _records(self.per_adapter_columns)
         return out
+
+
+def _records(cols: Columns) -> list[dict[str, Any]]:
+    """Row dicts of a column table, values as Python scalars (``tolist`` of each column)."""
+    names = list(cols)
+    values = [np.asarray(cols[n]).tolist() for n in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -109,8 +153,35 @@ def memory_error_result(
         0.0, 0.0, 0.0, 0.0, offered, nan, nan, nan, nan, nan, 0, int(in_window.sum()),
         int(in_window.sum()), 0, 0, 0, 0, 0.0, 0.0, 0.0, 0, True, True, reason, duration_s, 0.0,
     )
-    per = pd.DataFrame({"adapter_id": adapter_ids, "rank": ranks})
-    return SimResult(m, per)
+    return SimResult(m, {"adapter_id": list(adapter_ids), "rank": list(ranks)})
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    """Per-request arrays shared by the metrics (length n unless noted; times in s)."""
+
+    pin: np.ndarray            # input tokens, int64
+    pout: np.ndarray           # output tokens, int64
+    done: np.ndarray           # completed inside the window (client view)
+    in_window: np.ndarray      # sent inside the window
+    multi: np.ndarray          # done and more than one output token
+    ttft_s: np.ndarray         # first token (client) - send time, every request
+    dec_time: np.ndarray       # finish - first token, the ``multi`` requests only
+    gaps: np.ndarray           # output tokens - 1 (float64), the ``multi`` requests only
+
+
+def _outcomes(raw: RawRun, requests: Requests, duration_s: float, fe: float) -> _Outcomes:
+    pout = requests.output_tokens.astype(np.int64)
+    finish_c = raw.finish_s + fe
+    done = np.isfinite(finish_c) & (finish_c <= duration_s)
+    multi = done & (pout > 1)
+    return _Outcomes(
+        pin=requests.input_tokens.astype(np.int64), pout=pout, done=done,
+        in_window=requests.arrival_s < duration_s, multi=multi,
+        ttft_s=raw.first_token_s + fe - requests.arrival_s,
+        dec_time=(raw.finish_s - raw.first_token_s)[multi],
+        gaps=(pout[multi] - 1).astype(np.float64),
+    )
 
 
 def build_result(
@@ -123,24 +194,28 @@ def build_result(
     *,
     record_requests: bool = False,
 ) -> SimResult:
-    """Turn raw engine outcomes into benchmark metrics (client view, window ``duration_s``)."""
-    arr = requests.arrival_s
-    pin = requests.input_tokens.astype(np.int64)
-    pout = requests.output_tokens.astype(np.int64)
-    fe = frontend_latency_s
-    finish_c = raw.finish_s + fe
-    done = np.isfinite(finish_c) & (finish_c <= duration_s)
-    in_window = arr < duration_s
-    dur = duration_s
+    """Turn raw engine outcomes into benchmark metrics (client view, window ``duration_s``).
 
+    Returns numpy columns only (no pandas): the headline metrics, one row per adapter and,
+    with ``record_requests``, one row per request (see :class:`SimResult`).
+    """
+    o = _outcomes(raw, requests, duration_s, frontend_latency_s)
+    m = _headline(raw, o, duration_s)
+    per = _per_adapter(requests.adapter, o, adapter_ids, ranks, duration_s)
+    req_cols = (_request_columns(raw, requests, o, adapter_ids, frontend_latency_s)
+                if record_requests else None)
+    return SimResult(m, per, req_cols, raw.timeseries)
+
+
+def _headline(raw: RawRun, o: _Outcomes, dur: float) -> SimMetrics:
+    """The run's :class:`SimMetrics` (``kv_cache_tokens`` left 0 for the caller)."""
+    done, pin, pout = o.done, o.pin, o.pout
     tok_in = float(pin[done].sum())
     tok_out = float(pout[done].sum())
     total = (tok_in + tok_out) / dur
-    offered = float((pin[in_window].sum() + pout[in_window].sum()) / dur)
-    ttft = (raw.first_token_s + fe - arr)[done] * 1e3
-    multi = done & (pout > 1)
-    dec_time = (raw.finish_s - raw.first_token_s)[multi]
-    gaps = (pout[multi] - 1).astype(np.float64)
+    offered = float((pin[o.in_window].sum() + pout[o.in_window].sum()) / dur)
+    ttft = o.ttft_s[done] * 1e3
+    dec_time, gaps = o.dec_time, o.gaps
     mean_itl = float(dec_time.sum() / gaps.sum() * 1e3) if gaps.sum() > 0 else float("nan")
     mean_tpot = float(np.mean(dec_time / gaps) * 1e3) if gaps.size else float("nan")
     vals = np.concatenate([raw.itl_step_s, raw.resume_gaps_s])
@@ -148,20 +223,21 @@ def build_result(
     p99_itl = _weighted_quantile(vals, wts, 0.99) * 1e3
     span = max(min(raw.end_s, dur), 1e-12)
     nan = float("nan")
-    m = SimMetrics(
+    n_done = int(done.sum())
+    return SimMetrics(
         total_throughput_tok_s=total,
         input_throughput_tok_s=tok_in / dur,
         output_throughput_tok_s=tok_out / dur,
-        request_throughput_req_s=float(done.sum()) / dur,
+        request_throughput_req_s=float(n_done) / dur,
         offered_throughput_tok_s=offered,
         mean_ttft_ms=float(ttft.mean()) if ttft.size else nan,
         p99_ttft_ms=float(np.percentile(ttft, 99)) if ttft.size else nan,
         mean_itl_ms=mean_itl,
         p99_itl_ms=p99_itl,
         mean_tpot_ms=mean_tpot,
-        completed=int(done.sum()),
-        arrivals=int(in_window.sum()),
-        dropped=int((raw.dropped & in_window).sum()),
+        completed=n_done,
+        arrivals=int(o.in_window.sum()),
+        dropped=int((raw.dropped & o.in_window).sum()),
         preemptions=raw.preemptions,
         adapter_loads=raw.adapter_loads,
         disk_loads=raw.disk_loads,
@@ -176,45 +252,55 @@ def build_result(
         duration_s=dur,
         wall_s=raw.wall_s,
     )
+
+
+def _per_adapter(ad: np.ndarray, o: _Outcomes, adapter_ids: list[str], ranks: list[int],
+                 dur: float) -> dict[str, Any]:
+    """The per-adapter columns of :class:`SimResult` (``ad``: adapter index per request)."""
     n_ad = len(adapter_ids)
-    ad = requests.adapter
-    tokens = (pin + pout).astype(np.float64)
-    done_tok = np.bincount(ad[done], weights=tokens[done], minlength=n_ad)
-    off_tok = np.bincount(ad[in_window], weights=tokens[in_window], minlength=n_ad)
-    n_done = np.bincount(ad[done], minlength=n_ad)
-    ttft_sum = np.bincount(ad[done], weights=(raw.first_token_s + fe - arr)[done], minlength=n_ad)
-    dec_sum = np.bincount(ad[multi], weights=dec_time, minlength=n_ad)
-    gap_sum = np.bincount(ad[multi], weights=gaps, minlength=n_ad)
+    tokens = (o.pin + o.pout).astype(np.float64)
+    ad_done, ad_win = ad[o.done], ad[o.in_window]
+    done_tok = np.bincount(ad_done, weights=tokens[o.done], minlength=n_ad)
+    off_tok = np.bincount(ad_win, weights=tokens[o.in_window], minlength=n_ad)
+    n_done = np.bincount(ad_done, minlength=n_ad)
+    ttft_sum = np.bincount(ad_done, weights=o.ttft_s[o.done], minlength=n_ad)
+    ad_multi = ad[o.multi]
+    dec_sum = np.bincount(ad_multi, weights=o.dec_time, minlength=n_ad)
+    gap_sum = np.bincount(ad_multi, weights=o.gaps, minlength=n_ad)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per = pd.DataFrame({
-            "adapter_id": adapter_ids,
+        return {
+            "adapter_id": list(adapter_ids),
             "rank": ranks,
-            "arrivals": np.bincount(ad[in_window], minlength=n_ad),
+            "arrivals": np.bincount(ad_win, minlength=n_ad),
             "completed": n_done,
             "total_throughput_tok_s": done_tok / dur,
             "offered_throughput_tok_s": off_tok / dur,
             "mean_ttft_ms": ttft_sum / n_done * 1e3,
             "mean_itl_ms": dec_sum / gap_sum * 1e3,
             "starvation": done_tok < STARVATION_FRACTION * off_tok,
-        })
-    req_df = None
-    if record_requests:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            req_df = pd.DataFrame({
-                "arrival_s": arr,
-                "adapter_id": np.asarray(adapter_ids, dtype=object)[ad] if n_ad else [],
-                "input_tokens": requests.input_tokens,
-                "output_tokens": requests.output_tokens,
-                "first_token_s": raw.first_token_s + fe,
-                "finish_s": finish_c,
-                "ttft_ms": (raw.first_token_s + fe - arr) * 1e3,
-                "tpot_ms": np.where(
-                    pout > 1, (raw.finish_s - raw.first_token_s) / np.maximum(pout - 1, 1) * 1e3,
-                    np.nan,
-                ),
-                "preemptions": raw.preemptions_per_request,
-                "completed": done,
-                "dropped": raw.dropped,
-            })
-    ts_df = pd.DataFrame(raw.timeseries) if raw.timeseries is not None else None
-    return SimResult(m, per, req_df, ts_df)
+        }
+
+
+def _request_columns(raw: RawRun, requests: Requests, o: _Outcomes, adapter_ids: list[str],
+                     fe: float) -> dict[str, Any]:
+    """The per-request columns of :class:`SimResult` (client view: front-end latency ``fe``
+    s added to the engine's times)."""
+    n_ad = len(adapter_ids)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "arrival_s": requests.arrival_s,
+            "adapter_id": (np.asarray(adapter_ids, dtype=object)[requests.adapter] if n_ad
+                           else []),
+            "input_tokens": requests.input_tokens,
+            "output_tokens": requests.output_tokens,
+            "first_token_s": raw.first_token_s + fe,
+            "finish_s": raw.finish_s + fe,
+            "ttft_ms": o.ttft_s * 1e3,
+            "tpot_ms": np.where(
+                o.pout > 1,
+                (raw.finish_s - raw.first_token_s) / np.maximum(o.pout - 1, 1) * 1e3, np.nan,
+            ),
+            "preemptions": raw.preemptions_per_request,
+            "completed": o.done,
+            "dropped": raw.dropped,
+        }

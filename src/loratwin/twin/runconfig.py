@@ -110,10 +110,11 @@ def resolve_inputs(cfg: SimulationConfig, base_dir: Path | None = None) -> Simul
                                         adapter_ids=[a.id for a in adapters] or None)
         known = {a.id: a for a in adapters}
         ordered = [known.get(i, Adapter(i, cfg.default_rank, 0.0)) for i in ids]
-        keep = trace_req.arrival_s < cfg.duration_s
+        # arrivals are sorted: the window is a prefix (no copy when it is the whole trace)
+        n = int(np.searchsorted(trace_req.arrival_s, cfg.duration_s, side="left"))
         requests = Requests(
-            trace_req.arrival_s[keep], trace_req.adapter[keep],
-            trace_req.input_tokens[keep], trace_req.output_tokens[keep],
+            trace_req.arrival_s[:n], trace_req.adapter[:n],
+            trace_req.input_tokens[:n], trace_req.output_tokens[:n],
         )
         adapters = ordered
     else:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from loratwin.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 
@@ -33,6 +36,8 @@ def read_csv_checked(path: Path, required: Sequence[str]) -> pd.DataFrame:
         Missing file, unreadable or ragged CSV (with pandas' line number), or a missing
         required column.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
@@ -62,6 +67,8 @@ def float_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     DataError
         ``path row N: col: missing value`` or ``... not a number (got 'x')``.
     """
+    import pandas as pd
+
     raw = df[col]
     empty = (raw == "").to_numpy()
     if empty.any():

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from loratwin.errors import ConfigError, DataError
@@ -198,6 +197,8 @@ def _csv_columns(path: Path) -> tuple[Any, ...] | None:
     import pyarrow.compute as pc
     import pyarrow.csv as pa_csv
 
+    from loratwin.workload._arrow import column_values
+
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh))
@@ -218,12 +219,12 @@ def _csv_columns(path: Path) -> tuple[Any, ...] | None:
     if table.num_rows == 0 or any(table.column(c).null_count for c in REQUIRED_COLUMNS):
         return None
     ids = pc.utf8_trim_whitespace(table.column("id").combine_chunks())
-    rank_f = table.column("rank").to_numpy()
+    rank_f = column_values(table.column("rank").chunks, np.float64)
     if not (bool(np.isfinite(rank_f).all()) and bool((rank_f == np.floor(rank_f)).all())):
         return None
     rank = rank_f.astype(np.int64)
-    rate = table.column("rate").to_numpy()
-    means = {c: table.column(c).to_numpy(zero_copy_only=False).astype(float)
+    rate = column_values(table.column("rate").chunks, np.float64)
+    means = {c: column_values(table.column(c).chunks, np.float64)
              if c in header else None for c in OPTIONAL_COLUMNS}
     ok = (pc.min(pc.utf8_length(ids)).as_py() > 0
           and not _has_duplicates(ids)
@@ -295,6 +296,8 @@ def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _read_yaml(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    import yaml  # on use: a CSV adapters file needs none of it
+
     text = path.read_text(encoding="utf-8")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -31,10 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loratwin.errors import ConfigError
@@ -51,6 +50,9 @@ from loratwin.workload.lengths import (
     sample_lengths,
 )
 from loratwin.workload.types import Adapter, Requests
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LengthKind = Literal["heavy-tailed", "empirical", "fixed", "trace"]
 
@@ -293,7 +295,7 @@ def requests_from_trace(
     if duration_s is not None and not (np.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(f"must be a finite number > 0 (got {duration_s})", field="duration_s")
     rng, _ = _rngs(seed)
-    if isinstance(trace, pd.DataFrame):
+    if not isinstance(trace, tuple):  # an Azure trace frame
         missing = [c for c in ("arrival_s", "input_tokens", "output_tokens")
                    if c not in trace.columns]
         if missing:
