@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from loratwin.placement.api import place, twin_confirm
+from loratwin.placement.api import CONFIRM_DURATION_S, place, twin_confirm
 from loratwin.placement.deployed import DeployedPlacement, parse_deployed
 from loratwin.placement.predictor import SurrogatePredictor, make_problem
 from loratwin.placement.prefix_search import SearchOptions
@@ -155,7 +155,7 @@ def run_workload(name: str, args: argparse.Namespace, cache: Path) -> list[dict[
         else:
             t1 = time.perf_counter()
             res = replan(problem, dep_r, fresh, options=opts,
-                         confirm=twin_confirm(problem, 1800.0, d, opts.twin_margin),
+                         confirm=twin_confirm(problem, CONFIRM_DURATION_S, d, opts.twin_margin),
                          extra_gpus=args.extra_gpus)
             rec["replan_s"] = time.perf_counter() - t1
             plan = res.placement
