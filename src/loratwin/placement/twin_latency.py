@@ -30,7 +30,7 @@ class TwinLatency:
     worst_mean_ttft_ms, worst_p99_ttft_ms:
         Highest twin mean / p99 TTFT over the verified GPUs, ms.
     target_text:
-        The target in words (:meth:`SloTradeoff.target_text`).
+        The target in words (:meth:`SloTradeoff.target_text`, p99 checked).
     predicted_met:
         The surrogate predicted the placement to meet the target (``SloTradeoff.met``).
     """
@@ -92,8 +92,5 @@ def twin_latency(placement: Placement, tradeoff: SloTradeoff) -> TwinLatency | N
             missed.append(k)
     if not means:
         return None
-    target = (f"mean TTFT <= {tradeoff.mean_ttft_ms / 1e3:g} s"
-              + (f", p99 <= {tradeoff.p99_ttft_ms / 1e3:g} s"
-                 if tradeoff.p99_ttft_ms is not None else ""))
-    return TwinLatency(tuple(missed), max(means), max(p99s) if p99s else math.nan, target,
-                       tradeoff.met)
+    return TwinLatency(tuple(missed), max(means), max(p99s) if p99s else math.nan,
+                       tradeoff.target_text(p99_checked=True), tradeoff.met)
