@@ -37,7 +37,9 @@ class ServerConfig(BaseModel):
         (``Profile.vllm_version``).
     async_scheduling:
         ``--async-scheduling``; ``None`` takes the release default (on from 0.32; 0.8.5 has
-        none).
+        none). vLLM's CPU backend turns it off whatever is asked
+        (``vllm/platforms/cpu.py``, 0.32: ``scheduler_config.async_scheduling = False``),
+        so with a profile of ``device == "cpu"`` it is always off.
     specialize_active_lora:
         ``--specialize-active-lora`` (0.32 and later): LoRA kernel grids sized by the active
         adapters instead of ``max_loras + 1``.
@@ -136,7 +138,8 @@ class ServerConfig(BaseModel):
         The release is ``vllm_version`` or else the profile's; ``max_num_batched_tokens``,
         ``max_num_seqs`` and ``gpu_memory_utilization`` not given explicitly take that
         release's defaults for the profile's GPU (``engine_args`` of the release);
-        ``async_scheduling`` its default. Resolving twice changes nothing.
+        ``async_scheduling`` its default (always off on vLLM's CPU backend). Resolving twice
+        changes nothing.
 
         Raises
         ------
@@ -159,6 +162,8 @@ class ServerConfig(BaseModel):
             data["gpu_memory_utilization"] = rules.defaults.gpu_memory_utilization
         if data["async_scheduling"] is None:
             data["async_scheduling"] = rules.scheduler.async_scheduling_default
+        if profile.device == "cpu":  # vllm/platforms/cpu.py forces it off
+            data["async_scheduling"] = False
         return validate(ServerConfig, data)  # one-line errors, as for a YAML file
 
     @property
