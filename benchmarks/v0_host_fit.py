@@ -33,7 +33,7 @@ from loratwin.calibrate.prior_model import load_model_spec
 from loratwin.profile.store import save_profile
 
 MODELS = ("opt-1.3b", "opt-2.7b", "llama-2-7b", "llama-2-13b")
-STEP_MS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
+STEP_MS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 PER_SEQ_US = tuple(range(40, 85, 5))
 
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from loratwin.twin.release import ModelRunnerRules
 
-#: Host CPU time per engine step beyond V1's, s (fitted: ``benchmarks/v0_host_fit.py``).
-HOST_STEP_S = 0.0
-#: Host CPU time per scheduled sequence and step beyond V1's, s (fitted, as above).
-HOST_PER_SEQ_S = 55e-6
+#: Host CPU time per engine step beyond V1's, s: the grid point (``benchmarks/v0_host_fit.py``)
+#: with the lowest throughput SMAPE on Llama-2-13B's ShareGPT sweep alone, so that the sweeps
+#: of OPT-1.3B, OPT-2.7B and Llama-2-7B are held out.
+HOST_STEP_S = 0.5e-3
+#: Host CPU time per scheduled sequence and step beyond V1's, s (fitted with ``HOST_STEP_S``).
+HOST_PER_SEQ_S = 45e-6
 #: Largest decode batch V0 captures a CUDA graph for (``_BATCH_SIZES_TO_CAPTURE[-1]``).
 MAX_GRAPH_BATCH = 256
 
