@@ -149,6 +149,11 @@ def test_url_campaign_budget_resume_and_fit(url_fake, tmp_path: Path,
     assert "frontend_latency" in prof.fit_report
     assert prof.frontend_per_request_s > 0  # from frontend_rate.csv
     assert prof.frontend_latency_s >= 0.0
+    # no scheduler table: the skip-loop cost is the measured hosts' (not fitted, not 0)
+    from loratwin.calibrate.prior import default_calibration_profiles
+    hosts = [p.step.sched_per_walked_s for p in default_calibration_profiles()]
+    assert prof.step.sched_per_walked_s == pytest.approx(sum(hosts) / len(hosts))
+    assert "measured profiles" in prof.fit_report["scheduler_walk"]["source"]
 
 
 def test_launch_campaign_restarts_and_memory_error(tmp_path: Path) -> None:

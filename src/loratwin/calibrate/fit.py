@@ -90,8 +90,6 @@ EXEC_FIELDS = (
 #: vLLM's CPU backend: the PyTorch LoRA ops replace the Triton thread-block terms.
 TORCH_EXEC_FEATURES = (*FEATURE_NAMES[:5], "lora_steps", "lora_token_rank")
 TORCH_EXEC_FIELDS = (*EXEC_FIELDS[:5], "lora_step_s", "lora_token_rank_s")
-#: Fitted with the execution costs when no scheduler table gives the skip-loop cost.
-WALK_FEATURE, WALK_FIELD = "sched_walked", "sched_per_walked_s"
 
 #: Placeholder costs for replays whose schedule does not depend on time.
 _PLACEHOLDER = StepCoefficients(
@@ -348,7 +346,6 @@ def fit_exec(
     serving: ServingConstants | None = None,
     *,
     device: str = "cuda",
-    walk: bool = False,
 ) -> tuple[dict[str, float], dict[str, float | int | str]]:
     """Non-negative least squares of (duration - scheduler time) on the summed features.
 
@@ -356,17 +353,13 @@ def fit_exec(
     contribution is subtracted from the targets first. ``serving`` supplies the constants
     no calibration run identifies: the eager launch cost is subtracted from the targets and
     the extra split-K blocks are weighted into the working-block feature. ``device="cpu"``
-    fits the PyTorch LoRA terms (``TORCH_EXEC_FIELDS``) instead of the Triton ones; ``walk``
-    also fits ``sched_per_walked_s`` (when no scheduler table gives it).
+    fits the PyTorch LoRA terms (``TORCH_EXEC_FIELDS``) instead of the Triton ones.
     """
     fixed = fixed or {}
     phi = serving.split_k_fixed_fraction if serving else 1.0
     eager = serving.lora_eager_layer_s if serving else 0.0
     fields = list(TORCH_EXEC_FIELDS if device == "cpu" else EXEC_FIELDS)
     features = list(TORCH_EXEC_FEATURES if device == "cpu" else EXEC_FEATURES)
-    if walk:
-        fields.append(WALK_FIELD)
-        features.append(WALK_FEATURE)
     free_idx = [i for i, f in enumerate(fields) if f not in fixed]
     rows, ys = [], []
     for run, s in zip(runs, sums, strict=True):
@@ -434,7 +427,6 @@ class FitContext:
     sched: tuple[float, float, float]
     fixed: dict[str, float]
     reports: dict[str, dict[str, float | int | str]]
-    walk_in_exec: bool = False
     idle_ttft: pd.DataFrame | None = None
 
 
@@ -535,10 +527,12 @@ def prepare_fit(
     }, idle_ttft=read_idle_ttft(model_dir))
     table_path = Path(scheduler_table or model_dir.parent / "scheduler_overhead.csv")
     if scheduler_table is None and not table_path.is_file():
-        # a collected campaign: its LoRA runs with more adapters than max_loras walk the
-        # waiting queue, so the skip-loop cost is fitted with the execution costs
-        ctx = replace(ctx, walk_in_exec=True, reports=dict(
-            ctx.reports, scheduler_walk={"note": "fitted with the execution costs"}))
+        # a collected campaign: no scheduler table, and its few runs that walk the waiting
+        # queue cannot separate the skip loop from the LoRA costs (an NNLS fit of it gave
+        # 1.9 ms per walked request on the CPU server, ~10^4 x the measured hosts' cost)
+        s_walk, walk_report = measured_host_walk_cost()
+        ctx = replace(ctx, sched=(s0, s_run, s_walk),
+                      reports=dict(ctx.reports, scheduler_walk=walk_report))
         return _refit_staggered(ctx)
     # the walk counts of the scheduler table depend a little on step times: replay it with
     # a profile fitted so far
@@ -566,19 +560,40 @@ def _refit_staggered(ctx: FitContext) -> FitContext:
     return ctx
 
 
+def measured_host_walk_cost() -> tuple[float, dict[str, float | int | str]]:
+    """The scheduler's cost per skipped waiting request (s) when a campaign cannot measure it.
+
+    vLLM's ``Scheduler.schedule`` (``vllm/v1/core/sched/scheduler.py``, 0.8.5 and 0.32) pops
+    a waiting request whose adapter cannot get a slot, checks it and puts it back: a few
+    Python operations, a host-CPU cost and not a model or GPU one. The bundled measured
+    profiles fitted it on their scheduler tables (Agullo et al., arXiv 2508.08343; about
+    0.2 us); a collected campaign takes their mean, as ``profile prior`` does for its host
+    constants, and its fit report says so.
+
+    Returns
+    -------
+    (seconds per walked request, the fit report's ``scheduler_walk`` entry)
+    """
+    from loratwin.calibrate.prior import default_calibration_profiles
+
+    measured = default_calibration_profiles()
+    value = float(np.mean([p.step.sched_per_walked_s for p in measured]))
+    names = ", ".join(p.name for p in measured)
+    return value, {"value_s": value, "source": f"mean of the measured profiles ({names})",
+                   "note": "not measured by this campaign: taken from the measured hosts"}
+
+
 def finish_fit(ctx: FitContext, serving: ServingConstants, validate: bool = True) -> Profile:
     """Solve the execution coefficients for given serving constants; return the profile."""
     s0, s_run, s_walk = ctx.sched
 
     def sched_total(s: dict) -> float:
-        # no calibration run walks skipped requests (sched_walked is 0 in all of them)
-        return s0 * s["sched_steps"] + s_run * s["sched_running"]
+        # the H100 calibration runs walk no skipped request; a collected campaign's may
+        return s0 * s["sched_steps"] + s_run * s["sched_running"] + s_walk * s["sched_walked"]
 
     device = ctx.skeleton.device
     exec_coef, exec_report = fit_exec(ctx.runs, ctx.sums, sched_total, ctx.fixed, serving,
-                                      device=device, walk=ctx.walk_in_exec)
-    if ctx.walk_in_exec:
-        s_walk = exec_coef.pop(WALK_FIELD)
+                                      device=device)
     if device == "cpu":
         exec_coef.update(lora_empty_cta_s=0.0, lora_work_cta_s=0.0)
     step = StepCoefficients(
