@@ -24,6 +24,7 @@ from loratwin.placement.portfolio import (
     choose,
     improve,
     repair,
+    retarget,
     worst_ttft,
 )
 from loratwin.placement.prefix_search import SearchOptions
@@ -158,3 +159,31 @@ def test_judge_seeds_gpus_as_the_verification_does(skewed: PlacementProblem) -> 
     assert judge.key(g, 2)[-1] == 7
     a, b = judge.run([(g, 0), (g, 0)])
     assert judge.runs == 1 and a is b
+
+
+def test_retarget_restates_the_tradeoff_for_the_new_gpus(skewed: PlacementProblem) -> None:
+    """The trade-off follows the GPUs returned: their count and worst predicted TTFT; met
+    when they meet the target, else the count found before."""
+    ours = api.place(skewed, "loratwin", confirm_borderline=False)
+    assert ours.tradeoff is not None
+    fewer = candidates(skewed, ours)[1][1]
+    assert retarget(None, fewer, LatencyTarget()) is None
+    loose = retarget(ours.tradeoff, fewer, LatencyTarget(1e9, None))
+    assert loose is not None and loose.met and loose.gpus == len(fewer)
+    tight = retarget(ours.tradeoff, fewer, LatencyTarget(1e-3, None))
+    assert tight is not None and tight.gpus == len(fewer)
+    assert tight.gpus_for_target == ours.tradeoff.gpus_for_target
+    assert tight.worst_mean_ttft_ms == max(g.predicted["mean_ttft_ms"] for g in fewer)
+
+
+def test_place_with_twin_runs_ends_with_the_portfolio(skewed: PlacementProblem,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``place`` with confirmations on hands its placement to the portfolio (stand-in twin
+    for both); with ``confirm_borderline=False`` it does not."""
+    monkeypatch.setattr(api, "TwinJudge", lambda problem, *a, **k: PrefillTwin(problem))
+    monkeypatch.setattr(api, "twin_confirm",
+                        lambda *a, **k: (lambda gpus: [True] * len(gpus)))
+    judged = api.place(skewed, "loratwin")
+    assert any(n.startswith("portfolio:") for n in judged.notes)
+    free = api.place(skewed, "loratwin", confirm_borderline=False)
+    assert not any(n.startswith("portfolio:") for n in free.notes)

@@ -6,6 +6,9 @@ latency, confirms borderline GPUs in the twin and never returns more GPUs than
 ``paper-greedy``: when the papers' greedy placement needs fewer
 GPUs, its adapter sets are re-sized with our ``max_loras`` search and, if every GPU is then
 safe (surrogate, and twin for the borderline ones), that placement is returned instead.
+With twin confirmations on, the twin then makes the final choice among that placement and
+balanced spreads on one GPU fewer and as many, and repairs the worst GPU
+(:mod:`.portfolio`).
 """
 
 from __future__ import annotations
