@@ -187,3 +187,19 @@ def test_place_with_twin_runs_ends_with_the_portfolio(skewed: PlacementProblem,
     assert any(n.startswith("portfolio:") for n in judged.notes)
     free = api.place(skewed, "loratwin", confirm_borderline=False)
     assert not any(n.startswith("portfolio:") for n in free.notes)
+
+
+def test_choose_bounds_the_runs_of_candidates_that_cannot_win(
+        skewed: PlacementProblem) -> None:
+    """With the branch and bound the choice is the one of judging every GPU of every
+    candidate, in fewer runs."""
+    ours = api.place(skewed, "loratwin", confirm_borderline=False)
+    pool = candidates(skewed, ours)
+    bounded = PrefillTwin(skewed)
+    chosen = choose(pool, bounded, SearchOptions(), 1)
+    full = PrefillTwin(skewed)
+    judged = [(len(s), worst_ttft(v), k) for k, (_, s) in enumerate(pool)
+              if (v := full.verdicts(s, 1)) is not None]
+    _, worst, k = min(judged)
+    assert chosen is not None and chosen.servers == pool[k][1] and chosen.worst == worst
+    assert bounded.runs < full.runs

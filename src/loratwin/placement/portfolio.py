@@ -119,10 +119,12 @@ class TwinJudge:
                     self.fits.update(solved)
         return [self.cache[key] for key in keys]
 
-    def verdicts(self, servers: Sequence[GpuAssignment], chunk: int) -> list[Verdict] | None:
-        """Every GPU's twin metrics, or None at the first batch holding a GPU that starves or
-        fails to start (riskiest first: highest predicted starvation probability; batches
-        of ``chunk`` GPUs, 0 = all at once)."""
+    def verdicts(self, servers: Sequence[GpuAssignment], chunk: int,
+                 bound: float = math.inf) -> list[Verdict] | None:
+        """Every GPU's twin metrics, or None at the first batch holding a GPU that starves,
+        fails to start or has a twin mean TTFT of at least ``bound`` ms (riskiest first:
+        highest predicted starvation probability; batches of ``chunk`` GPUs, 0 = all at
+        once)."""
         order = sorted(range(len(servers)),
                        key=lambda k: -servers[k].predicted.get("starvation_probability", 0.0))
         step = chunk if chunk > 0 else max(1, len(order))
@@ -130,7 +132,7 @@ class TwinJudge:
         for lo in range(0, len(order), step):
             part = order[lo:lo + step]
             for k, v in zip(part, self.run([(servers[k], k) for k in part]), strict=True):
-                if not is_healthy(v):
+                if not is_healthy(v) or _ttft(v) >= bound:
                     return None
                 out[k] = v
         return [out[k] for k in range(len(servers))]
@@ -205,17 +207,21 @@ class Judged:
 def choose(pool: Sequence[tuple[str, tuple[GpuAssignment, ...]]],
            judge: TwinJudge, options: SearchOptions, chunk: int) -> Judged | None:
     """The candidate with the fewest GPUs that the twin passes, then the lowest worst-GPU
-    twin mean TTFT, then the earliest in ``pool``; None if the twin passes none."""
+    twin mean TTFT, then the earliest in ``pool``; None if the twin passes none.
+
+    Branch and bound: a later candidate on as many GPUs stops being simulated at its first
+    GPU whose twin mean TTFT reaches the best worst TTFT so far (it cannot win; ties go to
+    the earlier one), so the choice is the one of simulating every GPU, in fewer runs."""
     for m in sorted({len(s) for _, s in pool}):
-        passed = []
+        best: Judged | None = None
         for name, servers in pool:
             if len(servers) != m or not _surrogate_ok(servers, options):
                 continue
-            v = judge.verdicts(servers, chunk)
+            v = judge.verdicts(servers, chunk, math.inf if best is None else best.worst)
             if v is not None:
-                passed.append(Judged(name, servers, tuple(v)))
-        if passed:
-            return min(passed, key=lambda j: j.worst)  # min keeps the first of equals
+                best = Judged(name, servers, tuple(v))
+        if best is not None:
+            return best
     return None
 
 
