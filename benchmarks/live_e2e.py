@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import subprocess
@@ -31,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from loratwin.live.tiny import TinyModel
@@ -41,15 +44,23 @@ SERVER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
 }
+#: Output tokens of the decode probe before each bench run.
+PROBE_TOKENS = 64
 #: Request lengths of every bench workload (tokens): heavy-tailed around ShareGPT-like ratios.
-LENGTHS = ("{kind: heavy-tailed, mean_input: 96, mean_output: 48, std_input: 80, "
-           "std_output: 40, max_total: 1024}")
+MEAN_INPUT_TOKENS = 96
+LENGTHS = (f"{{kind: heavy-tailed, mean_input: {MEAN_INPUT_TOKENS}, mean_output: 48, "
+           "std_input: 80, std_output: 40, max_total: 1024}")
+#: Ranks of the bench servers' adapters (alternating).
+ADAPTER_RANKS = (8, 16)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """One bench run: a server (``max_loras``, ``max_cpu_loras``, adapters of alternating
-    ranks 8 and 16) and a workload (``n_adapters`` used, each at ``rate`` req/s)."""
+    ranks 8 and 16) and a workload (``n_adapters`` used, each at ``rate`` req/s). A
+    ``starve`` configuration offers at least :func:`loratwin.live.sizing.starving_rate` of
+    the fitted profile (2.5 x an upper bound of its prefill capacity): a fixed rate starved
+    the server on a loaded host but not on a quiet one."""
 
     name: str
     max_loras: int
@@ -57,6 +68,17 @@ class BenchConfig:
     n_adapters: int
     rate: float
     duration_s: float = 40.0
+    starve: bool = False
+
+    def rate_for(self, prof_path: Path) -> float:
+        """req/s per adapter on the server the profile at ``prof_path`` was fitted on."""
+        if not self.starve:
+            return self.rate
+        from loratwin.live.sizing import starving_rate
+        from loratwin.profile.store import load_profile
+
+        return starving_rate(load_profile(str(prof_path)), self.n_adapters, self.rate,
+                             MEAN_INPUT_TOKENS, min(ADAPTER_RANKS))
 
     @property
     def server_key(self) -> tuple[int, int]:
@@ -65,14 +87,15 @@ class BenchConfig:
 
 #: Servers and workloads none of which the campaign measured (its servers: no LoRA,
 #: max_loras 4 with rank-16 slots, max_loras 1 with rank-8 slots; all of these have rank-16
-#: slots and 2 or 3 slots). Rates go from light load to well beyond the server's capacity.
+#: slots and 2 or 3 slots). Rates go from light load to well beyond the server's capacity
+#: (the ``starve`` ones: sized from the fitted profile, :meth:`BenchConfig.rate_for`).
 CONFIGS: tuple[BenchConfig, ...] = (
     BenchConfig("l2-a2-light", 2, 6, 2, 0.4),
     BenchConfig("l2-a6-mid", 2, 6, 6, 0.25),
-    BenchConfig("l2-a6-starve", 2, 6, 6, 1.5),
+    BenchConfig("l2-a6-starve", 2, 6, 6, 1.5, starve=True),
     BenchConfig("l3-a3-light", 3, 4, 3, 0.3),
     BenchConfig("l3-a4-mid", 3, 4, 4, 0.5),
-    BenchConfig("l3-a8-starve", 3, 4, 8, 0.8),
+    BenchConfig("l3-a8-starve", 3, 4, 8, 0.8, starve=True),
 )
 SHORT = ("l2-a2-light", "l2-a6-starve")
 
@@ -128,15 +151,15 @@ def collect_and_fit(work: Path, tiny: TinyModel, point_s: float, budget_min: flo
     return prof
 
 
-def workload_yaml(cfg: BenchConfig, seed: int) -> str:
-    lines = "\n".join(f"  - {{id: b{i}, rank: {8 if i % 2 == 0 else 16}, rate: {cfg.rate}}}"
+def workload_yaml(cfg: BenchConfig, seed: int, rate: float) -> str:
+    lines = "\n".join(f"  - {{id: b{i}, rank: {8 if i % 2 == 0 else 16}, rate: {rate:.4g}}}"
                       for i in range(cfg.n_adapters))
     return (f"adapters:\n{lines}\nlengths: {LENGTHS}\narrivals: {{process: poisson}}\n"
             f"duration_s: {cfg.duration_s}\nseed: {seed}\n")
 
 
 def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[BenchConfig],
-                 seed: int) -> None:
+                 seed: int, prof: Path) -> None:
     """Start one server of ``key`` = (max_loras, max_cpu_loras), bench each config on it."""
     from loratwin.live.launcher import LaunchedServer
 
@@ -158,7 +181,7 @@ def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[B
             wl = work / "bench" / f"{c.name}.yaml"
             wl.parent.mkdir(parents=True, exist_ok=True)
             probe(server.url, work / "bench" / f"{c.name}.probe.json", seed)
-            wl.write_text(workload_yaml(c, seed))
+            wl.write_text(workload_yaml(c, seed, c.rate_for(prof)))
             print(f"bench {c.name}: loratwin bench {wl} --url {server.url} --out "
                   f"{work / 'bench' / c.name} --max-cpu-loras {key[1]} --max-lora-rank 16",
                   flush=True)
@@ -173,11 +196,23 @@ def probe(url: str, out: Path, seed: int) -> None:
     since the campaign (``decode_step_s`` of its rank-16 LoRA server)."""
     import asyncio
 
-    from loratwin.live.closed import closed_burst
+    from loratwin.live.client import OK, PlannedRequest, RunLog, run_requests
 
-    res = asyncio.run(closed_burst(url, ["b1"], 1, 64, seed=seed))
-    out.write_text(json.dumps({"decode_step_ms": res.mean_itl_ms,
-                               "load_average": os.getloadavg()}) + "\n")
+    log = RunLog()
+    asyncio.run(run_requests(url, [PlannedRequest(0, 0.0, "b1", 1, PROBE_TOKENS)], 120.0,
+                             seed=seed, max_concurrency=1, log=log))
+    rec = log.records[0] if log.records else None
+    step = (decode_step_ms(rec.latency_s, rec.ttft_s, rec.completion_tokens or PROBE_TOKENS)
+            if rec is not None and rec.status == OK else float("nan"))
+    out.write_text(json.dumps({"decode_step_ms": step, "load_average": os.getloadavg()}) + "\n")
+
+
+def decode_step_ms(latency_s: float, ttft_s: float, output_tokens: int) -> float:
+    """Mean decode step of one streamed request, ms: ``(latency - TTFT) / (output - 1)``.
+
+    The earlier probe took the request's mean inter-chunk gap, which was 0 whenever the
+    server sent several tokens in one chunk (issue 10)."""
+    return 1e3 * (latency_s - ttft_s) / (output_tokens - 1) if output_tokens > 1 else math.nan
 
 
 def drift(work: Path, names: list[str]) -> dict[str, float]:
@@ -230,40 +265,65 @@ def main() -> None:
     prof = collect_and_fit(work, tiny, args.point_seconds, args.budget)
     cfgs = [c for c in CONFIGS if not args.short or c.name in SHORT]
     for key in sorted({c.server_key for c in cfgs}):
-        bench_server(work, tiny, key, [c for c in cfgs if c.server_key == key], args.seed)
+        bench_server(work, tiny, key, [c for c in cfgs if c.server_key == key], args.seed,
+                     prof)
     runs = collect_rows(work, cfgs)
     out = work / "validate.json"
     print(f"validate: loratwin validate {runs} --model {prof} --json {out}", flush=True)
     run(loratwin("validate", str(runs), "--model", str(prof), "--json", str(out), "--jobs",
                  "1"), work / "validate.log")
     names = [c.name for c in cfgs]
-    report(json.loads(out.read_text()), names, drift(work, names), work, time.monotonic() - t0)
+    report(json.loads(out.read_text()), names, drift(work, names), work, time.monotonic() - t0,
+           side_columns(runs))
+
+
+def side_columns(runs: Path) -> dict[str, list[float]]:
+    """Per bench row: vLLM's server-side mean TTFT and the client's mean send lag (ms)."""
+    import pandas as pd
+
+    df = pd.read_csv(runs)
+    return {c: [float(v) for v in df[c]] if c in df else [math.nan] * len(df)
+            for c in ("server_mean_ttft_ms", "mean_send_lag_ms")}
 
 
 def report(val: dict, names: list[str], slow: dict[str, float], work: Path,
-           wall_s: float) -> None:
-    """Print the per-run table and the scores; write ``summary.json``."""
+           wall_s: float, side: dict[str, list[float]]) -> None:
+    """Print the per-run table and the scores; write ``summary.json``. ``TTFT srv`` is
+    vLLM's own TTFT histogram over the run (no HTTP streaming, no client), ``lag`` the
+    client's mean send lag (ms)."""
+    from loratwin.twin.validate import smape
+
     s = val["summary"]
+    srv = side["server_mean_ttft_ms"]
     print(f"\n{'run':<16}{'ml':>3}{'ad':>4}{'req/s':>7}{'thr real':>10}{'thr twin':>10}"
-          f"{'ITL real':>9}{'ITL twin':>9}{'TTFT real':>11}{'TTFT twin':>11}{'starved r/t':>13}"
-          f"{'probe x':>9}")
+          f"{'ITL real':>9}{'ITL twin':>9}{'TTFT real':>11}{'TTFT twin':>11}{'TTFT srv':>10}"
+          f"{'lag':>6}{'starved r/t':>13}{'probe x':>9}")
     for r in val["runs"]:
+        i = int(r["row"])
         print(f"{names[int(r['row'])]:<16}{r['max_loras']:>3}{r['served_adapters']:>4}"
               f"{r['sum_rate_req_s']:>7.2f}{r['real_total_throughput']:>10.1f}"
               f"{r['twin_total_throughput_tok_s']:>10.1f}{r['real_mean_itl_ms']:>9.1f}"
               f"{r['twin_mean_itl_ms']:>9.1f}{r['real_mean_ttft_ms']:>11.0f}"
-              f"{r['twin_mean_ttft_ms']:>11.0f}"
+              f"{r['twin_mean_ttft_ms']:>11.0f}{srv[i]:>10.0f}{side['mean_send_lag_ms'][i]:>6.0f}"
               f"{str(r['real_starvation'])[0] + '/' + str(r['twin_starvation'])[0]:>13}"
               f"{slow.get(names[int(r['row'])], float('nan')):>9.2f}")
     st = val["runs"]
     agree = sum(bool(r["real_starvation"]) == bool(r["twin_starvation"]) for r in st)
+    twin_ttft = np.array([r["twin_mean_ttft_ms"] for r in st], float)
+    srv_ttft = np.array([srv[int(r["row"])] for r in st], float)
+    ok = np.isfinite(twin_ttft) & np.isfinite(srv_ttft)
+    srv_smape = smape(twin_ttft[ok], srv_ttft[ok]) if ok.any() else math.nan
     summary = {"throughput_smape_pct": s["throughput_smape_pct"],
+               "ttft_vs_server_side_smape_pct": srv_smape,
+               "server_mean_ttft_ms": srv, "mean_send_lag_ms": side["mean_send_lag_ms"],
+               "load_average_end": os.getloadavg(),
                "ttft_smape_pct": s["ttft_smape_pct"], "itl_smape_pct": s["itl_smape_pct"],
                "starvation_agreement": f"{agree}/{len(st)}", "n_runs": s["n_runs"],
                "probe_step_time_vs_campaign": slow, "wall_s": wall_s}
     print(f"\nthroughput SMAPE {s['throughput_smape_pct']:.1f} % (target <= 8), mean TTFT "
           f"SMAPE {s['ttft_smape_pct']:.1f} % (<= 25), ITL SMAPE {s['itl_smape_pct']:.1f} %, "
-          f"starvation agreement {agree}/{len(st)}; wall {wall_s / 60:.1f} min")
+          f"starvation agreement {agree}/{len(st)}; wall {wall_s / 60:.1f} min; mean TTFT "
+          f"SMAPE against vLLM's server-side TTFT {srv_smape:.1f} %")
     (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 

@@ -11,7 +11,9 @@ Prints every acceptance figure of the prior, each from the same code the CLI run
 * ``real``: the twin with the Qwen-calibrated Llama prior on the real Llama serving runs
   (``loratwin validate ... --model``): throughput SMAPE and starvation agreement;
 * ``bca``: priors of OPT-1.3B, OPT-2.7B and Llama-2-7B on the H100 (default calibration)
-  re-running the "Mind the Memory Gap" sweeps through ``loratwin advise --twin``:
+  re-running the "Mind the Memory Gap" sweeps through ``loratwin advise --twin`` under the
+  rules of the sweeps' release (``0.6.3``, V0 engine; constants from
+  ``benchmarks/v0_host_fit.py``):
   throughput SMAPE per ``max_num_seqs`` and B_opt of the advisor's rules against the
   measured sweeps.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,19 @@ def test_merge_keeps_facts_seen_earlier() -> None:
     late = ServerFacts(block_size=16, num_gpu_blocks=100)
     merged = merge_facts(early, late)
     assert merged.max_loras == 4 and merged.num_gpu_blocks == 100
+
+
+def test_server_side_ttft_histogram_is_summed_over_engines() -> None:
+    text = """\
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="m"} 3.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="m"} 3.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="m"} 0.25
+vllm:time_to_first_token_seconds_bucket{engine="1",le="+Inf",model_name="m"} 1.0
+vllm:time_to_first_token_seconds_count{engine="1",model_name="m"} 1.0
+vllm:time_to_first_token_seconds_sum{engine="1",model_name="m"} 0.15
+"""
+    snap = snapshot(parse_samples(text), 0.0)
+    assert (snap.ttft_count, snap.ttft_sum_s) == (4.0, pytest.approx(0.4))
+    bare = snapshot(parse_samples(V085), 0.0)
+    assert math.isnan(bare.ttft_count) and math.isnan(bare.ttft_sum_s)

@@ -71,3 +71,18 @@ def test_records_frame() -> None:
     assert df.loc[0, "tpot_ms"] == pytest.approx(100.0)
     assert len(df.loc[0, "itl_ms"]) == 4
     assert df.loc[1, "status"] == NOT_SENT
+
+
+def test_server_side_ttft_and_send_lag() -> None:
+    recs = [_rec(0, OK, 0.0, 0.1, 0.5), _rec(1, OK, 1.0, 1.3, 2.1)]
+    recs[1].arrival_s = 0.75  # sent 250 ms after its arrival time
+    snaps = [MetricsSnapshot(-0.1, 0, 0, 0, 0, 0, 0, 0, ttft_sum_s=1.0, ttft_count=10),
+             MetricsSnapshot(10.5, 0, 0, 0, 0, 0, 0, 0, ttft_sum_s=1.3, ttft_count=12)]
+    row = summarise_run(recs, snaps, duration_s=10.0, adapters=ADAPTERS, sum_rate_req_s=0.2,
+                        planned_tokens=(20.0, 10.0, 2))
+    assert row["server_mean_ttft_ms"] == pytest.approx(150.0)  # 0.3 s over 2 requests
+    assert row["mean_send_lag_ms"] == pytest.approx(125.0)
+    assert row["max_send_lag_ms"] == pytest.approx(250.0)
+    assert math.isnan(summarise_run(recs, [], duration_s=10.0, adapters=ADAPTERS,
+                                    sum_rate_req_s=0.2, planned_tokens=(20.0, 10.0, 2)
+                                    )["server_mean_ttft_ms"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from loratwin.live.sizing import starving_rate
 from loratwin.live.tiny import TinyModel
 from loratwin.profile.store import load_profile
 from tests.cli_run import run_cli
@@ -19,23 +20,9 @@ from tests.realvllm.live_fixtures import ADAPTER_RANKS, RunningServer
 #: (adapters used, req/s each, prompt tokens, output tokens): light load on the 2 slots, with
 #: requests short beside the window and enough of them (about 40 expected) that one or two cut by
 #: its end stay under the starvation rule's 10 %; 7 adapters of long prompts at a rate sized
-#: from the fitted profile (:func:`_starving_rate`; at least 3 req/s each).
+#: from the fitted profile (:func:`loratwin.live.sizing.starving_rate`; at least 3 req/s each).
 RUNS = {"light": (2, 1.0, 32, 8), "starving": (7, 3.0, 1024, 8)}
 DURATION_S = 20
-#: The starving run offers this many times the most requests/s the fitted profile can prefill.
-OVERLOAD = 2.5
-
-
-def _starving_rate(prof, n: int, rate: float, prompt: int) -> float:
-    """req/s per adapter so that ``n`` adapters offer ``OVERLOAD`` x an upper bound of the
-    server's capacity: the profile's prefill cost of one request (per-request term, plus
-    per-token and LoRA per-token-and-rank terms at the smallest rank used; no decode, no
-    per-step base cost, so the true capacity is lower). A fixed rate starved the server on a
-    loaded CI host and not on a quiet one."""
-    s = prof.step
-    rank = min(list(ADAPTER_RANKS.values())[:n])
-    cost_s = s.per_prefill_req_s + prompt * (s.per_token_s + rank * s.lora_token_rank_s)
-    return max(rate, OVERLOAD / cost_s / n)
 
 
 def _workload(path: Path, n: int, rate: float, prompt: int, output: int) -> Path:
@@ -64,7 +51,9 @@ def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: Tiny
     rows = []
     for name, (n, rate, prompt, output) in RUNS.items():
         if name == "starving":
-            rate = _starving_rate(prof, n, rate, prompt)
+            # 2.5 x an upper bound of the fitted profile's prefill capacity (a fixed rate
+            # starved the server on a loaded CI host but not on a quiet one)
+            rate = starving_rate(prof, n, rate, prompt, min(list(ADAPTER_RANKS.values())[:n]))
         out = tmp_path / name
         wl = _workload(tmp_path / f"{name}.yaml", n, rate, prompt, output)
         assert run_cli(["bench", str(wl), "--url", vllm_server.url, "--out", str(out),

@@ -119,3 +119,13 @@ def test_cost_rules_per_release(llama: Profile) -> None:
     a, b, k = c032.decode_run(64, 10_000, 8, 5000, 0)
     assert a == pytest.approx(max(e, s)) and (b == 0.0) == (s > e)
     assert k >= 1
+
+
+def test_the_cpu_backend_never_schedules_asynchronously(llama: Profile) -> None:
+    # vllm/platforms/cpu.py (0.32): scheduler_config.async_scheduling = False, whatever is asked
+    cpu = llama.model_copy(update={"device": "cpu", "vllm_version": "0.32"})
+    assert ServerConfig().resolved(cpu).async_scheduling is False
+    assert ServerConfig(async_scheduling=True).resolved(cpu).async_scheduling is False
+    assert StepCost(cpu, ServerConfig()).overlap is False
+    assert ServerConfig().resolved(llama.model_copy(update={"vllm_version": "0.32"})
+                                   ).async_scheduling is True  # a GPU profile keeps the default

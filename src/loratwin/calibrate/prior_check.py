@@ -22,6 +22,7 @@ import yaml
 from loratwin.calibrate.calibration import load_calibration_runs
 from loratwin.calibrate.fit import MIN_ENGINE_BOUND_DURATION_S, replay, sharegpt_length_cv
 from loratwin.profile.model import Profile, cpu_load_s, disk_load_s, kv_capacity
+from loratwin.twin.release import release_rules
 
 
 def smape(forecast: np.ndarray, actual: np.ndarray) -> float:
@@ -101,18 +102,29 @@ def replay_errors(profile: Profile, calibration_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The vLLM release of the BCA sweeps: a fork of main of 2024-10-18, V0 engine
+#: (``../shared/data/bca/setup.json`` ``software.vllm_note``: between v0.6.3.post1 and v0.6.4).
+BCA_VLLM_VERSION = "0.6.3"
+
+
 def bca_twin_config(profile_path: Path, sweep: pd.DataFrame, model: str, *,
-                    fixed_length: bool) -> dict:
+                    fixed_length: bool, vllm_version: str = BCA_VLLM_VERSION) -> dict:
     """The ``advise --twin`` configuration that re-runs one model of a measured BCA sweep.
 
     ShareGPT sweep: no LoRA, ``max_model_len`` 2048, the measured mean prompt and output
     lengths with ShareGPT's spread (vLLM's sampler window); fixed-length sweep: the logged
     prompt length, each output length, ``max_num_batched_tokens`` 512 (chunked prefill).
+    ``vllm_version`` is the release whose rules the twin applies (the sweeps' V0 engine);
+    chunked prefill as the sweep logged it (``chunked_prefill_enabled``) where the release
+    can turn it off.
     """
     rows = sweep[sweep["model"] == model]
     n = int(rows["num_prompts"].iloc[0])
     mean_in = float(rows["total_input_tokens"].iloc[0]) / n
-    server: dict = {"enable_lora": False, "max_model_len": int(rows["max_seq_len"].iloc[0])}
+    server: dict = {"enable_lora": False, "max_model_len": int(rows["max_seq_len"].iloc[0]),
+                    "vllm_version": vllm_version}
+    if release_rules(vllm_version).scheduler.chunked_prefill_optional:
+        server["enable_chunked_prefill"] = bool(rows["chunked_prefill_enabled"].iloc[0])
     cfg: dict = {"model": str(profile_path), "server": server, "adapters": 1,
                  "max_num_seqs": sorted(int(b) for b in rows["max_num_seqs"].unique()),
                  "num_prompts": n, "seed": 0}
@@ -130,11 +142,12 @@ def bca_twin_config(profile_path: Path, sweep: pd.DataFrame, model: str, *,
 
 
 def bca_twin_sweep(profile_path: Path, sweep: pd.DataFrame, model: str, work_dir: Path, *,
-                   fixed_length: bool) -> pd.DataFrame:
+                   fixed_length: bool, vllm_version: str = BCA_VLLM_VERSION) -> pd.DataFrame:
     """Run :func:`bca_twin_config` through the twin (``advise --twin``'s code path)."""
     from loratwin.advisor.twin_sweep import sweep_from_twin_config
 
-    cfg = bca_twin_config(profile_path, sweep, model, fixed_length=fixed_length)
+    cfg = bca_twin_config(profile_path, sweep, model, fixed_length=fixed_length,
+                          vllm_version=vllm_version)
     path = Path(work_dir) / f"{model}-{'fixed' if fixed_length else 'sharegpt'}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = sweep_from_twin_config(path)
@@ -143,6 +156,7 @@ def bca_twin_sweep(profile_path: Path, sweep: pd.DataFrame, model: str, work_dir
 
 
 __all__ = [
+    "BCA_VLLM_VERSION",
     "KVCheck",
     "bca_twin_config",
     "bca_twin_sweep",

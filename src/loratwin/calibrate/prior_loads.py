@@ -1,20 +1,34 @@
-"""Adapter load times of a prior profile, from adapter bytes and host-device bandwidth.
+"""Adapter load times of a prior profile, from what vLLM 0.8.5 does per tensor and per kernel.
 
 vLLM 0.8.5 loads an adapter in two stages (``vllm/lora/worker_manager.py``,
-``vllm/lora/models.py``):
+``vllm/lora/models.py``, ``vllm/lora/layers.py``):
 
-* **disk -> CPU** (``_load_adapter``, on a CPU-cache miss): read the safetensors file and
-  build the CPU tensors: ``disk_ms = file_ms + adapter_bytes / storage bandwidth``;
-* **CPU -> GPU** (``activate_adapter``, in the step that first needs it): for every wrapped
-  module, zero the slot (``reset_lora``) and copy the adapter's A and B into it
-  (``set_lora``, ``non_blocking`` copies from pinned memory):
-  ``cpu_ms = module_ms x wrapped modules + adapter_bytes / (PCIe bandwidth)
-  + slot_bytes / (HBM bandwidth)``.
+* **CPU -> GPU** (``LoRAModelManager.activate_adapter``, in the step that first needs it):
+  for every wrapped module, ``reset_lora`` fills the slot's A and B buffers of each weight
+  slice with zeros (two ``fill_`` kernels per slice: qkv has 3 slices, o 1, gate_up 2 or an
+  OPT ``fc1`` 1, down 1; the embedding and logits-processor wrappers of Llama/Mistral 3
+  each), and ``set_lora`` copies A and B of every adapted slice into it with
+  ``copy_(..., non_blocking=True)`` from pinned CPU tensors. The copies are queued, not
+  waited for, so the measured time is the host's cost of *enqueueing* those operations, not
+  the PCIe transfer: the measured loads do not grow with the adapter rank (Llama-3.1-8B,
+  full slots: 6.79 / 6.54 / 6.52 ms at rank 8 / 16 / 32; ``adapter_loading.csv``). A B copy
+  into a slot of larger rank (``max_lora_rank`` > rank) writes a non-contiguous slice, which
+  PyTorch stages through a contiguous GPU temporary and a second kernel::
 
-``module_ms`` (the per-module launch cost), ``file_ms`` and the storage bandwidth are host
-and software constants fitted on the calibration profiles' measured loads
-(``adapter_loading.csv``); the bandwidths are the GPU table's. The adapters are assumed to
-adapt every linear layer (``q/k/v/o/gate/up/down_proj``) in the model dtype.
+      cpu_ms = op_ms x (2 x slices + 2 x adapted slices) x layers [+ 6 embedding fills]
+               + strided_ms x adapted slices x layers  [rank < max_lora_rank]
+
+* **disk -> CPU** (``_load_adapter`` -> ``LoRAModel.from_local_checkpoint``, on a CPU-cache
+  miss): every tensor of the safetensors file is read, cast (``.to(dtype)``), transposed,
+  copied into pinned memory and B scaled (``optimize``)::
+
+      disk_ms = tensor_ms x tensors + adapter bytes / storage bandwidth
+
+``op_ms``, ``strided_ms``, ``tensor_ms`` and the storage bandwidth are host and software
+constants fitted on the calibration profiles' measured loads (``adapter_loading.csv``). The
+adapters are assumed to adapt every linear layer (``q/k/v/o/gate/up/down_proj``, or OPT's
+``fc1``/``fc2``) in the model dtype: the measured data does not say which modules its dummy
+adapters adapt (``docs/prior.md`` discusses what the measurements imply).
 """
 
 from __future__ import annotations
@@ -23,19 +37,35 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from loratwin.calibrate.prior_gpu import GpuSpec
-from loratwin.calibrate.prior_memory import TABLE_RANKS, lora_slot_tensors
+from loratwin.calibrate.prior_memory import TABLE_RANKS
 from loratwin.calibrate.prior_model import Shard
 from loratwin.profile.model import LoadModel, LoadPoint
 
+#: ``fill_`` kernels of ``reset_lora`` of one embedding wrapper (A, B, extra embeddings).
+EMBEDDING_WRAPPER_FILLS = 3
+#: Slices of one transformer layer, in vLLM's packed LoRA layers.
+QKV_SLICES, O_SLICES, DOWN_SLICES = 3, 1, 1
+
 
 class LoadConstants(BaseModel):
-    """Host constants of adapter loading (fitted): ms per wrapped module, ms per file, B/s."""
+    """Host constants of adapter loading (fitted).
+
+    ``op_ms``: ms per CUDA operation ``activate_adapter`` enqueues (with its Python call);
+    ``strided_ms``: ms more per B copy into a slot of larger rank; ``tensor_ms``: ms per
+    tensor of the adapter file; ``storage_bytes_s``: file read and CPU processing, B/s.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    module_ms: float = Field(ge=0)
-    file_ms: float = Field(ge=0)
+    op_ms: float = Field(ge=0)
+    strided_ms: float = Field(ge=0)
+    tensor_ms: float = Field(ge=0)
     storage_bytes_s: float = Field(gt=0)
+
+
+def slices_per_layer(shard: Shard) -> int:
+    """Weight slices of the LoRA layers of one transformer layer (qkv, o, gate/up or fc1, down)."""
+    return QKV_SLICES + O_SLICES + (2 if shard.spec.gated else 1) + DOWN_SLICES
 
 
 def adapter_bytes(shard: Shard, rank: int) -> int:
@@ -49,49 +79,77 @@ def adapter_bytes(shard: Shard, rank: int) -> int:
     return per_layer * s.num_layers * s.dtype_bytes
 
 
-def wrapped_modules(shard: Shard) -> int:
-    """LoRA-wrapped modules vLLM activates: qkv, o, gate_up, down per layer (+ embeddings)."""
-    return 4 * shard.spec.num_layers + (2 if shard.spec.lora_embeddings else 0)
+def adapter_tensors(shard: Shard) -> int:
+    """Tensors of the adapter file: A and B of every adapted slice of every layer."""
+    return 2 * slices_per_layer(shard) * shard.spec.num_layers
+
+
+def activation_ops(shard: Shard) -> int:
+    """CUDA operations ``activate_adapter`` enqueues (fills of every slot slice, copies)."""
+    s = slices_per_layer(shard)
+    ops = (2 * s + 2 * s) * shard.spec.num_layers
+    return ops + (2 * EMBEDDING_WRAPPER_FILLS if shard.spec.lora_embeddings else 0)
+
+
+def strided_copies(shard: Shard, max_lora_rank: int, rank: int) -> int:
+    """B copies into a non-contiguous slot slice (adapter rank below the slot rank)."""
+    return slices_per_layer(shard) * shard.spec.num_layers if rank < max_lora_rank else 0
 
 
 def cpu_load_ms(shard: Shard, gpu: GpuSpec, c: LoadConstants, max_lora_rank: int,
                 rank: int) -> float:
-    """CPU -> GPU activation of one adapter, ms (module docstring)."""
-    slot = sum(lora_slot_tensors(shard, 1, max_lora_rank))
-    return (c.module_ms * wrapped_modules(shard)
-            + 1e3 * adapter_bytes(shard, rank) / gpu.pcie_gb_s / 1e9
-            + 1e3 * slot / gpu.hbm_bytes_s)
+    """CPU -> GPU activation of one adapter, ms (host enqueue time; module docstring).
+
+    ``gpu`` is unused: the copies are asynchronous, so neither PCIe nor HBM bandwidth sets
+    the time the host spends.
+    """
+    del gpu
+    return c.op_ms * activation_ops(shard) + c.strided_ms * strided_copies(
+        shard, max_lora_rank, rank)
 
 
 def disk_load_ms(shard: Shard, c: LoadConstants, rank: int) -> float:
     """Disk -> CPU load of one adapter, ms."""
-    return c.file_ms + 1e3 * adapter_bytes(shard, rank) / c.storage_bytes_s
+    return c.tensor_ms * adapter_tensors(shard) + 1e3 * adapter_bytes(shard, rank) \
+        / c.storage_bytes_s
+
+
+def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with non-negative coefficients (columns dropped while one is < 0)."""
+    keep = list(range(x.shape[1]))
+    coef = np.zeros(x.shape[1])
+    while keep:
+        sol, *_ = np.linalg.lstsq(x[:, keep], y, rcond=None)
+        if (sol >= 0).all():
+            coef[keep] = sol
+            break
+        keep.pop(int(np.argmin(sol)))
+    return coef
 
 
 def fit_load_constants(measured: list[tuple[Shard, GpuSpec, LoadModel]]
                        ) -> tuple[LoadConstants, dict[str, float | int | str]]:
     """Least squares of the measured mean load times (every (max_lora_rank, rank) point).
 
-    ``module_ms`` from the CPU -> GPU times less their bandwidth terms; ``file_ms`` and the
-    storage bandwidth from the disk -> CPU times (a straight line in the adapter bytes).
+    CPU -> GPU: ``op_ms`` and ``strided_ms`` on the operation counts; disk -> CPU:
+    ``tensor_ms`` and the inverse storage bandwidth on the tensor counts and bytes.
     """
-    unit = LoadConstants(module_ms=1.0, file_ms=0.0, storage_bytes_s=1.0)
-    xs, ys, xd, yd = [], [], [], []
-    for shard, gpu, loads in measured:
+    xc, yc, xd, yd = [], [], [], []
+    for shard, _gpu, loads in measured:
         for p in loads.points:
-            zero = cpu_load_ms(shard, gpu, unit, p.max_lora_rank, p.adapter_rank) \
-                - wrapped_modules(shard)
-            xs.append(wrapped_modules(shard))
-            ys.append(p.cpu_ms - zero)
-            xd.append(adapter_bytes(shard, p.adapter_rank))
+            xc.append([activation_ops(shard),
+                       strided_copies(shard, p.max_lora_rank, p.adapter_rank)])
+            yc.append(p.cpu_ms)
+            xd.append([adapter_tensors(shard), adapter_bytes(shard, p.adapter_rank) / 1e6])
             yd.append(p.disk_ms)
-    x, y = np.array(xs, float), np.array(ys, float)
-    module_ms = max(float((x @ y) / (x @ x)), 0.0)
-    slope, icpt = np.polyfit(np.array(xd, float), np.array(yd, float), 1)
-    consts = LoadConstants(module_ms=module_ms, file_ms=max(float(icpt), 0.0),
-                           storage_bytes_s=1e3 / slope if slope > 0 else 1e12)
-    return consts, {"points": len(ys), "module_us": 1e3 * module_ms,
-                    "file_ms": consts.file_ms, "storage_gb_s": consts.storage_bytes_s / 1e9}
+    op_ms, strided_ms = _nonneg_lstsq(np.array(xc, float), np.array(yc, float))
+    tensor_ms, ms_per_mb = _nonneg_lstsq(np.array(xd, float), np.array(yd, float))
+    consts = LoadConstants(op_ms=float(op_ms), strided_ms=float(strided_ms),
+                           tensor_ms=float(tensor_ms),
+                           storage_bytes_s=1e9 / ms_per_mb if ms_per_mb > 0 else 1e15)
+    return consts, {"points": len(yc), "op_us": 1e3 * consts.op_ms,
+                    "strided_us": 1e3 * consts.strided_ms, "tensor_us": 1e3 * consts.tensor_ms,
+                    "storage_gb_s": consts.storage_bytes_s / 1e9}
 
 
 def build_load_model(shard: Shard, gpu: GpuSpec, c: LoadConstants) -> LoadModel:
@@ -111,10 +169,13 @@ def build_load_model(shard: Shard, gpu: GpuSpec, c: LoadConstants) -> LoadModel:
 
 __all__ = [
     "LoadConstants",
+    "activation_ops",
     "adapter_bytes",
+    "adapter_tensors",
     "build_load_model",
     "cpu_load_ms",
     "disk_load_ms",
     "fit_load_constants",
-    "wrapped_modules",
+    "slices_per_layer",
+    "strided_copies",
 ]

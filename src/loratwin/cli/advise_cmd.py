@@ -124,8 +124,8 @@ def advise(
         "--twin", help="Produce the sweep with the digital twin from CONFIG.yaml "
         "(not available yet).", show_default=False)] = None,
     vllm_version: Annotated[str | None, typer.Option(
-        "--vllm-version", help="With --twin: the vLLM release to follow (0.8.5, 0.32, 0.33; "
-        "default: the profile's)")] = None,
+        "--vllm-version", help="With --twin: the vLLM release to follow (0.6.3 V0, 0.8.5, "
+        "0.32, 0.33; default: the profile's)")] = None,
     rule: Annotated[str, typer.Option(
         "--rule", help="a = batching efficiency > eps and ITL <= L x ITL(32); "
         "b = TPOT <= L x TPOT(32) (paper's memory figure); c = absolute SLO.")] = "b",

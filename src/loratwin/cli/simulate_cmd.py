@@ -27,8 +27,8 @@ def simulate_cmd(
     max_num_seqs: int | None = typer.Option(None, help="--max-num-seqs of vLLM"),
     max_num_batched_tokens: int | None = typer.Option(None, help="token budget per step"),
     vllm_version: str | None = typer.Option(
-        None, "--vllm-version", help="vLLM release to follow (0.8.5, 0.32, 0.33; default: the "
-        "profile's)"),
+        None, "--vllm-version", help="vLLM release to follow (0.6.3 V0, 0.8.5, 0.32, 0.33; "
+        "default: the profile's)"),
     duration: float | None = typer.Option(None, help="Benchmark window in s"),
     seed: int | None = typer.Option(None, help="Seed of every random draw"),
     requests_parquet: Path | None = typer.Option(None, help="Per-request records (Parquet)"),

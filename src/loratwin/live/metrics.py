@@ -13,7 +13,12 @@ KV cache usage (0-1)       ``vllm:kv_cache_usage_perc``, ``vllm:gpu_cache_usage_
 preemptions (cumulative)   ``vllm:num_preemptions_total``
 engine steps (cumulative)  ``vllm:iteration_tokens_total_count``
 prompt / output tokens     ``vllm:prompt_tokens_total`` / ``vllm:generation_tokens_total``
+server-side TTFT           ``vllm:time_to_first_token_seconds_sum`` / ``_count``
 =========================  ==============================================================
+
+The server-side TTFT is vLLM's own histogram (both releases): from the API server's arrival
+stamp of a request to its output processor handling the first token, i.e. without the
+HTTP streaming of that token to the client.
 
 Gauges and counters are summed over the ``engine`` label (data-parallel engines), the KV
 usage is averaged. Two info-style series describe the server (``vllm/v1/metrics/loggers.py``
@@ -41,6 +46,8 @@ PREEMPTIONS = ("vllm:num_preemptions_total",)
 STEPS = ("vllm:iteration_tokens_total_count",)
 PROMPT_TOKENS = ("vllm:prompt_tokens_total",)
 GENERATION_TOKENS = ("vllm:generation_tokens_total",)
+TTFT_SUM = ("vllm:time_to_first_token_seconds_sum",)
+TTFT_COUNT = ("vllm:time_to_first_token_seconds_count",)
 CACHE_CONFIG = "vllm:cache_config_info"
 LORA_INFO = "vllm:lora_requests_info"
 
@@ -108,6 +115,8 @@ class MetricsSnapshot:
         Fraction of KV cache blocks in use, 0-1.
     num_preemptions_total, num_steps_total, prompt_tokens_total, generation_tokens_total:
         Cumulative counters since the server started (preemptions, engine steps, tokens).
+    ttft_sum_s, ttft_count:
+        Sum (s) and count of vLLM's server-side TTFT histogram since the server started.
     """
 
     t_s: float
@@ -118,6 +127,8 @@ class MetricsSnapshot:
     num_steps_total: float
     prompt_tokens_total: float
     generation_tokens_total: float
+    ttft_sum_s: float = math.nan
+    ttft_count: float = math.nan
 
 
 def snapshot(samples: list[Sample], t_s: float) -> MetricsSnapshot:
@@ -131,6 +142,8 @@ def snapshot(samples: list[Sample], t_s: float) -> MetricsSnapshot:
         num_steps_total=_sum(samples, STEPS),
         prompt_tokens_total=_sum(samples, PROMPT_TOKENS),
         generation_tokens_total=_sum(samples, GENERATION_TOKENS),
+        ttft_sum_s=_sum(samples, TTFT_SUM),
+        ttft_count=_sum(samples, TTFT_COUNT),
     )
 
 

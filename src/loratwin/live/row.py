@@ -22,7 +22,11 @@ Extra columns say what the measured runs did not need: ``max_num_batched_tokens`
 ``block_size``, ``gpu_memory_utilization``, ``vllm_version``, ``flags_source``, the request
 counts per status, the engine steps (``n_sched_steps``, from
 ``vllm:iteration_tokens_total``), and ``trace_file`` / ``adapters_file``: the exact
-requests, which ``loratwin validate`` replays instead of redrawing a workload.
+requests, which ``loratwin validate`` replays instead of redrawing a workload. Two columns
+locate where a TTFT is spent: ``server_mean_ttft_ms`` is vLLM's own histogram over the
+benchmark (API-server arrival to the first token's output processing: no HTTP streaming, no
+client), and ``mean_send_lag_ms`` / ``max_send_lag_ms`` how late the client sent requests
+after their arrival times (its event loop busy or the process not running).
 """
 
 from __future__ import annotations
@@ -119,6 +123,17 @@ def _delta(snaps: Sequence[MetricsSnapshot], name: str) -> float:
     return float(v[-1] - v[0]) if len(v) >= 2 else math.nan
 
 
+def _server_ttft_ms(snaps: Sequence[MetricsSnapshot]) -> float:
+    """Mean of vLLM's server-side TTFT histogram over the snapshots (ms; NaN without it)."""
+    n = _delta(snaps, "ttft_count")
+    return 1e3 * _delta(snaps, "ttft_sum_s") / n if math.isfinite(n) and n > 0 else math.nan
+
+
+def _send_lag_ms(records: Sequence[RequestRecord], how: Any) -> float:
+    lag = np.array([r.send_s - r.arrival_s for r in records if math.isfinite(r.send_s)])
+    return float(how(lag) * 1e3) if lag.size else math.nan
+
+
 def summarise_run(
     records: Sequence[RequestRecord],
     snaps: Sequence[MetricsSnapshot],
@@ -202,6 +217,9 @@ def summarise_run(
         + sum(1 for r in records if r.status == OK and r.finish_s > duration_s),
         "n_errors": counts.get(ERROR, 0),
         "n_not_sent": counts.get(NOT_SENT, 0) + max(n_planned - len(records), 0),
+        "server_mean_ttft_ms": _server_ttft_ms(snaps),
+        "mean_send_lag_ms": _send_lag_ms(records, np.mean),
+        "max_send_lag_ms": _send_lag_ms(records, np.max),
         "n_sched_steps": steps,
         "mean_step_interval_ms": duration_s / steps * 1e3 if steps and steps > 0 else math.nan,
     }

@@ -1,4 +1,5 @@
-"""The digital twin of a vLLM V1 server serving many LoRA adapters (releases 0.8.5, 0.32, 0.33).
+"""The digital twin of a vLLM V1 server serving many LoRA adapters (releases 0.8.5, 0.32, 0.33;
+the V0 engine of 0.6.3 in part).
 
 ``simulate(profile, server, adapters, requests, client) -> SimResult`` is the entry point;
 the event loop is in :mod:`.engine`, the step-cost model in :mod:`.cost`, the metrics in

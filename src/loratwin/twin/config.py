@@ -37,10 +37,15 @@ class ServerConfig(BaseModel):
         (``Profile.vllm_version``).
     async_scheduling:
         ``--async-scheduling``; ``None`` takes the release default (on from 0.32; 0.8.5 has
-        none).
+        none). vLLM's CPU backend turns it off whatever is asked
+        (``vllm/platforms/cpu.py``, 0.32: ``scheduler_config.async_scheduling = False``),
+        so with a profile of ``device == "cpu"`` it is always off.
     specialize_active_lora:
         ``--specialize-active-lora`` (0.32 and later): LoRA kernel grids sized by the active
         adapters instead of ``max_loras + 1``.
+    enable_chunked_prefill:
+        ``--enable-chunked-prefill``; ``None`` takes the release default. Only the V0 release
+        (0.6.3, default off) can turn it off: prompts then run in steps of their own.
     max_loras:
         GPU LoRA slots = most distinct adapters in one step (``--max-loras``, vLLM default 1).
     max_cpu_loras:
@@ -76,6 +81,7 @@ class ServerConfig(BaseModel):
     vllm_version: str | None = None
     async_scheduling: bool | None = None
     specialize_active_lora: bool = False
+    enable_chunked_prefill: bool | None = None
 
     max_loras: int = Field(1, ge=1)
     max_cpu_loras: int | None = Field(None, ge=1)
@@ -128,6 +134,10 @@ class ServerConfig(BaseModel):
             if (self.specialize_active_lora
                     and not rules.model_runner.specialize_active_lora_supported):
                 raise ValueError(f"specialize_active_lora: vLLM {self.vllm_version} has none")
+            chunking_optional = rules.scheduler.chunked_prefill_optional
+            if self.enable_chunked_prefill is False and not chunking_optional:
+                raise ValueError(f"enable_chunked_prefill: vLLM {self.vllm_version} (V1) "
+                                 "always runs chunked prefill")
         return self
 
     def resolved(self, profile: Profile) -> ServerConfig:
@@ -136,7 +146,8 @@ class ServerConfig(BaseModel):
         The release is ``vllm_version`` or else the profile's; ``max_num_batched_tokens``,
         ``max_num_seqs`` and ``gpu_memory_utilization`` not given explicitly take that
         release's defaults for the profile's GPU (``engine_args`` of the release);
-        ``async_scheduling`` its default. Resolving twice changes nothing.
+        ``async_scheduling`` its default (always off on vLLM's CPU backend). Resolving twice
+        changes nothing.
 
         Raises
         ------
@@ -159,6 +170,10 @@ class ServerConfig(BaseModel):
             data["gpu_memory_utilization"] = rules.defaults.gpu_memory_utilization
         if data["async_scheduling"] is None:
             data["async_scheduling"] = rules.scheduler.async_scheduling_default
+        if data["enable_chunked_prefill"] is None and rules.scheduler.chunked_prefill_optional:
+            data["enable_chunked_prefill"] = rules.scheduler.chunked_prefill_default
+        if profile.device == "cpu":  # vllm/platforms/cpu.py forces it off
+            data["async_scheduling"] = False
         return validate(ServerConfig, data)  # one-line errors, as for a YAML file
 
     @property

@@ -37,7 +37,12 @@ run the LoRA kernels (not from 0.32, ``cudagraph_specialize_lora``), the slot id
 launch for (``max_loras + 1``, or with ``--specialize-active-lora`` the active adapters rounded
 up to a captured count), and, with asynchronous scheduling, a step taking the longer of the
 execution and the scheduler's CPU time instead of their sum. The coefficients were fitted on
-vLLM 0.8.5, so the timings of the later releases are estimates.
+vLLM 0.8.5, so the timings of the later releases are estimates. The V0 engine (0.6.3) adds its
+engine loop's host CPU time, ``host_step_s`` per step and ``host_per_seq_s`` per scheduled
+sequence (:mod:`loratwin.twin.vllm_0_6_3.model_runner`); both are 0 for the V1 releases.
+Without chunked prefill (V0 only) the prompts a step admits run in a step of their own before
+the decodes: such a step costs ``base(prompt tokens) + base(decodes) - base(all)`` more, one
+more fixed step cost and weight read.
 
 On vLLM's CPU backend (``Profile.device == "cpu"``) the model runs eagerly (no CUDA-graph
 padding) and LoRA goes through the PyTorch ops of ``vllm/lora/punica_wrapper/punica_cpu.py``
@@ -232,7 +237,7 @@ class StepCost:
         per_slot: list[float] = []
         for m in range(budget + 1):
             mp = padded_tokens(m, sizes)
-            t = c.base_s + c.per_token_s * mp if m > 0 else 0.0
+            t = c.base_s + runner.host_step_s + c.per_token_s * mp if m > 0 else 0.0
             if server.enable_lora and m > 0:
                 launched_per_slot = launched_ctas_per_slot(shapes, m, server.max_lora_rank, sizes)
                 per_slot.append(c.lora_empty_cta_s * shapes.layers * launched_per_slot)
@@ -276,14 +281,17 @@ class StepCost:
             )
         self._per_slot = per_slot
         self._slots = server.max_loras + 1
+        #: V0 without chunked prefill: a step's prompts and decodes run as two steps.
+        self._split_prefill = server.enable_chunked_prefill is False
         #: Asynchronous scheduling: the scheduler's CPU time overlaps the execution.
         self.overlap = bool(server.async_scheduling)
         self._profile = profile
         self._max_lora_rank = server.max_lora_rank
         self._sizes = sizes
-        self._dec = c.per_decode_seq_s
+        # V0 engine (0.6.3): host CPU time per step (in ``base``) and per sequence
+        self._dec = c.per_decode_seq_s + runner.host_per_seq_s
         self._ctx = c.per_context_token_s
-        self._pref = c.per_prefill_req_s
+        self._pref = c.per_prefill_req_s + runner.host_per_seq_s
         self._s0 = c.sched_base_s
         self._srun = c.sched_per_running_s
         self._swalk = c.sched_per_walked_s
@@ -337,6 +345,9 @@ class StepCost:
             + self._ctx * context_tokens
             + self._pref * n_prefill
         )
+        if self._split_prefill and n_prefill and n_decode:
+            # V0 without chunked prefill: the prompts and the decodes are two steps
+            t += self._base[num_tokens - n_decode] + self._base[n_decode] - self._base[num_tokens]
         if self._lora and num_tokens > 0:
             if n_adapters <= 0 and self._lora_free_steps:
                 return t - self._per_slot[num_tokens] * self._slots

@@ -7,7 +7,8 @@ event loop (:mod:`loratwin.twin.engine`) and the step-cost model (:mod:`loratwin
 read (the engine's steps: :mod:`loratwin.twin.engine_steps`). The per-release table with
 the vLLM file behind each rule is ``docs/twin-versions.md``.
 
-Release names are vLLM's: ``0.8.5`` is one release; ``0.32`` and ``0.33`` are release lines
+Release names are vLLM's: ``0.6.3`` (the V0 engine; ``0.6.3.post1`` is read as it) and ``0.8.5``
+are releases; ``0.32`` and ``0.33`` are release lines
 (``0.32.0``, ``0.32.1``, ... all map to ``0.32``).
 """
 
@@ -21,8 +22,9 @@ from typing import Any
 from loratwin.errors import ConfigError
 
 #: Release names in release order, and the package holding each one's rules.
-KNOWN_VERSIONS: tuple[str, ...] = ("0.8.5", "0.32", "0.33")
-_PACKAGES = {"0.8.5": "vllm_0_8_5", "0.32": "vllm_0_32", "0.33": "vllm_0_33"}
+KNOWN_VERSIONS: tuple[str, ...] = ("0.6.3", "0.8.5", "0.32", "0.33")
+_PACKAGES = {"0.6.3": "vllm_0_6_3", "0.8.5": "vllm_0_8_5", "0.32": "vllm_0_32",
+             "0.33": "vllm_0_33"}
 #: The release of today's bundled profiles (and of a ``Profile`` that does not say).
 DEFAULT_VERSION = "0.8.5"
 
@@ -49,6 +51,11 @@ class SchedulerRules:
     admission_blocks:
         ``(num_tokens, num_new_tokens, block_size) -> blocks``: free blocks a waiting request
         needs to be admitted with ``num_new_tokens`` of its ``num_tokens`` in this step.
+    chunked_prefill_default:
+        ``--enable-chunked-prefill`` is on unless given (V1: always on).
+    chunked_prefill_optional:
+        The release can run without chunked prefill (V0): prompts then run in steps of their
+        own, and decoding requests wait for them.
     """
 
     max_loras_counts_unscheduled_running: bool
@@ -56,6 +63,8 @@ class SchedulerRules:
     async_scheduling_default: bool
     async_scheduling_supported: bool
     admission_blocks: Callable[[int, int, int], int]
+    chunked_prefill_default: bool = True
+    chunked_prefill_optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,18 @@ class ModelRunnerRules:
         captured with LoRA active).
     specialize_active_lora_supported:
         ``--specialize-active-lora`` exists (LoRA kernel grids sized by the active adapters).
+    host_step_s:
+        Engine-loop CPU time per step (s) in excess of the V1 engine of vLLM 0.8.5, whose host
+        costs the profiles' fitted coefficients already hold; 0 for the V1 releases.
+    host_per_seq_s:
+        The same per sequence scheduled in the step (decoding or prefilling), s.
     """
 
     cudagraph_sizes: Callable[[int, int], tuple[int, ...]]
     lora_kernels_without_lora: bool
     specialize_active_lora_supported: bool
+    host_step_s: float = 0.0
+    host_per_seq_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,7 @@ def normalise_version(text: str | None) -> str:
     if text is None:
         return DEFAULT_VERSION
     v = str(text).strip().removeprefix("v")
+    v = v.split(".post")[0] if ".post" in v else v
     if v in _PACKAGES:
         return v
     parts = v.split(".")
