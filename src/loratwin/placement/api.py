@@ -6,6 +6,9 @@ latency, confirms borderline GPUs in the twin and never returns more GPUs than
 ``paper-greedy``: when the papers' greedy placement needs fewer
 GPUs, its adapter sets are re-sized with our ``max_loras`` search and, if every GPU is then
 safe (surrogate, and twin for the borderline ones), that placement is returned instead.
+With twin confirmations on, the twin then makes the final choice among that placement and
+balanced spreads on one GPU fewer and as many, and repairs the worst GPU
+(:mod:`.portfolio`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from importlib import import_module
 
 from loratwin.errors import ConfigError
 from loratwin.placement.balance import LatencyTarget
-from loratwin.placement.baselines import best_loras
+from loratwin.placement.baselines import resize_loras
 from loratwin.placement.fewest import ConfirmMany, Objective, place_fewest
 from loratwin.placement.paper_greedy import place_paper_greedy
 from loratwin.placement.parallel import run_tasks
+from loratwin.placement.portfolio import TwinJudge, improve
 from loratwin.placement.prefix_search import SearchOptions
-from loratwin.placement.problem import STARVATION_FRACTION, PlacementProblem, group_rows
+from loratwin.placement.problem import STARVATION_FRACTION, PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
 from loratwin.placement.verify import is_healthy, verify_gpu_memo
 from loratwin.workload.lengths import LengthFits
@@ -81,16 +85,6 @@ def confirm_chunk(jobs: int, ray_address: str | None) -> int:
     return jobs if jobs > 0 else max(1, os.cpu_count() or 1)
 
 
-def resize_loras(problem: PlacementProblem, gpu: GpuAssignment, options: SearchOptions
-                 ) -> tuple[GpuAssignment, bool]:
-    """The same adapters with the best ``max_loras`` (safe under ``options``, then lowest
-    predicted starvation probability, then lowest ITL), and whether that choice is safe."""
-    adapters = list(gpu.adapters)
-    ev = best_loras(problem, group_rows(problem, [adapters]), safe=options.safe)
-    return (problem.assignment(adapters, int(ev.loras[0]), ev.pred, 0),
-            bool(options.safe(ev.pred)[0]))
-
-
 def place(
     problem: PlacementProblem,
     algorithm: str = "loratwin",
@@ -134,15 +128,16 @@ def place(
     if algorithm == "paper-greedy":
         result = place_paper_greedy(problem)
     elif algorithm == "loratwin":
-        confirm = (twin_confirm(problem, confirm_duration_s, seed,
-                                (options or SearchOptions()).twin_margin, jobs=jobs,
-                                ray_address=ray_address)
+        opts = options or SearchOptions()
+        confirm = (twin_confirm(problem, confirm_duration_s, seed, opts.twin_margin,
+                                jobs=jobs, ray_address=ray_address)
                    if confirm_borderline else None)
+        judge = (TwinJudge(problem, confirm_duration_s, seed, jobs=jobs,
+                           ray_address=ray_address) if confirm_borderline else None)
         # one memo of surrogate answers for all of ours' searches (the twin runs get the
         # plain problem: workers need no memo)
-        result = _place_ours(problem.with_memo(), options or SearchOptions(), target,
-                             objective, confirm,
-                             confirm_chunk(jobs, ray_address))
+        result = _place_ours(problem.with_memo(), opts, target or LatencyTarget(), objective,
+                             confirm, confirm_chunk(jobs, ray_address), judge)
     elif algorithm in _BASELINES:
         module, func = _BASELINES[algorithm].split(":")
         result = getattr(import_module(module), func)(problem, seed=seed)
@@ -157,9 +152,22 @@ def place(
     return result
 
 
-def _place_ours(problem: PlacementProblem, options: SearchOptions,
-                target: LatencyTarget | None, objective: Objective,
-                confirm: ConfirmMany | None, chunk: int = 0) -> Placement:
+def _place_ours(problem: PlacementProblem, options: SearchOptions, target: LatencyTarget,
+                objective: Objective, confirm: ConfirmMany | None, chunk: int = 0,
+                judge: TwinJudge | None = None) -> Placement:
+    """``loratwin``: :func:`place_fewest`, the papers' greedy sets where they need fewer
+    GPUs, then (with twin runs allowed) the twin-judged portfolio and repair of
+    :mod:`.portfolio`."""
+    t0 = time.perf_counter()
+    result = _fewest_or_greedy(problem, options, target, objective, confirm, chunk)
+    if judge is not None:
+        result = improve(problem, result, judge, options, target, chunk)
+    return dataclasses.replace(result, placement_s=time.perf_counter() - t0)
+
+
+def _fewest_or_greedy(problem: PlacementProblem, options: SearchOptions,
+                      target: LatencyTarget, objective: Objective,
+                      confirm: ConfirmMany | None, chunk: int) -> Placement:
     t0 = time.perf_counter()
     ours = place_fewest(problem, options, target, objective=objective, confirm=confirm,
                         confirm_chunk=chunk)

@@ -9,7 +9,7 @@ classifier's own decision rule, as in the papers' greedy algorithm). Our algorit
 ``loratwin`` uses a stricter margin (``SearchOptions.p_max`` = 0.2); the baselines use the
 plain decision so that they are not handicapped by our margin.
 
-Each GPU's ``max_loras`` is chosen as :func:`loratwin.placement.api.resize_loras` does: among
+Each GPU's ``max_loras`` is chosen as :func:`resize_loras` does: among
 the candidates of ``prefix_search._lora_candidates`` (powers of two, the papers' grid, the
 served count and fractions of it, all within the memory limit of the GPU's largest rank), the
 one of lowest predicted starvation probability (ties: lowest predicted ITL). Here it is done
@@ -26,9 +26,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from loratwin.placement.prefix_search import _lora_candidates
+from loratwin.placement.prefix_search import SearchOptions, _lora_candidates
 from loratwin.placement.problem import HEADROOM_STEPS, PlacementProblem, group_rows
-from loratwin.placement.types import Placement, Predictions
+from loratwin.placement.types import GpuAssignment, Placement, Predictions
 from loratwin.surrogate.features import FEATURES
 from loratwin.workload.types import Adapter
 
@@ -93,7 +93,7 @@ def evaluate_rows(problem: PlacementProblem, rows: np.ndarray, loras: np.ndarray
 
 def best_loras(problem: PlacementProblem, rows: np.ndarray,
                safe: Callable[[Predictions], np.ndarray] | None = None) -> GroupEval:
-    """Choose every GPU's ``max_loras`` (as :func:`~loratwin.placement.api.resize_loras`).
+    """Choose every GPU's ``max_loras`` (as :func:`resize_loras`).
 
     Parameters
     ----------
@@ -135,6 +135,23 @@ def best_loras(problem: PlacementProblem, rows: np.ndarray,
     order = np.lexsort((score, own))  # by GPU, then by score
     first = order[np.concatenate([[0], np.flatnonzero(np.diff(own[order])) + 1])]
     return GroupEval(m[first], big[first], _take(pred, first))
+
+
+def resize_adapters(problem: PlacementProblem, adapters: Sequence[Adapter],
+                    options: SearchOptions) -> tuple[GpuAssignment, bool]:
+    """A GPU serving ``adapters`` at the best ``max_loras`` (safe under ``options`` first,
+    then lowest predicted starvation probability, then lowest ITL), and whether that choice
+    is safe."""
+    adapters = list(adapters)
+    ev = best_loras(problem, group_rows(problem, [adapters]), safe=options.safe)
+    return (problem.assignment(adapters, int(ev.loras[0]), ev.pred, 0),
+            bool(options.safe(ev.pred)[0]))
+
+
+def resize_loras(problem: PlacementProblem, gpu: GpuAssignment, options: SearchOptions
+                 ) -> tuple[GpuAssignment, bool]:
+    """The same adapters with the best ``max_loras`` (:func:`resize_adapters`)."""
+    return resize_adapters(problem, gpu.adapters, options)
 
 
 def headrooms(problem: PlacementProblem, ev: GroupEval, p_starving: float = P_STARVING
