@@ -105,7 +105,7 @@ def problem_of(setup: Setup, trace, model: str, pred):
 def placed(problem, algorithm: str, jobs: int):
     """(placement, CPU s of this process: twin runs in workers excluded)."""
     c0 = time.process_time()
-    p = place(problem, algorithm, jobs=jobs)
+    p = place(problem, algorithm, jobs=jobs, twin_search=True)
     return p, time.process_time() - c0
 
 

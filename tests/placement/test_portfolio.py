@@ -178,14 +178,16 @@ def test_retarget_restates_the_tradeoff_for_the_new_gpus(skewed: PlacementProble
 
 def test_place_with_twin_runs_ends_with_the_portfolio(skewed: PlacementProblem,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """``place`` with confirmations on hands its placement to the portfolio (stand-in twin
-    for both); with ``confirm_borderline=False`` it does not."""
+    """``place`` with ``twin_search`` and confirmations on hands its placement to the
+    portfolio (stand-in twin for both); without either it does not (the default)."""
     monkeypatch.setattr(api, "TwinJudge", lambda problem, *a, **k: PrefillTwin(problem))
     monkeypatch.setattr(api, "twin_confirm",
                         lambda *a, **k: (lambda gpus: [True] * len(gpus)))
-    judged = api.place(skewed, "loratwin")
+    judged = api.place(skewed, "loratwin", twin_search=True)
     assert any(n.startswith("portfolio:") for n in judged.notes)
-    free = api.place(skewed, "loratwin", confirm_borderline=False)
+    default = api.place(skewed, "loratwin")
+    assert not any(n.startswith("portfolio:") for n in default.notes)
+    free = api.place(skewed, "loratwin", confirm_borderline=False, twin_search=True)
     assert not any(n.startswith("portfolio:") for n in free.notes)
 
 

@@ -123,6 +123,10 @@ def place_cmd(
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
+    twin_search: bool = typer.Option(
+        False, "--twin-search/--no-twin-search",
+        help="loratwin: let the twin choose among its placement and balanced spreads on one "
+        "GPU fewer and as many, and repair the worst GPU's TTFT (about 30-90 twin runs)"),
     max_ttft_ms: float | None = typer.Option(None, help="SLO: predicted mean TTFT of every "
                                                         "GPU at most this, ms (loratwin)"),
     max_itl_ms: float | None = typer.Option(None, help="SLO: predicted mean ITL of every GPU "
@@ -212,7 +216,8 @@ def place_cmd(
                                   p99_ttft_slo_ms=max_p99_ttft_ms),
             target=LatencyTarget(target_ttft_ms, target_p99_ttft_ms),
             objective=objective,  # type: ignore[arg-type]
-            confirm_borderline=confirm, jobs=jobs, ray_address=ray_address)
+            confirm_borderline=confirm, twin_search=twin_search, jobs=jobs,
+            ray_address=ray_address)
     advice = None
     if advise:
         with console.status(f"batching advisor on {placement.gpus} GPU(s) (twin sweeps)"):
@@ -342,6 +347,10 @@ def compare_cmd(
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Let loratwin check borderline GPUs in the twin"),
+    twin_search: bool = typer.Option(
+        False, "--twin-search/--no-twin-search",
+        help="loratwin: let the twin choose among its placement and balanced spreads on one "
+        "GPU fewer and as many, and repair the worst GPU's TTFT (about 30-90 twin runs)"),
     ray_address: str | None = typer.Option(None, help="Run the twin runs on a Ray cluster"),
 ) -> None:
     """Run every placement algorithm, verify each in the twin, and compare them."""
@@ -378,7 +387,8 @@ def compare_cmd(
         for name in names:
             advance(0, description=f"placing: {name}")
             placements.append(api.place(problem, name, seed=seed, confirm_borderline=confirm,
-                                        jobs=jobs, ray_address=ray_address))
+                                        twin_search=twin_search, jobs=jobs,
+                                        ray_address=ray_address))
             advance()
     opt = None
     if optimum and len(problem.adapters) <= MAX_ADAPTERS:

@@ -6,8 +6,9 @@ latency, confirms borderline GPUs in the twin and never returns more GPUs than
 ``paper-greedy``: when the papers' greedy placement needs fewer
 GPUs, its adapter sets are re-sized with our ``max_loras`` search and, if every GPU is then
 safe (surrogate, and twin for the borderline ones), that placement is returned instead.
-With twin confirmations on, the twin then makes the final choice among that placement and
-balanced spreads on one GPU fewer and as many, and repairs the worst GPU
+With ``twin_search`` (and twin confirmations on), the twin then makes the final choice
+among that placement and balanced spreads on one GPU fewer and as many, and repairs the
+worst GPU
 (:mod:`.portfolio`).
 """
 
@@ -95,6 +96,7 @@ def place(
     target: LatencyTarget | None = None,
     objective: Objective = "latency",
     confirm_borderline: bool = True,
+    twin_search: bool = False,
     confirm_duration_s: float = CONFIRM_DURATION_S,
     jobs: int = 1,
     ray_address: str | None = None,
@@ -116,6 +118,10 @@ def place(
     confirm_borderline:
         Let ``loratwin`` check borderline GPUs in the twin (``confirm_duration_s`` windows),
         on ``jobs`` local processes or the Ray cluster at ``ray_address``.
+    twin_search:
+        With ``confirm_borderline``, let the twin choose ``loratwin``'s final placement
+        among its own and balanced spreads on one GPU fewer and as many, then repair the
+        worst GPU's TTFT (:mod:`.portfolio`; tens of twin runs of ``confirm_duration_s``).
 
     Raises
     ------
@@ -133,7 +139,8 @@ def place(
                                 jobs=jobs, ray_address=ray_address)
                    if confirm_borderline else None)
         judge = (TwinJudge(problem, confirm_duration_s, seed, jobs=jobs,
-                           ray_address=ray_address) if confirm_borderline else None)
+                           ray_address=ray_address)
+                 if confirm_borderline and twin_search else None)
         # one memo of surrogate answers for all of ours' searches (the twin runs get the
         # plain problem: workers need no memo)
         result = _place_ours(problem.with_memo(), opts, target or LatencyTarget(), objective,
