@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = names.DEFAULT_MODEL
 ALGORITHMS = names.ALGORITHMS
+SURROGATE_HELP = ("Surrogate .npz, 'universal', 'on-the-fly' (a per-profile surrogate trained "
+                  "now on a quick design and cached, ~minutes) or 'auto' (on the fly when the "
+                  "universal one's held-out accuracy is insufficient); default: the "
+                  "profile's bundled one, else the universal one")
 #: Bins of the twin's running/waiting/KV time series kept per verified GPU (report plots).
 TIMESERIES_BINS = 120
 
@@ -48,10 +52,26 @@ def _problem(workload: Path, model: str, surrogate: str | None, max_num_seqs: in
                                                                       ".yml") else workload
     from loratwin.placement import predictor
 
+    surrogate = on_the_fly_choice(model, surrogate, max_num_seqs)
     # through the module attribute, so that tests can swap the surrogate for a stand-in
     kw = {} if vllm_version is None else {"vllm_version": vllm_version}
     return predictor.make_problem(adapters, model, surrogate=surrogate,
                                   max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, **kw)
+
+
+def on_the_fly_choice(model: str, surrogate: str | None, max_num_seqs: int) -> str | None:
+    """``--surrogate on-the-fly`` / ``auto`` resolved to a surrogate file (made with a
+    progress bar of its twin runs when not cached) or ``universal``; other values as given."""
+    from loratwin.surrogate.on_the_fly import AUTO, ON_THE_FLY, resolve_choice
+
+    if surrogate not in (ON_THE_FLY, AUTO):
+        return surrogate
+    from loratwin.cli.progress import lazy_progress
+    from loratwin.profile.store import load_profile
+
+    profile = load_profile(model)
+    with lazy_progress(f"on-the-fly surrogate of {profile.name}: twin runs", "runs") as bar:
+        return resolve_choice(profile, surrogate, max_num_seqs=max_num_seqs, on_runs=bar)
 
 
 def _version_note(problem: PlacementProblem) -> str | None:
@@ -114,8 +134,7 @@ def place_cmd(
     jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
     duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
     seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
-    surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: the bundled "
-                                                    "one of the model)"),
+    surrogate: str | None = typer.Option(None, help=SURROGATE_HELP),
     max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
     vllm_version: str | None = typer.Option(
         None, "--vllm-version", help="vLLM release of the servers (0.8.5, 0.32, 0.33; "
@@ -291,9 +310,10 @@ def _print_provenance(problem: PlacementProblem) -> None:
 def _surrogate_doc(problem: PlacementProblem) -> dict[str, object]:
     """The surrogate behind the predictions, for the JSON outputs."""
     from loratwin.placement.predictor import predictor_note
+    from loratwin.surrogate.on_the_fly import surrogate_kind
 
     sur = getattr(problem.predictor, "surrogate", None)
-    kind = getattr(sur, "kind", "per-profile") if sur is not None else "other"
+    kind = surrogate_kind(sur) if sur is not None else "other"
     return {"kind": kind, "note": predictor_note(problem.predictor),
             "estimated": kind == "universal" or problem.profile.profile_kind == "prior"}
 
@@ -339,7 +359,7 @@ def compare_cmd(
     jobs: int = typer.Option(1, help="Parallel twin runs (joblib)"),
     duration: float = typer.Option(3600.0, help="Twin benchmark window per GPU, s"),
     seed: int = typer.Option(0, help="Seed of randomised algorithms and twin runs"),
-    surrogate: str | None = typer.Option(None, help="Surrogate .npz (default: bundled)"),
+    surrogate: str | None = typer.Option(None, help=SURROGATE_HELP),
     max_num_seqs: int = typer.Option(2048, help="--max-num-seqs of every server"),
     vllm_version: str | None = typer.Option(
         None, "--vllm-version", help="vLLM release of the servers (0.8.5, 0.32, 0.33; "

@@ -39,3 +39,21 @@ def progress_bar(description: str, total: float | None, unit: str = "") -> Itera
                 progress.advance(task, n)
 
         yield advance
+
+
+@contextmanager
+def lazy_progress(description: str, unit: str = "") -> Iterator[Callable[[int, int], None]]:
+    """A bar that appears only once work is reported: yields ``report(done, total)`` (the
+    bar shows ``done`` of ``total`` ``unit``); nothing is drawn if it is never called (say,
+    when the result was cached)."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        bar: list[Callable[..., None]] = []
+
+        def report(done: int, total: int) -> None:
+            if not bar:
+                bar.append(stack.enter_context(progress_bar(description, total, unit)))
+            bar[0](0, total=total, completed=done)
+
+        yield report

@@ -247,6 +247,10 @@ def predict_cmd(
                               "surrogate, else the universal one), or a .npz file"),
     json_out: Path | None = typer.Option(None, "--json", help="Write {'rows': [...]} as JSON"),
     max_rows: int = typer.Option(50, help="Rows shown in the terminal table"),
+    surrogate: str | None = typer.Option(
+        None, help="'universal', 'on-the-fly' (a per-profile surrogate of --model trained now "
+        "on a quick design and cached) or 'auto' (on the fly when the universal one's "
+        "held-out accuracy is insufficient); default: as --model says"),
 ) -> None:
     """Predict throughput, ITL, mean and p99 TTFT and starvation of GPU configurations."""
     from rich.table import Table
@@ -257,16 +261,17 @@ def predict_cmd(
     if max_rows < 0:
         raise DataError(f"must be >= 0 (got {max_rows})", field="--max-rows")
     df = _read_csv(features)
-    from loratwin.surrogate.universal import surrogate_for
+    from loratwin.surrogate.on_the_fly import surrogate_kind
 
-    s = surrogate_for(model)
+    s = _predict_surrogate(model, surrogate)
     pred = s.predict_frame(df, source=str(features))
     kind = str(s.meta.get("profile_kind", "measured"))
-    universal = getattr(s, "kind", "") == "universal"
+    which = surrogate_kind(s)
+    universal = which == "universal"
     label = ("estimated (prior profile): " if kind == "prior"
              else "estimated (universal surrogate): " if universal else "")
-    table = Table(title=f"{label}surrogate {s.profile}"
-                        f"{' (universal)' if universal else ''}: {len(pred)} configurations "
+    tag = f" ({which})" if which != "per-profile" else ""
+    table = Table(title=f"{label}surrogate {s.profile}{tag}: {len(pred)} configurations "
                         "(throughput in tok/s, latencies in ms)")
     for col, just in (("row", "right"), ("throughput", "right"), ("ITL", "right"),
                       ("TTFT", "right"), ("p99 TTFT", "right"), ("starved", "left"),
@@ -284,13 +289,43 @@ def predict_cmd(
     if n_out:
         console.print(f"{n_out} row(s) outside the training envelope: predictions there are "
                       "extrapolations")
-    if universal:
-        console.print(s.describe(), markup=False, highlight=False)  # type: ignore[union-attr]
+    if which != "per-profile":
+        from loratwin.placement.predictor import SurrogatePredictor, predictor_note
+
+        console.print(predictor_note(SurrogatePredictor(s)), markup=False, highlight=False)
     if json_out:
-        write_json(json_out, {"profile_kind": kind,
-                              "surrogate": "universal" if universal else "per-profile",
-                              "rows": pred.rows()})
+        write_json(json_out, {"profile_kind": kind, "surrogate": which, "rows": pred.rows()})
         console.print(f"wrote {json_out}")
+
+
+def _predict_surrogate(model: str, surrogate: str | None) -> Any:
+    """The surrogate ``predict`` uses: as ``--model`` says
+    (:func:`~loratwin.surrogate.universal.surrogate_for`), or ``--surrogate`` for the
+    profile ``--model`` names.
+
+    Raises
+    ------
+    ConfigError
+        ``--surrogate`` is not one of universal / on-the-fly / auto.
+    """
+    from loratwin.errors import ConfigError
+    from loratwin.surrogate.model import Surrogate
+    from loratwin.surrogate.on_the_fly import CHOICES, UNIVERSAL
+    from loratwin.surrogate.universal import UniversalSurrogate, surrogate_for
+
+    if surrogate is None:
+        return surrogate_for(model)
+    if surrogate not in CHOICES:
+        raise ConfigError(f"must be one of {', '.join(CHOICES)} (got {surrogate!r}; give a "
+                          ".npz file as --model)", field="surrogate")
+    from loratwin.cli.place_cmd import on_the_fly_choice
+    from loratwin.profile.store import load_profile
+
+    profile = load_profile(model)
+    choice = on_the_fly_choice(model, surrogate, 2048)
+    if choice == UNIVERSAL:
+        return UniversalSurrogate.load().bind(profile)
+    return Surrogate.load(str(choice))
 
 
 # ----------------------------------------------------------------------------- surrogate ...
@@ -417,6 +452,16 @@ def show_cmd(
         Surrogate,
     )
 
+    universal = _universal_or_none(model)
+    if universal is not None:
+        if explain:
+            raise DataError("the universal surrogate has no interpretable rules",
+                            field="explain")
+        console.print(universal_table(universal))
+        from loratwin.cli.universal_cmd import loo_table
+
+        console.print(loo_table(universal.meta.get("leave_one_out", {})))
+        return
     s = Surrogate.load(model)
     m = s.meta
     table = Table(title=f"surrogate {s.profile}")
@@ -445,3 +490,51 @@ def show_cmd(
     _print_scores(s)
     if explain:
         console.print(format_rules(s), markup=False, highlight=False, soft_wrap=True)
+
+
+def _universal_or_none(model: str) -> Any:
+    """The universal surrogate when ``model`` names it (``universal``) or is a ``.npz`` of
+    one; ``None`` otherwise (a per-profile surrogate, or not a surrogate at all)."""
+    import json
+    import zipfile
+
+    import numpy as np
+
+    from loratwin.surrogate.universal import FORMAT, UNIVERSAL_NAME, UniversalSurrogate
+
+    if model == UNIVERSAL_NAME:
+        return UniversalSurrogate.load()
+    path = Path(model)
+    if path.suffix != ".npz" or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            fmt = json.loads(npz["meta_json"].tobytes().decode()).get("format")
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError):
+        return None  # Surrogate.load reports what is wrong with it
+    return UniversalSurrogate.load(path) if fmt == FORMAT else None
+
+
+def universal_table(u: Any) -> Any:
+    """Provenance, models and input envelope of a universal surrogate, as a table."""
+    from rich.table import Table
+
+    from loratwin.surrogate.universal import UNIVERSAL_INPUTS
+
+    m = u.meta
+    table = Table(title="universal surrogate (profile-normalised)")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("benchmark window", f"{u.window_s:,.0f} s")
+    for p in m.get("profiles", []):
+        table.add_row(f"trained on {p['name']}", f"{p.get('rows', '?')} twin runs, "
+                      f"{p.get('profile_kind', '') or 'profile'}, sha256 "
+                      f"{str(p.get('profile_sha256', ''))[:16]}")
+    table.add_row("estimators", ", ".join(f"{k} {v.get('estimator')}" for k, v in
+                                          m.get("estimators", {}).items()))
+    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
+    for t, e in u.models.items():
+        table.add_row(_SHORT.get(t, t), f"{e.n_trees} trees, {e.n_nodes:,} nodes")
+    for f, lo, hi in zip(UNIVERSAL_INPUTS, u.envelope_min, u.envelope_max, strict=True):
+        table.add_row(f"envelope {f}", f"{lo:.4g} ... {hi:.4g}")
+    return table

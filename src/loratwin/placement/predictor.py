@@ -20,7 +20,7 @@ from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import GpuPredictor, Predictions
 from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
-from loratwin.surrogate.model import Surrogate, bundled_surrogates
+from loratwin.surrogate.model import Surrogate
 from loratwin.surrogate.universal import BoundSurrogate, UniversalSurrogate
 from loratwin.twin.release import normalise_version
 from loratwin.workload.adapters import load_adapters
@@ -70,10 +70,11 @@ class SurrogatePredictor:
 
 def load_predictor(profile: Profile, surrogate: str | Path | None = None, *,
                    max_num_seqs: int = 2048) -> SurrogatePredictor:
-    """The surrogate for ``profile``: the given name / ``.npz`` file, else the profile's
-    bundled per-profile surrogate, else the bundled universal surrogate bound to the profile
-    (:mod:`loratwin.surrogate.universal`; its scales tabulated at ``max_num_seqs``, ~1-2 s).
-    :func:`predictor_note` says which one answers.
+    """The surrogate for ``profile``: the given name / ``.npz`` file, ``universal``,
+    ``on-the-fly`` or ``auto`` (:func:`~loratwin.surrogate.on_the_fly.resolve_choice`; by
+    default the profile's bundled per-profile surrogate, else the bundled universal
+    surrogate bound to the profile, :mod:`loratwin.surrogate.universal`, its scales
+    tabulated at ``max_num_seqs``, ~1-2 s). :func:`predictor_note` says which one answers.
 
     Raises
     ------
@@ -82,9 +83,13 @@ def load_predictor(profile: Profile, surrogate: str | Path | None = None, *,
     ConfigError
         The surrogate was trained for another profile.
     """
-    if surrogate is None and profile.name not in bundled_surrogates():
+    from loratwin.surrogate.on_the_fly import UNIVERSAL, resolve_choice
+
+    choice = resolve_choice(profile, None if surrogate is None else str(surrogate),
+                            max_num_seqs=max_num_seqs)
+    if choice == UNIVERSAL:
         return SurrogatePredictor(UniversalSurrogate.load().bind(profile, max_num_seqs))
-    pred = SurrogatePredictor.load(surrogate if surrogate is not None else profile.name)
+    pred = SurrogatePredictor.load(choice if choice is not None else profile.name)
     if pred.profile and pred.profile != profile.name:
         raise ConfigError(
             f"the surrogate was trained for {pred.profile!r}, not for {profile.name!r}",
@@ -102,6 +107,10 @@ def predictor_note(predictor: GpuPredictor) -> str:
     describe = getattr(sur, "describe", None)
     if describe is not None:
         return str(describe())
+    if isinstance(sur, Surrogate) and sur.meta.get("on_the_fly"):
+        from loratwin.surrogate.on_the_fly import on_the_fly_note
+
+        return on_the_fly_note(sur)
     n = sur.meta.get("dataset", {}).get("used")
     rows = f" on {n:,} of its twin runs" if isinstance(n, int) else ""
     return f"surrogate: {sur.profile}'s own (per-profile, trained{rows})"

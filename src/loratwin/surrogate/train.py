@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loratwin import __version__
 from loratwin.errors import ConfigError, DataError
+from loratwin.profile.model import Profile
 from loratwin.profile.store import load_profile
 from loratwin.surrogate.capacity import CapacityTable
 from loratwin.surrogate.dataset import Dataset
@@ -319,6 +320,7 @@ def train_surrogate(
     model: str | None = None,
     on_progress: Callable[[str], None] | None = None,
     on_fit: Callable[[int, int], None] | None = None,
+    profile: Profile | None = None,
 ) -> TrainResult:
     """Train a surrogate on a data set (see the module docstring for the procedure).
 
@@ -335,6 +337,9 @@ def train_surrogate(
     on_fit:
         Called with (fits done, fits in all) after each model fit: the cross-validation
         folds, then the hold-out and final fits (the total is exact once CV has chosen).
+    profile:
+        The profile itself, named as the data set's (default: ``load_profile(name)``); for
+        profiles that exist only in memory, such as a prior built on the fly.
 
     Returns
     -------
@@ -360,7 +365,11 @@ def train_surrogate(
     if model and dataset.profile and model != dataset.profile:
         raise ConfigError(f"the data set was made with {dataset.profile!r}, not {model!r}",
                           field="model")
-    profile = load_profile(name)
+    if profile is None:
+        profile = load_profile(name)
+    elif profile.name != name:
+        raise ConfigError(f"profile {profile.name!r} is not the data set's {name!r}",
+                          field="model")
     rows = dataset.usable()
     n_all = len(dataset.rows)
     n = len(rows)
