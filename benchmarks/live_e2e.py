@@ -158,6 +158,15 @@ def workload_yaml(cfg: BenchConfig, seed: int, rate: float) -> str:
             f"duration_s: {cfg.duration_s}\nseed: {seed}\n")
 
 
+def campaign_max_num_seqs(work: Path) -> int:
+    """``max_num_seqs`` of the campaign's servers (``cal/campaign.json``): the bench servers
+    run with the same value, stated on their command line and to ``bench``, so the bench rows
+    describe the servers the profile was fitted on (a CPU server's default is 128, a GPU's
+    256; ``bench --url`` cannot ask a server which it is)."""
+    state = json.loads((work / "cal" / "campaign.json").read_text())
+    return int(state["max_num_seqs"])
+
+
 def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[BenchConfig],
                  seed: int, prof: Path) -> None:
     """Start one server of ``key`` = (max_loras, max_cpu_loras), bench each config on it."""
@@ -167,9 +176,10 @@ def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[B
     if not todo:
         return
     n = max(c.n_adapters for c in cfgs)
+    seqs = str(campaign_max_num_seqs(work))
     argv = [*serve_command(tiny.base, free_port()),
             "--enable-lora", "--max-loras", str(key[0]), "--max-cpu-loras", str(key[1]),
-            "--max-lora-rank", "16", "--lora-modules",
+            "--max-lora-rank", "16", "--max-num-seqs", seqs, "--lora-modules",
             *[f"b{i}={tiny.adapters[8 if i % 2 == 0 else 16]}" for i in range(n)]]
     log = work / "logs" / f"bench-l{key[0]}-c{key[1]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -182,12 +192,13 @@ def bench_server(work: Path, tiny: TinyModel, key: tuple[int, int], cfgs: list[B
             wl.parent.mkdir(parents=True, exist_ok=True)
             probe(server.url, work / "bench" / f"{c.name}.probe.json", seed)
             wl.write_text(workload_yaml(c, seed, c.rate_for(prof)))
+            flags = ["--max-cpu-loras", str(key[1]), "--max-lora-rank", "16",
+                     "--max-num-seqs", seqs, "--device", "cpu"]
             print(f"bench {c.name}: loratwin bench {wl} --url {server.url} --out "
-                  f"{work / 'bench' / c.name} --max-cpu-loras {key[1]} --max-lora-rank 16",
-                  flush=True)
+                  f"{work / 'bench' / c.name} {' '.join(flags)}", flush=True)
             run(loratwin("bench", str(wl), "--url", server.url, "--out",
-                         str(work / "bench" / c.name), "--max-cpu-loras", str(key[1]),
-                         "--max-lora-rank", "16"), work / "bench" / f"{c.name}.log")
+                         str(work / "bench" / c.name), *flags),
+                work / "bench" / f"{c.name}.log")
 
 
 def probe(url: str, out: Path, seed: int) -> None:

@@ -77,6 +77,21 @@ def test_contradicting_flag(fake_vllm: FakeVllm, workload: Path, tmp_path: Path,
                    "(vllm:lora_requests_info max_lora)"]
 
 
+def test_device_chooses_the_unstated_defaults(fake_vllm: FakeVllm, workload: Path,
+                                              tmp_path: Path) -> None:
+    """Without --max-num-seqs, a --url row takes vLLM's default of the --device given:
+    128 on the CPU backend, 256 on a GPU (``auto``: a --url server cannot be asked)."""
+    seen = {}
+    for device in ("cpu", "auto"):
+        out = tmp_path / device
+        assert run_cli(["bench", str(workload), "--url", fake_vllm.url, "--out", str(out),
+                        "--max-cpu-loras", "2", "--device", device]) == 0
+        row = pd.read_csv(out / "run.csv").iloc[0]
+        seen[device] = int(row["max_num_seqs"])
+        assert "max_num_seqs" in row["flags_source"] and "(vllm default)" in row["flags_source"]
+    assert seen == {"cpu": 128, "auto": 256}
+
+
 def test_down_server(workload: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,6 +152,7 @@ def test_bad_inputs_are_one_line_errors(fake_vllm: FakeVllm, workload: Path, tmp
         ["bench", str(workload), "--launch", "vllm serve 'x"],
         ["bench", str(workload), "--url", fake_vllm.url, "--max-requests", "1"],
         ["bench", str(workload), "--launch", "x", "--env", "NOEQUALS"],
+        ["bench", str(workload), "--url", fake_vllm.url, "--device", "tpu"],
     ]
     for argv in cases:
         assert run_cli(argv) == 2, argv

@@ -57,8 +57,11 @@ def test_collect_fit_bench_validate(vllm_server: RunningServer, tiny_model: Tiny
         out = tmp_path / name
         wl = _workload(tmp_path / f"{name}.yaml", n, rate, prompt, output)
         assert run_cli(["bench", str(wl), "--url", vllm_server.url, "--out", str(out),
-                        "--max-cpu-loras", "4", "--max-lora-rank", "16"]) == 0
+                        "--max-cpu-loras", "4", "--max-lora-rank", "16",
+                        "--device", "cpu"]) == 0
         row = pd.read_csv(out / "run.csv")
+        # the CPU backend's default, not a GPU's 256 (the server states no --max-num-seqs)
+        assert int(row["max_num_seqs"].iloc[0]) == 128
         for col in ("trace_file", "adapters_file"):
             row[col] = [str(out / v) for v in row[col]]
         rows.append(row)

@@ -83,6 +83,9 @@ def bench_cmd(
     max_concurrency: int = typer.Option(1024, help="Most requests in flight at once"),
     max_requests: int = typer.Option(200_000, help="Refuse workloads with more requests"),
     scrape_interval: float = typer.Option(1.0, help="Period of the /metrics samples, s"),
+    device: str = typer.Option(
+        "auto", help="auto, cpu or cuda: whose vLLM defaults fill unstated flags (with --url, "
+                     "auto means cuda)"),
 ) -> None:
     """Replay a workload against a live vLLM server and write a row for `loratwin validate`.
 
@@ -112,6 +115,8 @@ def bench_cmd(
                         ("--max-lora-rank", max_lora_rank), ("--max-num-seqs", max_num_seqs),
                         ("--max-num-batched-tokens", max_num_batched_tokens)):
         check_number(value, name, ge=1)
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"must be auto, cpu or cuda (got {device!r})", field="--device")
     check_output_dir(out, "--out")
     argv = split_command(launch) if launch is not None else None
     launch_env = parse_env(env)
@@ -129,7 +134,7 @@ def bench_cmd(
                "max_lora_rank": max_lora_rank, "max_num_seqs": max_num_seqs,
                "max_num_batched_tokens": max_num_batched_tokens},
         max_concurrency=max_concurrency, max_requests=max_requests,
-        scrape_interval_s=scrape_interval,
+        scrape_interval_s=scrape_interval, device=device,
     )
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),

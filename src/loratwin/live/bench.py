@@ -88,6 +88,11 @@ class BenchOptions:
         The row's ``model`` (default: the server's base model id).
     group, experiment:
         The row's ``group`` and ``experiment`` labels.
+    device:
+        ``auto``, ``cpu`` or ``cuda``: whose vLLM defaults fill the flags nobody stated
+        (:data:`loratwin.live.flags.DEFAULTS`; ``max_num_seqs`` is 128 on the CPU backend,
+        256 on a GPU). ``auto`` reads the launched server's log; a ``--url`` server cannot be
+        asked, so ``auto`` means ``cuda`` there.
     """
 
     out_dir: Path
@@ -101,6 +106,7 @@ class BenchOptions:
     model_name: str | None = None
     group: str = "bench"
     experiment: str = ""
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,10 @@ async def probe_server(url: str, models: Sequence[str]) -> tuple[dict, ServerFac
     return info, facts
 
 
-def _platform(log_text: str) -> str:
+def _platform(log_text: str, device: str = "auto") -> str:
+    """``cpu`` or ``gpu``: the user's ``device``, else what the server log shows."""
+    if device != "auto":
+        return "cpu" if device == "cpu" else "gpu"
     return "cpu" if "CPU KV cache size" in log_text or "device_config=cpu" in log_text else "gpu"
 
 
@@ -344,7 +353,7 @@ def _write_memory_error(workload: BenchWorkload, planned: Sequence[PlannedReques
                         opts: BenchOptions, command: dict[str, int], exc: StartupError) -> None:
     """The row of a server that did not start for lack of memory (status ``memory_error``)."""
     flags = resolve_flags(facts=ServerFacts(), command=command, options=opts.flags,
-                          workload=workload.declared_flags)
+                          workload=workload.declared_flags, platform=_platform("", opts.device))
     row = build_row(workload, planned, RunLog(), [], ServerFacts(), flags, {}, opts,
                     "memory_error", f"{exc.reason}: {exc.detail}", exc.url)
     write_outputs(opts.out_dir, workload, RunLog(), [], row)
@@ -358,7 +367,7 @@ def _connect(
     starts the server (stopped when ``stack`` closes) when ``opts.launch`` is given."""
     if opts.launch is None:
         assert opts.url is not None
-        return opts.url, {}, "gpu"
+        return opts.url, {}, _platform("", opts.device)
     argv = list(opts.launch)
     command = command_flags(argv)
     created = not opts.out_dir.exists()
@@ -376,7 +385,7 @@ def _connect(
                 with contextlib.suppress(OSError):
                     opts.out_dir.rmdir()
         raise
-    return server.url, command, _platform(server.log_text())
+    return server.url, command, _platform(server.log_text(), opts.device)
 
 
 def run_bench(
