@@ -27,3 +27,8 @@ def calib_llama(llama: Profile) -> PriorCalibration:
 @pytest.fixture(scope="session")
 def calib_qwen(qwen: Profile) -> PriorCalibration:
     return calibrate([qwen])
+
+
+@pytest.fixture(scope="session")
+def calib_both(llama: Profile, qwen: Profile) -> PriorCalibration:
+    return calibrate([llama, qwen])

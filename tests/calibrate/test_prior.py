@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from loratwin.calibrate.prior import PriorCalibration, build_prior, calibrate
 from loratwin.calibrate.prior_gpu import load_gpu
 from loratwin.calibrate.prior_model import Shard, load_model_spec
-from loratwin.calibrate.prior_roofline import step_coefficients
+from loratwin.calibrate.prior_report import prior_summary_table
+from loratwin.calibrate.prior_roofline import fixed_step_s, physics, step_coefficients
 from loratwin.errors import ConfigError
 from loratwin.profile.model import Profile, kv_capacity
 from loratwin.profile.store import load_profile
@@ -61,7 +63,8 @@ def test_faster_gpu_and_tensor_parallelism(calib_llama: PriorCalibration) -> Non
     eff = calib_llama.efficiency
     h64 = build_prior(spec, load_gpu("h100-64gb"), calib_llama)
     h200 = build_prior(spec, load_gpu("h200"), calib_llama)
-    fixed = eff.step_s  # the fixed per-step cost does not change with the GPU's bandwidth
+    # the fixed step cost (per step + per layer) does not change with the GPU's bandwidth
+    fixed = fixed_step_s(Shard.of(spec, 1), eff)
     assert h200.step.base_s - fixed == pytest.approx((h64.step.base_s - fixed) * 2000 / 4800,
                                                      rel=1e-9)
     assert kv_capacity(h200, 64, 16).tokens > 2 * kv_capacity(h64, 64, 16).tokens
@@ -75,6 +78,34 @@ def test_faster_gpu_and_tensor_parallelism(calib_llama: PriorCalibration) -> Non
     alone = build_prior(load_model_spec("llama-3.1-70b"), load_gpu("h100-sxm-80gb"),
                         calib_llama)
     assert kv_capacity(alone, 8, 16).failure == "cuda_oom"
+
+
+def test_one_layer_count_keeps_the_fixed_cost_per_step(calib_llama: PriorCalibration,
+                                                       calib_qwen: PriorCalibration) -> None:
+    """One calibration model cannot tell a per-layer cost from a per-step one: the whole
+    fixed cost stays per step, as measured (Llama: 2.71 ms besides its weight read)."""
+    for calib in (calib_llama, calib_qwen):
+        assert calib.efficiency.layer_s == 0.0
+        assert calib.reports["step_fit"]["fixed_cost"].startswith("per step only")
+    assert calib_llama.efficiency.step_s == pytest.approx(2.713e-3, rel=1e-3)
+
+
+def test_two_layer_counts_split_the_fixed_cost_per_layer(calib_both: PriorCalibration) -> None:
+    """Llama-3.1-8B (32 layers) and Qwen2.5-7B (28) together fit a per-step and a per-layer
+    fixed cost; a model's fixed cost then grows with its layers, not with its width."""
+    eff = calib_both.efficiency
+    assert calib_both.reports["step_fit"]["fixed_cost"] == "per step + per layer"
+    assert eff.step_s == pytest.approx(0.552e-3, rel=1e-2)
+    assert eff.layer_s == pytest.approx(73.8e-6, rel=1e-2)
+    gpu = load_gpu("h100-64gb")
+    opt = load_model_spec("opt-1.3b")  # 24 layers
+    weights = physics(Shard.of(opt, 1), gpu)["weights_s"] / eff.weights
+    assert build_prior(opt, gpu, calib_both).step.base_s - weights == pytest.approx(
+        eff.step_s + 24 * eff.layer_s, rel=1e-9)
+    spec = load_model_spec("llama-3.1-8b")
+    assert fixed_step_s(Shard.of(spec, 1), eff) == pytest.approx(eff.step_s + 32 * eff.layer_s)
+    # tensor parallelism splits the weights, not the layers: the fixed part is per GPU alike
+    assert fixed_step_s(Shard.of(spec, 2), eff) == fixed_step_s(Shard.of(spec, 1), eff)
 
 
 def test_calibration_refuses_priors(calib_llama: PriorCalibration) -> None:
@@ -150,3 +181,12 @@ def test_cli_binary_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --hf-config: ") and "not a UTF-8 text file" in err
     assert not out.exists()
+
+
+def test_summary_shows_the_split_fixed_cost(calib_both: PriorCalibration) -> None:
+    prior = build_prior(load_model_spec("qwen3-8b"), load_gpu("h200"), calib_both)
+    console = Console(width=200, record=True)
+    console.print(prior_summary_table(prior))
+    text = console.export_text()
+    assert "fixed step cost (per step + per layer)" in text
+    assert "0.55 ms + 36 x 73.8 us = 3.21 ms" in text

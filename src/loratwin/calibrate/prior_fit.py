@@ -5,14 +5,18 @@ the same structure with a handful of constants per GPU family, shared by every m
 constants are fitted on the chosen profiles at once:
 
 * **step efficiencies** (:class:`~loratwin.calibrate.prior_roofline.Efficiency`): the
-  prior's step time is linear in the fixed step cost, the inverse tensor-core efficiencies
-  and the per-request costs (the streaming efficiency is assumed, not fitted), so
-  they are the non-negative least-squares solution that matches the calibration profiles'
-  own step times (relative error) over a fixed design of serving steps
+  prior's step time is linear in the two fixed step costs (per step and per layer), the
+  inverse tensor-core efficiencies and the per-request costs (the streaming efficiency is
+  assumed, not fitted), so they are the non-negative least-squares solution that matches the
+  calibration profiles' own step times (relative error) over a fixed design of serving steps
   (:data:`STEP_DESIGN`): decode batches of 8-1,024 requests with short and long contexts,
   prefill and mixed steps filling the 2,048-token budget, and LoRA decode steps with 8-300
   slots of rank 8-32 and 1-128 distinct adapters. The twin's own cost model evaluates both
-  sides, so the prior is fitted to what the twin does with the measured profile;
+  sides, so the prior is fitted to what the twin does with the measured profile. The fixed
+  cost per layer is separable from the fixed cost per step only across calibration models
+  of different layer counts; when every calibration model has the same number of layers
+  (one profile, as in leave-one-model-out) it is not fitted (0) and the whole fixed cost
+  stays per step, as measured;
 * **memory constants** (:class:`~loratwin.calibrate.prior_memory.MemoryConstants`): least
   squares of the memory the measured KV sizes leave unexplained once weights and slot
   buffers are computed tensor by tensor (no-LoRA sizes per ``max_num_seqs`` and the LoRA
@@ -119,7 +123,7 @@ STEP_DESIGN: tuple[DesignStep, ...] = _design()
 
 _COEF_FIELDS = ("base_s", "per_token_s", "per_decode_seq_s", "per_context_token_s",
                 "per_prefill_req_s", "lora_empty_cta_s", "lora_work_cta_s")
-_THETA = ("step_s", "inv_flops", "inv_attention", "decode_seq_s", "prefill_req_s",
+_THETA = ("step_s", "layer_s", "inv_flops", "inv_attention", "decode_seq_s", "prefill_req_s",
           "lora_empty_cycles", "lora_work_bytes")
 
 
@@ -139,14 +143,15 @@ def _phi(src: CalibrationSource) -> np.ndarray:
     p = physics(src.shard, src.gpu)
     phi = np.zeros((len(_COEF_FIELDS), len(_THETA)))
     phi[0, 0] = 1.0
-    phi[1, 1] = p["flops_s"]
-    phi[2, 1] = p["lm_head_s"]
-    phi[2, 3] = 1.0
-    phi[3, 2] = p["attention_s"]
-    phi[4, 1] = p["lm_head_s"]
-    phi[4, 4] = 1.0
-    phi[5, 5] = 1.0 / p["sm_cycles_s"]
-    phi[6, 6] = 1.0 / p["hbm_bytes_s"]
+    phi[0, 1] = float(src.shard.spec.num_layers)
+    phi[1, 2] = p["flops_s"]
+    phi[2, 2] = p["lm_head_s"]
+    phi[2, 4] = 1.0
+    phi[3, 3] = p["attention_s"]
+    phi[4, 2] = p["lm_head_s"]
+    phi[4, 5] = 1.0
+    phi[5, 6] = 1.0 / p["sm_cycles_s"]
+    phi[6, 7] = 1.0 / p["hbm_bytes_s"]
     return phi
 
 
@@ -183,8 +188,13 @@ def fit_step_efficiency(sources: list[CalibrationSource]
                         ) -> tuple[dict[str, float], dict[str, float | int | str]]:
     """Inverse efficiencies and per-request costs by relative NNLS over the design steps.
 
+    The fixed cost per layer (``layer_s``) is fitted only when the calibration models have
+    more than one layer count; otherwise its column equals the per-step one times a
+    constant, and it is left at 0 (module docstring).
+
     Returns the fitted theta (names of ``_THETA``) and a report with the mean and maximum
-    relative step-time error on each calibration profile's design.
+    relative step-time error on each calibration profile's design and how the fixed cost
+    was split (``fixed_cost``).
     """
     rows, ys, owner = [], [], []
     for i, src in enumerate(sources):
@@ -194,12 +204,19 @@ def fit_step_efficiency(sources: list[CalibrationSource]
         owner += [i] * len(y)
     a = np.vstack(rows)
     y = np.concatenate(ys)
+    split = len({src.shard.spec.num_layers for src in sources}) > 1
+    keep = np.array([split or name != "layer_s" for name in _THETA])
     scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)
-    sol, _ = nnls((a / scale) / y[:, None], np.ones_like(y))
-    theta = sol / scale
+    sol, _ = nnls((a[:, keep] / scale[keep]) / y[:, None], np.ones_like(y))
+    theta = np.zeros(len(_THETA))
+    theta[keep] = sol / scale[keep]
     err = np.abs(a @ theta - y) / y
     own = np.array(owner)
-    report: dict[str, float | int | str] = {"design_steps": int(len(y) // len(sources))}
+    report: dict[str, float | int | str] = {
+        "design_steps": int(len(y) // len(sources)),
+        "fixed_cost": ("per step + per layer" if split
+                       else "per step only (one layer count: per layer not separable)"),
+    }
     for i, src in enumerate(sources):
         report[f"{src.profile.name}_mean_rel_err_pct"] = 100 * float(err[own == i].mean())
         report[f"{src.profile.name}_max_rel_err_pct"] = 100 * float(err[own == i].max())
@@ -228,6 +245,7 @@ def fit_efficiency(sources: list[CalibrationSource]
                           for s in sources if s.profile.step.per_context_token_s > 0])
     eff = Efficiency(
         step_s=theta["step_s"],
+        layer_s=theta["layer_s"],
         weights=weights,
         flops=inv(theta["inv_flops"]),
         kv=min(kv, 1.0),

@@ -44,7 +44,11 @@ def prior_summary_table(profile: Profile) -> Table:
     for b in SUMMARY_BATCHES:
         table.add_row(f"decode step, batch {b}, 512-token context",
                       f"{decode_step_ms(profile, b):.2f} ms")
-    table.add_row("fixed cost per step", f"{1e3 * float(eff.get('step_s', 0)):.2f} ms")
+    layers = profile.arch.num_layers
+    per_step, per_layer = float(eff.get("step_s", 0)), float(eff.get("layer_s", 0))
+    table.add_row("fixed step cost (per step + per layer)",
+                  f"{1e3 * per_step:.2f} ms + {layers} x {1e6 * per_layer:.1f} us "
+                  f"= {1e3 * (per_step + layers * per_layer):.2f} ms")
     table.add_row("HBM efficiency (streaming / KV)",
                   f"{eff.get('weights', 0):.3f} / {eff.get('kv', 0):.3f}")
     table.add_row("tensor-core efficiency (linear / attention)",

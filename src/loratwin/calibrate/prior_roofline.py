@@ -8,10 +8,11 @@ The twin prices a step as (:mod:`loratwin.twin.cost`)::
 Each coefficient is a physical cost of the model on one GPU divided by a datasheet rate
 and an efficiency factor (:class:`Efficiency`), the same factors for every model:
 
-* ``base``: a fixed cost per step (CPU input preparation, launches, the sampler's fixed
-  work; fitted) plus the weights (every layer's linear weights, the LM head and the norms)
-  read once per step from HBM at the streaming efficiency:
-  ``step_s + weight_bytes / (STREAM_EFFICIENCY x HBM bandwidth)``;
+* ``base``: a fixed cost per step (CPU input preparation, the sampler's fixed work; fitted),
+  a fixed cost per layer and step (the layer's kernels' launch and minimum-duration latency,
+  paid whatever the batch; fitted) and the weights (every layer's linear weights, the LM head
+  and the norms) read once per step from HBM at the streaming efficiency:
+  ``step_s + layer_s x layers + weight_bytes / (STREAM_EFFICIENCY x HBM bandwidth)``;
 * ``per_token``: the linear layers' FLOPs, ``2 x linear params / (eff_flops x dense FLOP/s)``;
 * ``per_decode_seq``: the LM head of each sampled token on the tensor cores, a fixed
   per-request cost (output processing), and for models whose generation config sets a
@@ -67,7 +68,11 @@ class Efficiency(BaseModel):
     Attributes
     ----------
     step_s:
-        Fixed cost per engine step, s.
+        Fixed cost per engine step, s (whatever the model's size).
+    layer_s:
+        Fixed cost per decoder layer and engine step, s (kernel launch and minimum-duration
+        latency; 0 when the calibration models share one layer count, see
+        :mod:`loratwin.calibrate.prior_fit`).
     weights:
         Fraction of the HBM bandwidth reached reading the weights (``STREAM_EFFICIENCY``).
     flops:
@@ -92,6 +97,7 @@ class Efficiency(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     step_s: float = Field(ge=0)
+    layer_s: float = Field(default=0.0, ge=0)
     weights: float = Field(gt=0)
     flops: float = Field(gt=0)
     kv: float = Field(gt=0)
@@ -174,13 +180,18 @@ def tp_costs(shard: Shard, gpu: GpuSpec) -> tuple[float, float, float]:
     return per_step, per_token, per_seq
 
 
+def fixed_step_s(shard: Shard, eff: Efficiency) -> float:
+    """Fixed cost of one step of ``shard`` besides the weight read, s: per step + per layer."""
+    return eff.step_s + eff.layer_s * shard.spec.num_layers
+
+
 def step_coefficients(shard: Shard, gpu: GpuSpec, eff: Efficiency) -> StepCoefficients:
     """The twin's step coefficients of ``shard`` on ``gpu`` (module docstring), in s."""
     p = physics(shard, gpu)
     step_tp, token_tp, seq_tp = tp_costs(shard, gpu)
     lm_head = p["lm_head_s"] / eff.flops + seq_tp
     return StepCoefficients(
-        base_s=eff.step_s + p["weights_s"] / eff.weights + step_tp,
+        base_s=fixed_step_s(shard, eff) + p["weights_s"] / eff.weights + step_tp,
         per_token_s=p["flops_s"] / eff.flops + token_tp,
         per_decode_seq_s=lm_head + eff.decode_seq_s + p["penalty_s"] / eff.weights,
         per_context_token_s=max(p["kv_s"] / eff.kv, p["attention_s"] / eff.attention),
@@ -202,6 +213,7 @@ __all__ = [
     "STREAM_EFFICIENCY",
     "Efficiency",
     "attention_flops_per_context_token",
+    "fixed_step_s",
     "linear_flops_per_token",
     "lm_head_flops",
     "physics",

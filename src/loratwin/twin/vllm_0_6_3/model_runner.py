@@ -24,7 +24,9 @@ from loratwin.twin.release import ModelRunnerRules
 
 #: Host CPU time per engine step beyond V1's, s: the grid point (``benchmarks/v0_host_fit.py``)
 #: with the lowest throughput SMAPE on Llama-2-13B's ShareGPT sweep alone, so that the sweeps
-#: of OPT-1.3B, OPT-2.7B and Llama-2-7B are held out.
+#: of OPT-1.3B, OPT-2.7B and Llama-2-7B are held out. Fitted on the prior with one fixed cost
+#: per step; kept with the split (per step + per layer) fixed cost, where the same fit walks
+#: off the grid (``docs/prior.md``, "The V0 constants under the split fixed cost").
 HOST_STEP_S = 0.5e-3
 #: Host CPU time per scheduled sequence and step beyond V1's, s (fitted with ``HOST_STEP_S``).
 HOST_PER_SEQ_S = 45e-6
