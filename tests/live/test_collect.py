@@ -18,7 +18,7 @@ from loratwin.calibrate.collect_model import (
     served_model,
     server_argv,
 )
-from loratwin.calibrate.collect_plan import PlanOptions, launch_plan, slot_ranks
+from loratwin.calibrate.collect_plan import FULL_BATCH, PlanOptions, launch_plan, slot_ranks
 from loratwin.calibrate.collect_url import url_server_spec
 from loratwin.live.launcher import flag_value
 from tests.cli_run import run_cli
@@ -80,6 +80,10 @@ def test_launch_plan_shape() -> None:
     ids = [p.point_id for p in plan.points]
     assert len(ids) == len(set(ids))
     assert {"lora-4-r16/lora-k8", "lora-4-r16/loading", "kv-16-r8/kv"} <= set(ids)
+    # one burst per server at its max_num_seqs (resolved when the point runs)
+    full = {p.point_id: p for p in plan.points if p.batch == FULL_BATCH}
+    assert set(full) == {"nolora/decode-bmax", "lora-4-r16/lora-bmax", "lora-1-r8/lora-bmax"}
+    assert full["lora-4-r16/lora-bmax"].adapters == 4
 
 
 #: A small plan: the fake's bursts cost seconds of wall time on a loaded machine.
@@ -118,7 +122,10 @@ def test_url_campaign_budget_resume_and_fit(url_fake, tmp_path: Path,
     lora = pd.read_csv(out / "lora_overhead_sweep.csv")
     # the --url plan: single-adapter decode/prefill sweeps plus the overhead points
     assert {"server/decode-b1", "server/prefill-p512", "server/lora-k2",
-            "server/lora-k4"} <= set(lora["point_id"])
+            "server/lora-k4", "server/decode-bmax"} <= set(lora["point_id"])
+    # the full-batch bursts ran max_num_seqs (64 here) sequences
+    full = lora[lora["point_id"].isin(["server/decode-bmax", "server/lora-bmax"])]
+    assert len(full) == 2 and (full["num_prompts"] == 64).all()
     assert (lora["lora_enabled"]).all() and (lora["max_loras"] == 2).all()
     assert (lora["adapter_assignment"] == "round_robin").all()
     assert (lora["status"] == "ok").all() and (lora["duration_s"] > 0).all()
@@ -169,7 +176,7 @@ def test_launch_campaign_restarts_and_memory_error(tmp_path: Path) -> None:
                           loading_repeats=2, startup_timeout_s=60)
     summary = run_campaign(opts, launch=argv)
     # lora-4-r16 did not start: its KV row holds the memory error, its other points skipped
-    assert (summary.pending, summary.skipped) == (0, 5)
+    assert (summary.pending, summary.skipped) == (0, 6)  # k4, k8, bmax, prefill, loading, fe
     state = json.loads((out / "campaign.json").read_text())
     assert state["device"] == "cpu"  # read from the launched server's log
     assert state["servers"]["lora-4-r16"]["failure"] == "kv_cache_smaller_than_max_model_len"
@@ -177,7 +184,8 @@ def test_launch_campaign_restarts_and_memory_error(tmp_path: Path) -> None:
     failed = kv[kv["point_id"] == "lora-4-r16/kv"].iloc[0]
     assert failed["failure"] == "kv_cache_smaller_than_max_model_len"
     assert failed["kv_available_gib"] == pytest.approx(0.5)
-    assert len(pd.read_csv(out / "decode_sweep.csv")) == 2  # the no-LoRA server
+    decode = pd.read_csv(out / "decode_sweep.csv")  # the no-LoRA server: b1, b4, bmax
+    assert list(decode["num_prompts"]) == [1, 4, 64]
     assert len(pd.read_csv(out / "prefill_sweep.csv")) == 2
     ok = kv[kv["point_id"] == "lora-1-r8/kv"].iloc[0]
     assert ok["kv_cache_tokens"] == 4096

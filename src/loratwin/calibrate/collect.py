@@ -35,6 +35,7 @@ import numpy as np
 from loratwin.calibrate.collect_meta import write_meta
 from loratwin.calibrate.collect_model import adapter_paths, adapter_rank, served_model, server_argv
 from loratwin.calibrate.collect_plan import (
+    FULL_BATCH,
     SWEEP_FILES,
     CampaignPlan,
     PlanOptions,
@@ -221,6 +222,8 @@ def _sized_output(c: Campaign, probe: dict[str, float], point: SweepPoint) -> in
 
 
 def _sized_batch(c: Campaign, probe: dict[str, float], point: SweepPoint) -> int:
+    if point.batch == FULL_BATCH:
+        return int(c.state["max_num_seqs"])
     if point.batch:
         return point.batch
     budget = int(c.state["max_num_batched_tokens"])

@@ -24,6 +24,11 @@ and, for each, the :class:`SweepPoint` s measured on it, in the order of the fil
     them, so the burst lasts as long as the API server takes to hand them over one by one
     (:mod:`loratwin.twin.frontend`).
 
+Every server also gets one decode burst of ``max_num_seqs`` sequences (``decode-bmax``; with
+LoRA, ``lora-bmax`` over ``max_loras`` adapters): a serving run beyond saturation runs that
+many sequences per step, and step costs fitted on small batches only would be extrapolated
+there (issue 10: the twin's saturated throughput was 1.6x the real one).
+
 Against a running server (``--url``) only that server's points exist (no restarts): the
 no-LoRA sweeps become LoRA sweeps over one adapter. Point ids are stable, so a campaign
 resumed with the same plan never measures a finished point again.
@@ -70,6 +75,11 @@ class ServerSpec:
         return self.names or tuple(f"c{i}" for i in range(len(self.adapter_ranks)))
 
 
+#: ``SweepPoint.batch`` of a burst of the server's ``max_num_seqs`` sequences (resolved when the
+#: point runs, once the server's ``max_num_seqs`` is known).
+FULL_BATCH = -1
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     """One measurement: ``sweep`` kind (see the module docstring) on server ``server``.
@@ -77,7 +87,8 @@ class SweepPoint:
     ``batch`` concurrent requests of ``input`` prompt tokens and ``output`` output tokens
     over ``adapters`` distinct adapters (0: the base model) of rank ``adapter_rank``. Sizes
     set to 0 are chosen when the point runs (from the server's measured step time, so that
-    the burst lasts the campaign's target seconds).
+    the burst lasts the campaign's target seconds); ``batch`` :data:`FULL_BATCH` is the
+    server's ``max_num_seqs``.
     """
 
     point_id: str
@@ -138,6 +149,8 @@ def _lora_points(server: ServerSpec, opts: PlanOptions, decode_k1: bool) -> list
     if decode_k1:  # --url: the only server, so its single-adapter sweeps replace the no-LoRA ones
         pts += [SweepPoint(f"{key}/decode-b{b}", "lora", key, batch=b, input=1, adapters=1,
                            adapter_rank=rank) for b in opts.decode_batches]
+        pts.append(SweepPoint(f"{key}/decode-bmax", "lora", key, batch=FULL_BATCH, input=1,
+                              adapters=1, adapter_rank=rank))
         pts += [SweepPoint(f"{key}/prefill-p{p}", "lora", key, input=p, output=1, adapters=1,
                            adapter_rank=rank) for p in opts.prefill_inputs]
     ks = sorted({1, 2, server.max_loras, 2 * server.max_loras} - ({1} if decode_k1 else set()))
@@ -146,6 +159,8 @@ def _lora_points(server: ServerSpec, opts: PlanOptions, decode_k1: bool) -> list
     n = len(server.adapter_ranks)
     pts += [SweepPoint(f"{key}/lora-k{k}", "lora", key, batch=max(opts.lora_batch, k),
                        input=1, adapters=min(k, n), adapter_rank=rank) for k in ks]
+    pts.append(SweepPoint(f"{key}/lora-bmax", "lora", key, batch=FULL_BATCH, input=1,
+                          adapters=min(server.max_loras, n), adapter_rank=rank))
     if not decode_k1:
         pts.append(SweepPoint(f"{key}/lora-prefill", "lora", key, input=opts.prefill_inputs[-1],
                               output=1, adapters=min(server.max_loras, n), adapter_rank=rank))
@@ -194,6 +209,8 @@ def launch_plan(adapter_ranks: Sequence[int], opts: PlanOptions, n_adapters: int
     large, small = slot_ranks(adapter_ranks)
     points = [SweepPoint(f"nolora/decode-b{b}", "decode", "nolora", batch=b, input=1)
               for b in opts.decode_batches]
+    points.append(SweepPoint("nolora/decode-bmax", "decode", "nolora", batch=FULL_BATCH,
+                             input=1))
     points += [SweepPoint(f"nolora/prefill-p{p}", "prefill", "nolora", input=p, output=1)
                for p in opts.prefill_inputs]
     points.append(SweepPoint("nolora/frontend", "frontend", "nolora", input=1, output=1))
