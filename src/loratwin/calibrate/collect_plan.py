@@ -27,7 +27,8 @@ and, for each, the :class:`SweepPoint` s measured on it, in the order of the fil
 Every server also gets one decode burst of ``max_num_seqs`` sequences (``decode-bmax``; with
 LoRA, ``lora-bmax`` over ``max_loras`` adapters): a serving run beyond saturation runs that
 many sequences per step, and step costs fitted on small batches only would be extrapolated
-there (issue 10: the twin's saturated throughput was 1.6x the real one).
+there (issue 10: a quick campaign with decode batches up to 32 once fitted a per-decode-sequence
+cost of 0; docs/live.md).
 
 Against a running server (``--url``) only that server's points exist (no restarts): the
 no-LoRA sweeps become LoRA sweeps over one adapter. Point ids are stable, so a campaign
