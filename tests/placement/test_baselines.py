@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,10 +20,11 @@ from loratwin.placement.baselines import (
 from loratwin.placement.bounds import backbone_capacity, lower_bound
 from loratwin.placement.dlora import proactive_groups
 from loratwin.placement.loraserve import fractional_pack, hamilton, operating_point
-from loratwin.placement.prefix_search import SearchOptions
+from loratwin.placement.prefix_search import SearchOptions, split_hot
 from loratwin.placement.problem import PlacementProblem, PrefixStats
-from loratwin.placement.types import Placement
+from loratwin.placement.types import Placement, Predictions
 from loratwin.profile.model import Profile
+from loratwin.surrogate.features import FEATURES
 from loratwin.workload.types import Adapter
 
 from .conftest import AnalyticPredictor, make_adapters
@@ -218,3 +221,33 @@ def test_dlora_replicas_split_traffic_evenly(profile: Profile) -> None:
     hot = [a.rate for g in groups for a in g if a.id == "hot"]
     assert len(hot) == 2 and sum(hot) == pytest.approx(36.0)
     assert max(hot) == pytest.approx(min(hot))
+
+
+class _ShortPromptArtifact(AnalyticPredictor):
+    """The stand-in, except that one adapter alone with prompts below 20 tokens is predicted
+    to starve at any rate (what a surrogate trained on a small design did outside its
+    envelope)."""
+
+    def predict(self, features: np.ndarray) -> Predictions:
+        pred = super().predict(features)
+        x = np.asarray(features, float)
+        alone = ((x[:, FEATURES.index("served_adapters")] == 1)
+                 & (x[:, FEATURES.index("mean_input_tokens")] < 20))
+        return dataclasses.replace(
+            pred, starvation_probability=np.where(alone, 0.99, pred.starvation_probability))
+
+
+def test_an_adapter_no_split_makes_safe_is_kept_whole(profile: Profile) -> None:
+    ads = make_adapters(11, 20.0, ranks=(16,), seed=2)
+    ads.append(Adapter("tiny", 8, 0.002, mean_input_tokens=12.0, mean_output_tokens=184.0))
+    problem = PlacementProblem(ads, profile, _ShortPromptArtifact())
+    kept, notes = split_hot(problem, SearchOptions())
+    assert [a.id for a in kept] == [a.id for a in ads]  # nothing split
+    assert [a.rate for a in kept] == [a.rate for a in ads]
+    assert len(notes) == 1 and "tiny" in notes[0] and "not split" in notes[0]
+    # a load problem is still split (the stand-in's hot adapter of the test above)
+    hot = [*ads, Adapter("hot", 16, 45.0)]
+    split, notes = split_hot(PlacementProblem(hot, profile, _ShortPromptArtifact()),
+                             SearchOptions())
+    assert sum(a.id == "hot" for a in split) >= 2 and sum(a.id == "tiny" for a in split) == 1
+    assert any("hot" in n and "replicas" in n for n in notes)
