@@ -78,7 +78,8 @@ def test_contradicting_flag(fake_vllm: FakeVllm, workload: Path, tmp_path: Path,
 
 
 def test_device_chooses_the_unstated_defaults(fake_vllm: FakeVllm, workload: Path,
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Without --max-num-seqs, a --url row takes vLLM's default of the --device given:
     128 on the CPU backend, 256 on a GPU (``auto``: a --url server cannot be asked)."""
     seen = {}
@@ -89,7 +90,14 @@ def test_device_chooses_the_unstated_defaults(fake_vllm: FakeVllm, workload: Pat
         row = pd.read_csv(out / "run.csv").iloc[0]
         seen[device] = int(row["max_num_seqs"])
         assert "max_num_seqs" in row["flags_source"] and "(vllm default)" in row["flags_source"]
+        out_text = " ".join(capsys.readouterr().out.split())
+        assert ("note: max_lora_rank, max_num_seqs, max_num_batched_tokens: not reported by "
+                "the server nor given, vLLM's defaults assumed") in out_text
     assert seen == {"cpu": 128, "auto": 256}
+    # nothing left to a default: no note
+    assert _bench(fake_vllm, workload, tmp_path / "stated", "--max-num-batched-tokens",
+                  "2048") == 0
+    assert "defaults assumed" not in capsys.readouterr().out
 
 
 def test_down_server(workload: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

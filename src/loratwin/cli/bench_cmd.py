@@ -147,5 +147,10 @@ def bench_cmd(
 
         result = run_bench(wl, opts, report)
     console.print(_summary_table(result.row))
+    defaulted = result.flags.defaulted() if result.flags else []
+    if defaulted:
+        console.print(f"note: {', '.join(defaulted)}: not reported by the server nor given, "
+                      "vLLM's defaults assumed (flags_source in run.csv; state them, or "
+                      "--device cpu for a CPU server)")
     console.print(f"wrote {out_dir}/run.csv (and requests.parquet, timeseries.parquet, "
                   "trace.csv, adapters.csv)")

@@ -123,10 +123,11 @@ class Progress:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """The row written to ``run.csv`` and the output folder."""
+    """The row written to ``run.csv``, the output folder and the flags of the row."""
 
     row: dict[str, Any]
     out_dir: Path
+    flags: ResolvedFlags | None = None
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -441,4 +442,4 @@ def run_bench(
             write_outputs(opts.out_dir, workload, log, scraper.snaps, row)
         if log.first_error is not None:
             raise ServerError(url, f"{detail}; the measured part is in {opts.out_dir}")
-    return BenchResult(row, opts.out_dir)
+    return BenchResult(row, opts.out_dir, flags)

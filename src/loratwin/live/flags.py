@@ -48,6 +48,10 @@ class ResolvedFlags:
         """``name=value (source); ...`` for the row's ``flags_source`` column."""
         return "; ".join(f"{k}={self.values[k]} ({self.sources[k]})" for k in FLAG_NAMES)
 
+    def defaulted(self) -> list[str]:
+        """The flags nobody stated (filled with vLLM's defaults), in :data:`FLAG_NAMES` order."""
+        return [k for k in FLAG_NAMES if self.sources[k] == "vllm default"]
+
 
 def _cli_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
