@@ -799,7 +799,8 @@ def _place_gpu_types() -> st.SearchStrategy[Case]:
                              "H100=4"),
              "--gpu-profile": ("H200=foo.json", "H100=", "H100=no-such-model",
                                "H100=qwen-2.5-7b-instruct"),
-             "--gpu-surrogate": ("H200=s.npz", "H100=missing.npz"),
+             "--gpu-surrogate": ("H200=s.npz", "H100=missing.npz", "H100=no-such-word"),
+             "--surrogate": ("s.npz", "llama-3.1-8b-instruct"),
              "--gpus": ("3",), "--algorithm": ("paper-greedy",), "--advise": (),
              "--seed": ("-1",)}
     return st.one_of(

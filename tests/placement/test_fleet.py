@@ -101,7 +101,7 @@ def test_place_gpu_types_cli(tmp_path: Path, fast_profile: Profile, monkeypatch,
                              capsys: pytest.CaptureFixture[str]) -> None:
     fast_path = save_profile(fast_profile, tmp_path / "x2.json") or tmp_path / "x2.json"
 
-    def fake(profile: Profile, surrogate=None):
+    def fake(profile: Profile, surrogate=None, **_):
         if profile.name == fast_profile.name and surrogate is None:
             raise DataError("no bundled surrogate")
         return AnalyticPredictor(30000.0 if profile.name == fast_profile.name else 16000.0)
@@ -124,7 +124,8 @@ def test_place_gpu_types_cli(tmp_path: Path, fast_profile: Profile, monkeypatch,
                       (["--gpu-profile", "X3=foo.json"], "not in --gpu-types"),
                       (["--gpu-profile", f"X2={fast_path}"], "no capacity table"),
                       (["--gpu-profile", "X2=qwen-2.5-7b-instruct"], "different models"),
-                      (["--gpus", "3"], "gpus")):
+                      (["--gpus", "3"], "gpus"),
+                      (["--surrogate", "any.npz"], "--surrogate takes universal")):
         assert run_cli([*base, *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err and err.count("\n") == 1, err
@@ -162,3 +163,27 @@ def test_mixed_packing_takes_the_batch_twin_confirmation(profile, fast_profile) 
 
     shrunk, ok2 = pack_mixed(types, order, opts, {t.name: reject_first for t in types})
     assert ok2 and len(shrunk[0][1].adapters) < first
+
+
+def test_fleet_surrogate_choices_resolve_on_the_fly_per_type(profile, fast_profile,
+                                                            monkeypatch) -> None:
+    """``--surrogate on-the-fly`` applies to every type without a ``--gpu-surrogate``; each
+    is resolved with its own profile (here a stand-in for the twin runs and training)."""
+    from loratwin.cli.place_fleet import type_surrogates
+    from loratwin.surrogate import on_the_fly
+
+    asked: list[tuple[str, str]] = []
+
+    def fake_resolve(prof, choice, *, max_num_seqs, on_runs):
+        asked.append((prof.name, choice))
+        on_runs(1, 1)
+        return f"/cache/{prof.name}.npz"
+
+    monkeypatch.setattr(on_the_fly, "resolve_choice", fake_resolve)
+    profiles = {"H100": profile, "X2": fast_profile}
+    got = type_surrogates(profiles, {"X2": "x2.npz", "X9": "y.npz"}, "on-the-fly", 256)
+    assert got == {"H100": f"/cache/{profile.name}.npz", "X2": "x2.npz", "X9": "y.npz"}
+    assert asked == [(profile.name, "on-the-fly")]
+    assert type_surrogates(profiles, {}, None, 256) == {}
+    assert type_surrogates(profiles, {}, "universal", 256) == {"H100": "universal",
+                                                                "X2": "universal"}

@@ -168,8 +168,8 @@ def place_cmd(
         "these GPU types (see docs/replan.md)"),
     gpu_profile: list[str] | None = typer.Option(None, help="TYPE=PROFILE of a --gpu-types "
                                                  "type (name or JSON path)"),
-    gpu_surrogate: list[str] | None = typer.Option(None, help="TYPE=S.npz of a --gpu-types "
-                                                   "type"),
+    gpu_surrogate: list[str] | None = typer.Option(
+        None, help="TYPE=S of a --gpu-types type: S.npz, 'universal', 'on-the-fly' or 'auto'"),
 ) -> None:
     """Place the adapters on the fewest GPUs; print each GPU's adapters and vLLM flags."""
     from loratwin.cli.common import atomic_files, check_output_dir, check_output_file
@@ -184,9 +184,11 @@ def place_cmd(
 
         check_fleet_flags(algorithm, gpus, emit_vllm, advise)
         run_fleet(workload=workload, model=model, gpu_types=gpu_types, gpu_profile=gpu_profile,
-                  gpu_surrogate=gpu_surrogate, json_out=json_out, seed=seed,
-                  max_num_seqs=max_num_seqs, arrival_cv=arrival_cv, confirm=confirm,
-                  options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms),
+                  gpu_surrogate=gpu_surrogate, surrogate=surrogate, json_out=json_out,
+                  seed=seed, max_num_seqs=max_num_seqs, arrival_cv=arrival_cv,
+                  confirm=confirm,
+                  options=SearchOptions(itl_slo_ms=max_itl_ms, ttft_slo_ms=max_ttft_ms,
+                                        p99_ttft_slo_ms=max_p99_ttft_ms),
                   verify=verify, duration=duration, jobs=jobs)
         return
     for name, slo in (("max_ttft_ms", max_ttft_ms), ("max_itl_ms", max_itl_ms),

@@ -12,7 +12,10 @@ Every type needs a profile: ``--gpu-profile TYPE=PROFILE`` (a name or a JSON pat
 for the bundled profiles). Every type's profile must serve the same model (the same layer
 shapes, ``Profile.arch``: a prior made from the base model's ``config.json`` serves its
 fine-tunes too). A type's
-surrogate is ``--gpu-surrogate TYPE=S.npz``, else the profile's bundled one; a profile with
+surrogate is ``--gpu-surrogate TYPE=S`` (a ``.npz`` file, ``universal``, ``on-the-fly`` or
+``auto``, as ``place --surrogate``), else ``--surrogate`` when it is one of those three words
+(it applies to every type without a ``--gpu-surrogate``; a file belongs to one type), else
+the profile's bundled one or the universal one; a profile with
 neither borrows the surrogate of another type by the capacity ratio
 (:class:`~loratwin.placement.transfer.CapacityTransferPredictor`, an estimate) and every GPU
 of that type is then confirmed in its twin.
@@ -49,6 +52,52 @@ def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
         if not sep or not name.strip() or not value.strip():
             raise ConfigError(f"expected TYPE=VALUE (got {item!r})", field=flag)
         out[name.strip()] = value.strip()
+    return out
+
+
+def check_fleet_surrogate(surrogate: str | None) -> None:
+    """``--surrogate`` with ``--gpu-types``: a word of
+    :data:`~loratwin.surrogate.on_the_fly.CHOICES` or nothing.
+
+    Raises
+    ------
+    ConfigError
+        A file or bundled name (with several types it must name its type).
+    """
+    from loratwin.surrogate.on_the_fly import CHOICES
+
+    if surrogate is not None and surrogate not in CHOICES:
+        raise ConfigError(f"with --gpu-types, --surrogate takes {', '.join(CHOICES)}; give a "
+                          "file for its type: --gpu-surrogate TYPE=S.npz", field="surrogate")
+
+
+def type_surrogates(profiles: dict[str, Profile], given: dict[str, str], surrogate: str | None,
+                    max_num_seqs: int) -> dict[str, str]:
+    """Every type's ``--surrogate`` choice, with ``on-the-fly`` / ``auto`` resolved to a file
+    (trained now, with a progress bar of its twin runs, when not cached).
+
+    ``given`` are the ``--gpu-surrogate`` pairs (kept as given for types not in
+    ``profiles``, so that :func:`type_predictors` reports them); ``surrogate`` applies to the
+    other types.
+
+    Raises
+    ------
+    ConfigError
+        ``--surrogate`` is a file (with several types it must name its type).
+    """
+    from loratwin.cli.progress import lazy_progress
+    from loratwin.surrogate.on_the_fly import AUTO, ON_THE_FLY, resolve_choice
+
+    check_fleet_surrogate(surrogate)
+    out = dict(given)
+    for t, prof in profiles.items():
+        choice = given.get(t, surrogate)
+        if choice in (ON_THE_FLY, AUTO):
+            with lazy_progress(f"on-the-fly surrogate of {prof.name} ({t}): twin runs",
+                               "runs") as bar:
+                choice = resolve_choice(prof, choice, max_num_seqs=max_num_seqs, on_runs=bar)
+        if choice is not None:
+            out[t] = choice
     return out
 
 
@@ -102,7 +151,8 @@ def type_predictors(profiles: dict[str, Profile], surrogates: dict[str, str],
     missing = []
     for t, prof in profiles.items():
         try:
-            preds[t] = predictor.load_predictor(prof, surrogates.get(t))
+            preds[t] = predictor.load_predictor(prof, surrogates.get(t),
+                                                max_num_seqs=max_num_seqs)
         except DataError:
             if t in surrogates:
                 raise
@@ -147,18 +197,20 @@ def check_fleet_flags(algorithm: str, gpus: int | None, emit_vllm: Path | None,
 
 def run_fleet(*, workload: Path, model: str, gpu_types: Sequence[str],
               gpu_profile: Sequence[str] | None, gpu_surrogate: Sequence[str] | None,
-              json_out: Path | None, seed: int, max_num_seqs: int, arrival_cv: float,
-              confirm: bool, options: SearchOptions, verify: bool, duration: float,
-              jobs: int) -> None:
+              surrogate: str | None, json_out: Path | None, seed: int, max_num_seqs: int,
+              arrival_cv: float, confirm: bool, options: SearchOptions, verify: bool,
+              duration: float, jobs: int) -> None:
     """The ``place --gpu-types`` command body (see the module docstring)."""
+    check_fleet_surrogate(surrogate)
     parsed = [parse_gpu_type(t) for t in gpu_types]
     names = [p[0] for p in parsed]
     if len(set(names)) != len(names):
         raise ConfigError("a GPU type is given twice", field="gpu_types")
     profiles = type_profiles(names, _pairs(gpu_profile, "gpu_profile"), model)
+    choices = type_surrogates(profiles, _pairs(gpu_surrogate, "gpu_surrogate"), surrogate,
+                              max_num_seqs)
     with console.status("loading the GPU types' surrogates"):
-        preds, notes, transferred = type_predictors(
-            profiles, _pairs(gpu_surrogate, "gpu_surrogate"), max_num_seqs)
+        preds, notes, transferred = type_predictors(profiles, choices, max_num_seqs)
     adapters = load_adapters(workload)
     types = [GpuType(n, c, m, predictor.make_problem(adapters, profiles[n], predictor=preds[n],
                                                      max_num_seqs=max_num_seqs,
