@@ -292,6 +292,274 @@ def _choose(cv: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Candidate, 
     return chosen
 
 
+@dataclass
+class _Ticks:
+    """Fits done of all the fits expected, reported through ``on_fit`` after each fit."""
+
+    report: Callable[[int, int], None]
+    total: int
+    done: int = 0
+
+    def tick(self) -> None:
+        self.done += 1
+        self.report(self.done, self.total)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A data set's usable rows as training arrays.
+
+    ``x`` (n, 10) features, ``xa`` (n, k) model inputs, ``ys`` every target (n,) (the
+    starvation label as 0/1, the served fraction when recorded), ``starved`` (n,) labels,
+    ``test`` (n,) the hold-out mask, ``splits`` the CV folds of the training rows.
+    """
+
+    x: np.ndarray
+    xa: np.ndarray
+    ys: dict[str, np.ndarray]
+    starved: np.ndarray
+    targets: tuple[str, ...]
+    test: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def train(self) -> np.ndarray:
+        return ~self.test
+
+    @property
+    def has_fraction(self) -> bool:
+        return SERVED_FRACTION in self.ys
+
+
+def _training_profile(dataset: Dataset, model: str | None, profile: Profile | None) -> Profile:
+    """The profile the data set was made with (see :func:`train_surrogate`'s errors)."""
+    name = model or dataset.profile
+    if not name:
+        raise DataError("the data set does not name its profile; pass --model")
+    if model and dataset.profile and model != dataset.profile:
+        raise ConfigError(f"the data set was made with {dataset.profile!r}, not {model!r}",
+                          field="model")
+    if profile is None:
+        return load_profile(name)
+    if profile.name != name:
+        raise ConfigError(f"profile {profile.name!r} is not the data set's {name!r}",
+                          field="model")
+    return profile
+
+
+def _training_rows(rows: Any, capacity: CapacityTable, targets: tuple[str, ...],
+                   cfg: TrainConfig) -> _Rows:
+    """Arrays, the hold-out split (stratified by starvation) and the CV folds."""
+    n = len(rows)
+    if n < 3 * cfg.folds:
+        raise DataError(f"only {n} usable rows (need at least {3 * cfg.folds}); "
+                        "generate a bigger data set")
+    x = rows[list(FEATURES)].to_numpy(float)
+    ys = {t: rows[t].to_numpy(float) for t in targets}
+    starved = rows[CLASS_TARGET].to_numpy(bool)
+    ys[CLASS_TARGET] = starved.astype(float)
+    rng = np.random.default_rng(cfg.seed)
+    test = np.zeros(n, bool)
+    if cfg.holdout_fraction > 0:
+        for cls in (False, True):
+            idx = np.flatnonzero(starved == cls)
+            k = round(len(idx) * cfg.holdout_fraction)
+            test[rng.choice(idx, size=k, replace=False)] = True
+    if (~test).sum() < 3 * cfg.folds:
+        raise DataError(f"only {int((~test).sum())} training rows after the hold-out")
+    fraction = _served_fraction(rows)
+    if fraction is not None:
+        ys[SERVED_FRACTION] = fraction
+    return _Rows(x, augment(x, capacity), ys, starved, targets, test,
+                 _splits(starved[~test], cfg.folds, cfg.seed))
+
+
+def _cv_tasks(rows: _Rows, cfg: TrainConfig) -> list[tuple[str, Candidate, str]]:
+    """Every (target, candidate, transform) that cross-validation scores."""
+    tasks: list[tuple[str, Candidate, str]] = []
+    for t in rows.targets:
+        trs = (cfg.throughput_transforms if t == "total_throughput_tok_s"
+               else cfg.latency_transforms)
+        tasks += [(t, c, tr) for c in cfg.regressors for tr in trs]
+    if rows.has_fraction:
+        tasks += [(SERVED_FRACTION, c, "identity") for c in cfg.regressors]
+    tasks += [(CLASS_TARGET, c, "identity") for c in cfg.classifiers]
+    return tasks
+
+
+def _cross_validate(rows: _Rows, tasks: list[tuple[str, Candidate, str]], cfg: TrainConfig,
+                    ticks: _Ticks) -> tuple[dict[str, Any], dict[tuple[str, str, str],
+                                                                 list[np.ndarray]]]:
+    """CV scores per target (``meta["cv"]``) and the out-of-fold predictions of every task,
+    fold by fold."""
+    from joblib import Parallel, delayed
+
+    tr_ = rows.train
+    xa_tr, x_tr = rows.xa[tr_], rows.x[tr_]
+    jobs = [(t, c, tr, fold) for (t, c, tr) in tasks for fold in range(cfg.folds)]
+    scores = []
+    for score in Parallel(n_jobs=cfg.jobs, return_as="generator")(
+        delayed(_fold_task)(c, t == CLASS_TARGET, cfg.seed, tr, xa_tr, x_tr, rows.ys[t][tr_],
+                            *rows.splits[fold])
+        for (t, c, tr, fold) in jobs
+    ):
+        scores.append(score)
+        ticks.tick()
+    cv: dict[str, Any] = {}
+    oof: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    for t, c, tr in tasks:
+        got = [(fold, s) for (t2, c2, tr2, fold), s in zip(jobs, scores, strict=True)
+               if (t2, c2.name, tr2) == (t, c.name, tr)]
+        oof[(t, c.name, tr)] = [s[1] for _, s in sorted(got, key=lambda g: g[0])]
+        _add_candidate(cv, t, c.name, tr, [s[0] for _, s in got])
+    return cv, oof
+
+
+def _choose_blended(cv: dict[str, Any], oof: dict[tuple[str, str, str], list[np.ndarray]],
+                    rows: _Rows, cfg: TrainConfig) -> dict[str, tuple[Candidate, str]]:
+    """The chosen (candidate, transform) per target, the classifiers' blends with the chosen
+    served-fraction regressor scored too (on the out-of-fold predictions of both, no refit);
+    the served fraction is kept only where a blend wins."""
+    chosen = _choose(cv, cfg)
+    if rows.has_fraction:
+        fc, ftr = chosen[SERVED_FRACTION]
+        y_tr = rows.starved[rows.train]
+        for c in cfg.classifiers:
+            vals = [f1(y_tr[te], _blend(oof[(CLASS_TARGET, c.name, "identity")][k],
+                                        oof[(SERVED_FRACTION, fc.name, ftr)][k], cfg) >= 0.5)
+                    for k, (_, te) in enumerate(rows.splits)]
+            _add_candidate(cv, CLASS_TARGET, c.name, "blend", vals)
+        chosen = _choose(cv, cfg)
+    if chosen[CLASS_TARGET][1] != "blend":
+        chosen.pop(SERVED_FRACTION, None)
+    return chosen
+
+
+def _holdout_scores(rows: _Rows, chosen: dict[str, tuple[Candidate, str]], cfg: TrainConfig,
+                    ticks: _Ticks) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Scores on the hold-out rows of models (and interpretable trees) fitted on the
+    training rows: ``meta["holdout"]`` and the trees' figures."""
+    test, train = rows.test, rows.train
+    holdout: dict[str, Any] = {"rows": int(test.sum())}
+    explain_holdout: dict[str, dict[str, float]] = {}
+    if not test.any():
+        return holdout, explain_holdout
+    xa_tr, x_tr = rows.xa[train], rows.x[train]
+    f_test = None
+    if SERVED_FRACTION in chosen:
+        c, _ = chosen[SERVED_FRACTION]
+        f_test = _fit(c, False, cfg.seed, xa_tr, rows.ys[SERVED_FRACTION][train]).predict(
+            rows.xa[test])
+        ticks.tick()
+    for t, (c, tr) in chosen.items():
+        if t == SERVED_FRACTION:
+            continue
+        clf = t == CLASS_TARGET
+        z_tr = (rows.ys[t][train].astype(bool) if clf
+                else forward_transform(tr, rows.ys[t][train], x_tr))
+        est = _fit(c, clf, cfg.seed, xa_tr, z_tr)
+        ticks.tick()
+        ex = _explain_estimator(clf, cfg.explain_leaves, int(train.sum()), cfg.seed)
+        ex.fit(xa_tr, z_tr)
+        if clf:
+            pred = est.predict(rows.xa[test]).astype(bool)
+            if f_test is not None:
+                pred = _blend(_probability(est, rows.xa[test]), f_test, cfg) >= 0.5
+            holdout[t] = classification_scores(rows.starved[test], pred)
+            explain_holdout[t] = {"f1": classification_scores(
+                rows.starved[test], ex.predict(rows.xa[test]))["f1"]}
+        else:
+            y_test = rows.ys[t][test]
+            holdout[t] = regression_scores(
+                y_test, inverse_transform(tr, est.predict(rows.xa[test]), rows.x[test]))
+            explain_holdout[t] = {"smape": regression_scores(
+                y_test, inverse_transform(tr, ex.predict(rows.xa[test]), rows.x[test]))["smape"]}
+    return holdout, explain_holdout
+
+
+@dataclass(frozen=True)
+class _Final:
+    """The models fitted on all rows: surrogate arrays, fitted estimators, metadata."""
+
+    models: dict[str, tuple[TreeEnsemble, str]]
+    explain: dict[str, tuple[TreeEnsemble, str]]
+    fitted: dict[str, Any]
+    fitted_explain: dict[str, Any]
+    meta_models: dict[str, Any]
+    meta_explain: dict[str, Any]
+
+
+def _final_models(rows: _Rows, chosen: dict[str, tuple[Candidate, str]], cfg: TrainConfig,
+                  explain_holdout: dict[str, dict[str, float]], ticks: _Ticks) -> _Final:
+    """Every chosen model, and one interpretable tree per target, fitted on all rows."""
+    out = _Final({}, {}, {}, {}, {}, {})
+    n = len(rows.x)
+    for t, (c, tr) in chosen.items():
+        clf = t == CLASS_TARGET
+        tr = "identity" if tr == "blend" else tr
+        z = rows.starved if clf else forward_transform(tr, rows.ys[t], rows.x)
+        est = _fit(c, clf, cfg.seed, rows.xa, z)
+        ticks.tick()
+        out.fitted[t] = est
+        out.models[t] = (from_sklearn(est), tr)
+        out.meta_models[t] = {"estimator": c.name, "family": c.family,
+                              "params": dict(c.params), "sklearn_class": type(est).__name__}
+        if t == SERVED_FRACTION:
+            continue  # internal target: no interpretable tree
+        ex = _explain_estimator(clf, cfg.explain_leaves, n, cfg.seed).fit(rows.xa, z)
+        out.fitted_explain[t] = ex
+        out.explain[t] = (from_sklearn(ex), tr)
+        out.meta_explain[t] = {"max_leaf_nodes": cfg.explain_leaves,
+                               "holdout": explain_holdout.get(t, {})}
+    return out
+
+
+def _training_meta(dataset: Dataset, profile: Profile, rows: _Rows, cfg: TrainConfig,
+                   cv: dict[str, Any], holdout: dict[str, Any], final: _Final,
+                   blended: bool) -> dict[str, Any]:
+    """The surrogate file's ``meta``: format, inputs, envelope, provenance and scores."""
+    import scipy
+    import sklearn
+
+    x = rows.x
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "features": list(FEATURES),
+        "derived_features": list(DERIVED),
+        "model_inputs": list(MODEL_INPUTS),
+        "targets": [*rows.targets, CLASS_TARGET],
+        "profile": profile.name,
+        "profile_kind": profile.profile_kind,
+        "profile_sha256": dataset.profile_sha256 or profile_hash(profile),
+        "profile_sha256_at_training": profile_hash(profile),
+        "default_input_tokens": profile.sharegpt_mean_input_tokens,
+        "default_output_tokens": profile.sharegpt_mean_output_tokens,
+        "envelope": {"min": x.min(axis=0).tolist(), "max": x.max(axis=0).tolist()},
+        "dataset": {
+            "rows": len(dataset.rows), "used": len(x),
+            "memory_errors": int(dataset.rows["memory_error"].astype(bool).sum()),
+            "starved_share": float(rows.starved.mean()),
+            "duration_s": dataset.spec.get("duration_s"),
+            "seed": dataset.spec.get("seed"),
+            "design": dataset.spec,
+        },
+        "training": {"folds": cfg.folds, "holdout_fraction": cfg.holdout_fraction,
+                     "seed": cfg.seed},
+        "cv": cv,
+        "holdout": holdout,
+        "models": final.meta_models,
+        "explain": final.meta_explain,
+        "versions": {"loratwin": __version__, "scikit-learn": sklearn.__version__,
+                     "numpy": np.__version__, "scipy": scipy.__version__,
+                     "python": platform.python_version()},
+    }
+    if blended:
+        meta["starvation_blend"] = {"weight": cfg.blend_weight, "scale": cfg.blend_scale,
+                                    "threshold": STARVATION_FRACTION}
+    return meta
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What :func:`train_surrogate` returns.
@@ -354,204 +622,30 @@ def train_surrogate(
     DataError
         Too few usable rows (fewer than ``3 x folds``), or no profile known.
     """
-    from joblib import Parallel, delayed
-
     cfg = config or TrainConfig()
     say = on_progress or (lambda _m: None)
-    fitted_one = on_fit or (lambda _done, _total: None)
-    name = model or dataset.profile
-    if not name:
-        raise DataError("the data set does not name its profile; pass --model")
-    if model and dataset.profile and model != dataset.profile:
-        raise ConfigError(f"the data set was made with {dataset.profile!r}, not {model!r}",
-                          field="model")
-    if profile is None:
-        profile = load_profile(name)
-    elif profile.name != name:
-        raise ConfigError(f"profile {profile.name!r} is not the data set's {name!r}",
-                          field="model")
-    rows = dataset.usable()
-    n_all = len(dataset.rows)
-    n = len(rows)
-    if n < 3 * cfg.folds:
-        raise DataError(f"only {n} usable rows (need at least {3 * cfg.folds}); "
-                        "generate a bigger data set")
-    x = rows[list(FEATURES)].to_numpy(float)
+    profile = _training_profile(dataset, model, profile)
     capacity = CapacityTable.build(profile)
-    xa = augment(x, capacity)
-    targets = dataset.regression_targets
-    ys = {t: rows[t].to_numpy(float) for t in targets}
-    y_starved = rows[CLASS_TARGET].to_numpy(bool)
-    ys[CLASS_TARGET] = y_starved.astype(float)
-
-    # hold-out split, stratified by starvation
-    rng = np.random.default_rng(cfg.seed)
-    test = np.zeros(n, bool)
-    if cfg.holdout_fraction > 0:
-        for cls in (False, True):
-            idx = np.flatnonzero(y_starved == cls)
-            k = round(len(idx) * cfg.holdout_fraction)
-            test[rng.choice(idx, size=k, replace=False)] = True
-    train = ~test
-    if train.sum() < 3 * cfg.folds:
-        raise DataError(f"only {int(train.sum())} training rows after the hold-out")
-    splits = _splits(y_starved[train], cfg.folds, cfg.seed)
-    xa_tr, x_tr = xa[train], x[train]
-    fraction = _served_fraction(rows)
-    if fraction is not None:
-        ys[SERVED_FRACTION] = fraction
-
-    # cross-validation of every (target, candidate, transform)
-    tasks: list[tuple[str, Candidate, str]] = []
-    for t in targets:
-        trs = (cfg.throughput_transforms if t == "total_throughput_tok_s"
-               else cfg.latency_transforms)
-        tasks += [(t, c, tr) for c in cfg.regressors for tr in trs]
-    if fraction is not None:
-        tasks += [(SERVED_FRACTION, c, "identity") for c in cfg.regressors]
-    tasks += [(CLASS_TARGET, c, "identity") for c in cfg.classifiers]
+    rows = _training_rows(dataset.usable(), capacity, tuple(dataset.regression_targets), cfg)
+    tasks = _cv_tasks(rows, cfg)
     say(f"cross-validating {len(tasks)} configurations x {cfg.folds} folds on "
-        f"{int(train.sum())} rows")
-    jobs = [(t, c, tr, fold) for (t, c, tr) in tasks for fold in range(cfg.folds)]
-    n_targets = len(REGRESSION_TARGETS) + 1 + (fraction is not None)
-    total = len(jobs) + (2 if cfg.holdout_fraction > 0 else 1) * n_targets
-    scores = []
-    for score in Parallel(n_jobs=cfg.jobs, return_as="generator")(
-        delayed(_fold_task)(c, t == CLASS_TARGET, cfg.seed, tr, xa_tr, x_tr, ys[t][train],
-                            *splits[fold])
-        for (t, c, tr, fold) in jobs
-    ):
-        scores.append(score)
-        fitted_one(len(scores), total)
-    cv: dict[str, Any] = {}
-    oof: dict[tuple[str, str, str], list[np.ndarray]] = {}
-    for t, c, tr in tasks:
-        got = [(fold, s) for (t2, c2, tr2, fold), s in zip(jobs, scores, strict=True)
-               if (t2, c2.name, tr2) == (t, c.name, tr)]
-        vals = [s[0] for _, s in got]
-        oof[(t, c.name, tr)] = [s[1] for _, s in sorted(got, key=lambda g: g[0])]
-        _add_candidate(cv, t, c.name, tr, vals)
-    chosen = _choose(cv, cfg)
-    if fraction is not None:
-        # every classifier blended with the chosen served-fraction regressor, on the
-        # out-of-fold predictions of both (no refit)
-        fc, ftr = chosen[SERVED_FRACTION]
-        y_tr = y_starved[train]
-        for c in cfg.classifiers:
-            vals = [f1(y_tr[te], _blend(oof[(CLASS_TARGET, c.name, "identity")][k],
-                                        oof[(SERVED_FRACTION, fc.name, ftr)][k], cfg) >= 0.5)
-                    for k, (_, te) in enumerate(splits)]
-            _add_candidate(cv, CLASS_TARGET, c.name, "blend", vals)
-        chosen = _choose(cv, cfg)
-    blended = chosen[CLASS_TARGET][1] == "blend"
-    if not blended:
-        chosen.pop(SERVED_FRACTION, None)
-    n_holdout = len(chosen) if test.any() else 0
-    total, done = len(jobs) + n_holdout + len(chosen), len(jobs)
-
-    # hold-out figures of models trained on the training split
-    holdout: dict[str, Any] = {"rows": int(test.sum())}
-    explain_holdout: dict[str, dict[str, float]] = {}
-    if test.any():
-        say(f"measuring on {int(test.sum())} hold-out rows")
-        f_test = None
-        if blended:
-            c, _ = chosen[SERVED_FRACTION]
-            f_test = _fit(c, False, cfg.seed, xa_tr, ys[SERVED_FRACTION][train]).predict(
-                xa[test])
-            done += 1
-            fitted_one(done, total)
-        for t, (c, tr) in chosen.items():
-            if t == SERVED_FRACTION:
-                continue
-            clf = t == CLASS_TARGET
-            z_tr = ys[t][train].astype(bool) if clf else forward_transform(tr, ys[t][train],
-                                                                           x_tr)
-            est = _fit(c, clf, cfg.seed, xa_tr, z_tr)
-            done += 1
-            fitted_one(done, total)
-            ex = _explain_estimator(clf, cfg.explain_leaves, int(train.sum()), cfg.seed)
-            ex.fit(xa_tr, z_tr)
-            if clf:
-                pred = est.predict(xa[test]).astype(bool)
-                if f_test is not None:
-                    pred = _blend(_probability(est, xa[test]), f_test, cfg) >= 0.5
-                holdout[t] = classification_scores(y_starved[test], pred)
-                explain_holdout[t] = {"f1": classification_scores(
-                    y_starved[test], ex.predict(xa[test]))["f1"]}
-            else:
-                holdout[t] = regression_scores(
-                    ys[t][test], inverse_transform(tr, est.predict(xa[test]), x[test]))
-                explain_holdout[t] = {"smape": regression_scores(
-                    ys[t][test], inverse_transform(tr, ex.predict(xa[test]), x[test]))["smape"]}
-
-    # final models on all rows
-    say(f"fitting the final models on {n} rows")
-    models: dict[str, tuple[TreeEnsemble, str]] = {}
-    explain: dict[str, tuple[TreeEnsemble, str]] = {}
-    meta_models: dict[str, Any] = {}
-    meta_explain: dict[str, Any] = {}
-    fitted: dict[str, Any] = {}
-    fitted_explain: dict[str, Any] = {}
-    for t, (c, tr) in chosen.items():
-        clf = t == CLASS_TARGET
-        tr = "identity" if tr == "blend" else tr
-        z = y_starved if clf else forward_transform(tr, ys[t], x)
-        est = _fit(c, clf, cfg.seed, xa, z)
-        done += 1
-        fitted_one(done, total)
-        fitted[t] = est
-        models[t] = (from_sklearn(est), tr)
-        meta_models[t] = {"estimator": c.name, "family": c.family, "params": dict(c.params),
-                          "sklearn_class": type(est).__name__}
-        if t == SERVED_FRACTION:
-            continue  # internal target: no interpretable tree
-        ex = _explain_estimator(clf, cfg.explain_leaves, n, cfg.seed).fit(xa, z)
-        fitted_explain[t] = ex
-        explain[t] = (from_sklearn(ex), tr)
-        meta_explain[t] = {"max_leaf_nodes": cfg.explain_leaves,
-                           "holdout": explain_holdout.get(t, {})}
-
-    import scipy
-    import sklearn
-
-    meta: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "features": list(FEATURES),
-        "derived_features": list(DERIVED),
-        "model_inputs": list(MODEL_INPUTS),
-        "targets": [*targets, CLASS_TARGET],
-        "profile": profile.name,
-        "profile_kind": profile.profile_kind,
-        "profile_sha256": dataset.profile_sha256 or profile_hash(profile),
-        "profile_sha256_at_training": profile_hash(profile),
-        "default_input_tokens": profile.sharegpt_mean_input_tokens,
-        "default_output_tokens": profile.sharegpt_mean_output_tokens,
-        "envelope": {"min": x.min(axis=0).tolist(), "max": x.max(axis=0).tolist()},
-        "dataset": {
-            "rows": n_all, "used": n,
-            "memory_errors": int(dataset.rows["memory_error"].astype(bool).sum()),
-            "starved_share": float(y_starved.mean()),
-            "duration_s": dataset.spec.get("duration_s"),
-            "seed": dataset.spec.get("seed"),
-            "design": dataset.spec,
-        },
-        "training": {"folds": cfg.folds, "holdout_fraction": cfg.holdout_fraction,
-                     "seed": cfg.seed},
-        "cv": cv,
-        "holdout": holdout,
-        "models": meta_models,
-        "explain": meta_explain,
-        "versions": {"loratwin": __version__, "scikit-learn": sklearn.__version__,
-                     "numpy": np.__version__, "scipy": scipy.__version__,
-                     "python": platform.python_version()},
-    }
-    if blended:
-        meta["starvation_blend"] = {"weight": cfg.blend_weight, "scale": cfg.blend_scale,
-                                    "threshold": STARVATION_FRACTION}
-    return TrainResult(Surrogate.from_parts(meta, models, explain, capacity), fitted,
-                       fitted_explain, xa)
+        f"{int(rows.train.sum())} rows")
+    n_cv = len(tasks) * cfg.folds
+    n_targets = len(REGRESSION_TARGETS) + 1 + rows.has_fraction
+    ticks = _Ticks(on_fit or (lambda _done, _total: None),
+                   n_cv + (2 if cfg.holdout_fraction > 0 else 1) * n_targets)
+    cv, oof = _cross_validate(rows, tasks, cfg, ticks)
+    chosen = _choose_blended(cv, oof, rows, cfg)
+    ticks.total = n_cv + (len(chosen) if rows.test.any() else 0) + len(chosen)
+    if rows.test.any():
+        say(f"measuring on {int(rows.test.sum())} hold-out rows")
+    holdout, explain_holdout = _holdout_scores(rows, chosen, cfg, ticks)
+    say(f"fitting the final models on {len(rows.x)} rows")
+    final = _final_models(rows, chosen, cfg, explain_holdout, ticks)
+    meta = _training_meta(dataset, profile, rows, cfg, cv, holdout, final,
+                          blended=chosen[CLASS_TARGET][1] == "blend")
+    return TrainResult(Surrogate.from_parts(meta, final.models, final.explain, capacity),
+                       final.fitted, final.fitted_explain, rows.xa)
 
 
 def evaluate_surrogate(surrogate: Surrogate, dataset: Dataset) -> dict[str, Any]:
