@@ -205,3 +205,47 @@ def test_choose_bounds_the_runs_of_candidates_that_cannot_win(
     _, worst, k = min(judged)
     assert chosen is not None and chosen.servers == pool[k][1] and chosen.worst == worst
     assert bounded.runs < full.runs
+
+
+def test_repair_keeps_a_predicted_latency_target_it_is_given(skewed: PlacementProblem) -> None:
+    """With ``keep``, a transfer is tried only if both GPUs' predictions meet that target: a
+    target no transfer meets leaves the start as it is, a loose one changes nothing, and one
+    that the unconstrained result just meets lets transfers through, every GPU they changed
+    predicted within it."""
+    strong = dataclasses.replace(skewed, predictor=AnalyticPredictor(c0=32000.0))
+    longs = [a for a in strong.adapters if a.mean_input_tokens == 3000.0]
+    shorts = [a for a in strong.adapters if a.mean_input_tokens != 3000.0]
+    start = _judged(strong, PrefillTwin(strong, cap=45000.0), strong.assignments(
+        [longs, *least_loaded_groups(shorts, 3)], [8] * 4))
+
+    def run(keep: LatencyTarget | None) -> tuple[Judged, int]:
+        return repair(strong, start, PrefillTwin(strong, cap=45000.0), SearchOptions(),
+                      keep=keep)
+
+    free, moves = run(None)
+    assert moves >= 1
+    assert run(LatencyTarget(mean_ttft_ms=1.0, p99_ttft_ms=None)) == (start, 0)
+    loose, _ = run(LatencyTarget(mean_ttft_ms=1e9, p99_ttft_ms=None))
+    assert [g.adapters for g in loose.servers] == [g.adapters for g in free.servers]
+    limit = max(g.predicted["mean_ttft_ms"] for g in free.servers)  # below the start's
+    assert limit < min(g.predicted["mean_ttft_ms"] for g in start.servers)
+    kept, kept_moves = run(LatencyTarget(mean_ttft_ms=limit, p99_ttft_ms=None))
+    assert kept_moves >= 1
+    for before, after in zip(start.servers, kept.servers, strict=True):
+        assert after.adapters == before.adapters or after.predicted["mean_ttft_ms"] <= limit
+    assert kept.worst <= start.worst
+
+
+def test_a_tradeoff_is_met_only_within_its_figures() -> None:
+    """``SloTradeoff.met``: the GPU count is the target's and the worst predicted TTFTs are
+    within the target (the p99 part only where p99 is predicted)."""
+    from loratwin.placement.types import SloTradeoff
+
+    def t(mean: float, p99: float) -> SloTradeoff:
+        return SloTradeoff(2000.0, 10000.0, 5, mean, p99, 5, mean, p99)
+
+    assert t(1900.0, 9000.0).met
+    assert not t(5600.0, 7600.0).met
+    assert not t(1900.0, 12000.0).met
+    assert t(1900.0, float("nan")).met
+    assert not dataclasses.replace(t(1900.0, 9000.0), gpus_for_target=6).met

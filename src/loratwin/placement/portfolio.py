@@ -281,9 +281,12 @@ def _trials(problem: PlacementProblem, w: GpuAssignment, h: GpuAssignment, vw: V
 
 
 def repair(problem: PlacementProblem, start: Judged, judge: TwinJudge,
-           options: SearchOptions, rounds: int = REPAIR_ROUNDS) -> tuple[Judged, int]:
+           options: SearchOptions, rounds: int = REPAIR_ROUNDS,
+           keep: LatencyTarget | None = None) -> tuple[Judged, int]:
     """Twin-driven min-max repair of ``start`` (module docstring, step 2); also the number
-    of accepted transfers."""
+    of accepted transfers. With ``keep``, only transfers after which both GPUs' predicted
+    latency still meets that target are tried (a placement predicted to meet the target
+    stays so)."""
     servers, verdicts = list(start.servers), list(start.verdicts)
     accepted = 0
     skip = 0  # receivers of the current worst GPU already tried without success
@@ -294,7 +297,7 @@ def repair(problem: PlacementProblem, start: Judged, judge: TwinJudge,
         if skip >= min(REPAIR_RECEIVERS, len(others)):
             break
         h = others[skip]
-        best = _best_trial(problem, servers, verdicts, w, h, judge, options)
+        best = _best_trial(problem, servers, verdicts, w, h, judge, options, keep)
         if best is None:
             skip += 1
             continue
@@ -306,14 +309,15 @@ def repair(problem: PlacementProblem, start: Judged, judge: TwinJudge,
 
 def _best_trial(problem: PlacementProblem, servers: list[GpuAssignment],
                 verdicts: list[Verdict], w: int, h: int, judge: TwinJudge,
-                options: SearchOptions
+                options: SearchOptions, keep: LatencyTarget | None = None
                 ) -> tuple[GpuAssignment, GpuAssignment, Verdict, Verdict] | None:
-    """The trial on GPUs (w, h) of lowest twin ``max`` TTFT if it beats w's, else None."""
+    """The trial on GPUs (w, h) of lowest twin ``max`` TTFT if it beats w's, else None
+    (trials whose predictions miss ``keep`` are not run)."""
     pairs: list[tuple[GpuAssignment, GpuAssignment]] = []
     for aw, ah in _trials(problem, servers[w], servers[h], verdicts[w], verdicts[h]):
         gw, _ = resize_adapters(problem, aw, options)
         gh, _ = resize_adapters(problem, ah, options)
-        if _surrogate_ok([gw, gh], options):
+        if _surrogate_ok([gw, gh], options) and (keep is None or meets_target([gw, gh], keep)):
             pairs.append((gw, gh))
     if not pairs:
         return None
@@ -335,14 +339,16 @@ def improve(problem: PlacementProblem, ours: Placement, judge: TwinJudge,
     predicted latency target, candidates on as many GPUs must meet it too; the latency
     trade-off is re-stated for the GPUs returned (:func:`retarget`)."""
     pool = candidates(problem, ours)
-    if ours.tradeoff is not None and ours.tradeoff.met:
+    met = ours.tradeoff is not None and ours.tradeoff.met
+    if met:
         pool = [c for c in pool if len(c[1]) < ours.gpus or meets_target(c[1], target)]
     chosen = choose(pool, judge, options, chunk)
     if chosen is None:
         return dataclasses.replace(ours, notes=(*ours.notes, "portfolio: the twin passed no "
                                                 "candidate; the placement is kept"))
     before = chosen.worst
-    fixed, moves = repair(problem, chosen, judge, options)
+    keep = target if met and meets_target(chosen.servers, target) else None
+    fixed, moves = repair(problem, chosen, judge, options, keep=keep)
     note = (f"portfolio: {chosen.name} chosen by the twin (worst GPU mean TTFT "
             f"{before / 1e3:.1f} s), {moves} repair transfer(s) -> "
             f"{fixed.worst / 1e3:.1f} s; {judge.runs} twin run(s) of {judge.duration_s:g} s")

@@ -103,8 +103,12 @@ class SloTradeoff:
 
     @property
     def met(self) -> bool:
-        """The placement itself meets the target."""
-        return self.gpus_for_target == self.gpus
+        """The placement itself meets the target: its GPU count is the target's and its
+        worst predicted TTFTs are within the target (the p99 part where p99 is predicted)."""
+        if self.gpus_for_target != self.gpus or self.worst_mean_ttft_ms > self.mean_ttft_ms:
+            return False
+        return not (self.p99_ttft_ms is not None and self.p99_predicted
+                    and self.worst_p99_ttft_ms > self.p99_ttft_ms)
 
     @property
     def p99_predicted(self) -> bool:
