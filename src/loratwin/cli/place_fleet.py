@@ -160,7 +160,8 @@ def type_predictors(profiles: dict[str, Profile], surrogates: dict[str, str],
     if not preds:
         raise ConfigError("no GPU type has a surrogate (give --gpu-surrogate TYPE=S.npz)",
                           field="gpu_surrogate")
-    notes, transferred = [], set()
+    notes = [f"{t}: {predictor.predictor_note(pred)}" for t, pred in preds.items()]
+    transferred: set[str] = set()
     for t in missing:
         ref = next(iter(preds))
         ref_pred = preds[ref]
