@@ -23,7 +23,7 @@ and every classifier is also scored *blended* with it (transform ``blend``: prob
 ``w * p_classifier + (1 - w) * expit((0.9 - fraction) / s)``, ``w`` = 0.5 and ``s`` = 0.02,
 from the out-of-fold predictions of both). The blend wins when it has the higher CV F1; for
 the bundled surrogates (3,200 training rows, 5-fold CV, ``loratwin surrogate show``) it raised
-F1 from 0.970 to 0.975 (Qwen) and from 0.970 to 0.972 (Llama). Data sets without the
+F1 from 0.970 to 0.973 (Qwen) and from 0.971 to 0.975 (Llama). Data sets without the
 realised offered load train the classifiers alone.
 
 Rows with a memory error, a failed run or a non-finite target are excluded.
