@@ -77,7 +77,8 @@ def test_capacity_scale_is_the_capacity_table(llama: Profile, scales: ProfileSca
 
 def test_inputs_are_invariant_to_time_scaling(llama: Profile, scales: ProfileScales) -> None:
     """A GPU k times faster at k times the rates looks the same to the model (module
-    docstring of loratwin.surrogate.universal), but for the window measured in steps."""
+    docstring of loratwin.surrogate.universal), but for the window measured in steps and
+    the swap cycle measured in windows (the window is the same number of seconds)."""
     k = 2.0
     fast = ProfileScales.build(_faster(llama, k))
     x = _x()
@@ -87,8 +88,12 @@ def test_inputs_are_invariant_to_time_scaling(llama: Profile, scales: ProfileSca
     u = universal_inputs(x, profile_scales_at(x, scales), 1800.0)
     uk = universal_inputs(xk, profile_scales_at(xk, fast), 1800.0)
     w = UNIVERSAL_INPUTS.index("window_steps")
-    np.testing.assert_allclose(np.delete(uk, w, axis=1), np.delete(u, w, axis=1), rtol=1e-6)
+    c = UNIVERSAL_INPUTS.index("cycle_over_window")
+    np.testing.assert_allclose(np.delete(uk, [w, c], axis=1), np.delete(u, [w, c], axis=1),
+                               rtol=1e-6)
     np.testing.assert_allclose(uk[:, w], k * u[:, w], rtol=1e-6)
+    np.testing.assert_allclose(uk[:, c], u[:, c] / k, rtol=1e-6)
+    assert (u[:, c] > 0).any()  # some rows swap adapters
     # a profile with more KV memory is not the same server
     assert not np.allclose(u[:, UNIVERSAL_INPUTS.index("load_ratio")],
                            universal_inputs(xk, profile_scales_at(xk, scales), 1800.0)[:, 0])

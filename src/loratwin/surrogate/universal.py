@@ -13,6 +13,11 @@ scales (:class:`~loratwin.surrogate.scales.ProfileScales`), as dimensionless rat
 - the one-request step over the saturated step (how much of a step is fixed cost), the
   benchmark window in steps, the exact KV cache over the grid's interpolation (next to the
   memory limit), the share of time spent loading adapters;
+- the swap cycle (with fewer slots than adapters, the time until an adapter's next turn on
+  a slot: adapters per slot x (load + its decode steps)) over the window and in steps, and
+  the requests of one adapter that arrive meanwhile;
+- the operating point: the batch that Little's law gives with a step time linear between
+  the one-request and the saturated step, over the saturated batch and per slot;
 - and the quantities that mean the same on every GPU (slots per adapter, ranks, token
   lengths, arrival and rate burstiness). The raw counts of adapters and slots are left out
   on purpose: trees split on them (one slot: starved) where the physics is in the ratios
@@ -62,7 +67,7 @@ from loratwin.surrogate.targets import CLASS_TARGET, REGRESSION_TARGETS
 from loratwin.surrogate.trees import CompiledEnsemble, TreeEnsemble, compile_ensemble
 
 FORMAT = "loratwin-universal-surrogate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the swap-cycle and operating-point inputs
 #: Name of the bundled universal surrogate (``surrogate/bundled/universal.npz``).
 UNIVERSAL_NAME = "universal"
 SERVED_FRACTION = "served_fraction"
@@ -88,6 +93,11 @@ UNIVERSAL_INPUTS: tuple[str, ...] = (
     "window_steps",  # benchmark window / saturated step
     "kv_shrink",  # exact KV cache / the grid's interpolation (< 1 next to the memory limit)
     "swap_busy",  # sum rate x (1 - max_loras / served) x load time: share of time loading
+    "cycle_over_window",  # swap cycle (below) / benchmark window
+    "cycle_steps",  # log(1 + swap cycle / saturated step)
+    "batch_fill",  # operating-point batch / saturated batch
+    "batch_per_slot",  # operating-point batch / max_loras (swapping) or / served adapters
+    "visit_requests",  # requests of one adapter arriving during a swap cycle
 )
 """Column order of the universal surrogate's model inputs."""
 
@@ -130,7 +140,44 @@ def universal_inputs(x: np.ndarray, s: dict[str, np.ndarray], window_s: float) -
         s["kv"] / np.maximum(s["kv_table"], 1.0),
         rate * np.maximum(1.0 - loras / served, 0.0) * s["load"],
     )
-    return np.column_stack(cols)
+    cycle, b_op, b_sat = _swap_cycle(x, s), *_operating_batch(x, s)
+    swapping = loras < served
+    more = (cycle / window_s, np.log1p(cycle / step), b_op / b_sat,
+            b_op / np.where(swapping, loras, served), mean_rate * cycle)
+    return np.column_stack((*cols, *more))
+
+
+def _swap_cycle(x: np.ndarray, s: dict[str, np.ndarray]) -> np.ndarray:
+    """Swap cycle, s (n,): with fewer slots than adapters (``max_loras`` < served), each
+    slot serves ``served / max_loras`` adapters in turn, each visit an adapter load plus
+    its requests' decode steps (at least ``out`` one-request steps), so an adapter waits
+    about this long for its next turn (0 without swaps). vLLM 0.8.5 V1 admits a waiting
+    request only while its adapter holds one of the ``max_loras`` slots of the batch
+    (``vllm/v1/core/sched/scheduler.py``); a queue still waiting at the end of the window is
+    what the papers' starvation rule counts."""
+    loras, served = x[:, _F["max_loras"]], x[:, _F["served_adapters"]]
+    out = x[:, _F["mean_output_tokens"]]
+    return np.where(loras < served, served / loras * (s["load"] + out * s["idle"]), 0.0)
+
+
+def _operating_batch(x: np.ndarray, s: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(operating-point batch, saturated batch), requests (n,) each.
+
+    The saturated batch is the running requests of the saturated step (its tokens per step,
+    capacity x step, over 1 + input / output tokens per request). The operating point is
+    Little's law with a step time linear in the batch between the one-request step and the
+    saturated one: ``b = rate x out x (idle + slope x b)``, i.e. ``b = rate x out x idle /
+    (1 - rate x out x slope)``, capped at the saturated batch (where the server cannot keep
+    up the denominator reaches 0)."""
+    rate, out = x[:, _F["sum_rate_req_s"]], x[:, _F["mean_output_tokens"]]
+    inp = x[:, _F["mean_input_tokens"]]
+    step = np.maximum(s["step"], _TINY)
+    b_sat = np.maximum(s["capacity"] * step / (1.0 + inp / np.maximum(out, 1.0)), 1.0)
+    slope = np.maximum(step - s["idle"], 0.0) / b_sat
+    arrivals = rate * out
+    den = 1.0 - arrivals * slope
+    b_op = np.where(den > 1e-3, arrivals * s["idle"] / np.maximum(den, 1e-3), b_sat)
+    return np.minimum(b_op, b_sat), b_sat
 
 
 def forward_target(name: str, y: np.ndarray, x: np.ndarray,

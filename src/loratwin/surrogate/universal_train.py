@@ -8,7 +8,8 @@ gradient boosting (200 trees of depth 5 for the regressions, the ``gb-d5`` candi
 :mod:`.train`; 200 of depth 4 for the starvation classifier, ``gb-d4``). No per-target model
 selection: the inputs do the work. The starvation probability is the classifier's alone:
 the blend with a served-fraction regressor of :mod:`.train` scored the same
-leave-one-profile-out F1 (Llama / Qwen held out: 0.969 / 0.940, the classifier 0.976 /
+leave-one-profile-out F1 with the inputs of file format 1 (Llama / Qwen held out: 0.969 /
+0.940, the classifier 0.976 /
 0.939) but extrapolated badly to a
 GPU of one idle adapter (served fraction 0.87, P(starved) 0.43 at 0.002 req/s, where the
 classifier says 0.00), because windows of a handful of requests make that target noisy.
