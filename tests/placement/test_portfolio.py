@@ -249,3 +249,27 @@ def test_a_tradeoff_is_met_only_within_its_figures() -> None:
     assert not t(1900.0, 12000.0).met
     assert t(1900.0, float("nan")).met
     assert not dataclasses.replace(t(1900.0, 9000.0), gpus_for_target=6).met
+
+
+def test_the_papers_greedy_placement_joins_the_portfolio_when_it_uses_fewer_gpus(
+        skewed: PlacementProblem) -> None:
+    """A ``loratwin`` placement on more GPUs than the papers' greedy one (seen in
+    ``placement_eval.py``: 11 against 10, the greedy GPUs passing the twin): the greedy
+    placement, as it builds it, is a candidate, and a twin that passes it makes it the
+    choice (fewest GPUs first)."""
+    from loratwin.placement.paper_greedy import place_paper_greedy
+    from loratwin.placement.portfolio import _built
+    from loratwin.placement.types import Placement
+
+    greedy = place_paper_greedy(skewed)
+    n = greedy.gpus + 2
+    _, spread = _built(skewed, "wide", least_loaded_groups(skewed.adapters, n))
+    wide = Placement("loratwin", spread, 0.0)
+    pool = candidates(skewed, wide)
+    assert ("paper-greedy", greedy.servers) in pool
+    chosen = choose(pool, PrefillTwin(skewed, cap=1e9), SearchOptions(), 0)
+    assert chosen is not None and chosen.name == "paper-greedy"
+    assert len(chosen.servers) == greedy.gpus
+    ours = api.place(skewed, "loratwin", confirm_borderline=False)
+    if ours.gpus <= greedy.gpus:
+        assert all(name != "paper-greedy" for name, _ in candidates(skewed, ours))

@@ -54,6 +54,7 @@ from loratwin.placement.baselines import (
     resize_adapters,
 )
 from loratwin.placement.dlora import proactive_groups
+from loratwin.placement.paper_greedy import place_paper_greedy
 from loratwin.placement.parallel import run_tasks
 from loratwin.placement.prefix_search import SearchOptions
 from loratwin.placement.problem import PlacementProblem, group_rows
@@ -158,8 +159,13 @@ def _built(problem: PlacementProblem, name: str, groups: Sequence[Sequence[Adapt
 def candidates(problem: PlacementProblem, ours: Placement
                ) -> list[tuple[str, tuple[GpuAssignment, ...]]]:
     """The portfolio: ``ours`` first, then rate-LPT and dLoRA-style spreads on N - 1 and N
-    GPUs (N = ``ours.gpus``), each as its baseline builds it."""
+    GPUs (N = ``ours.gpus``), each as its baseline builds it, and the papers' greedy
+    placement as it builds it when that uses fewer than N GPUs (``ours`` tried its adapter
+    sets re-sized with our tighter rule; the twin now judges them as they are)."""
     out = [("loratwin", ours.servers)]
+    greedy = place_paper_greedy(problem)
+    if greedy.gpus < ours.gpus:
+        out.append(("paper-greedy", greedy.servers))
     for m in (ours.gpus - 1, ours.gpus):
         if m < 1 or m > len(problem.adapters):
             continue
