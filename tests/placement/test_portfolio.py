@@ -273,3 +273,25 @@ def test_the_papers_greedy_placement_joins_the_portfolio_when_it_uses_fewer_gpus
     ours = api.place(skewed, "loratwin", confirm_borderline=False)
     if ours.gpus <= greedy.gpus:
         assert all(name != "paper-greedy" for name, _ in candidates(skewed, ours))
+
+
+def test_fewer_gpus_go_to_the_twin_whatever_the_surrogates_starvation_figure(
+        skewed: PlacementProblem) -> None:
+    """In ``choose``, a candidate on fewer GPUs than the largest in the pool is simulated
+    even with GPUs the surrogate predicts to starve; one on as many GPUs is not."""
+    from loratwin.placement.portfolio import _built
+
+    def starving(servers: Sequence[GpuAssignment]) -> tuple[GpuAssignment, ...]:
+        return tuple(dataclasses.replace(g, predicted={**g.predicted,
+                                                       "starvation_probability": 0.9})
+                     for g in servers)
+
+    n = 4
+    _, wide = _built(skewed, "wide", least_loaded_groups(skewed.adapters, n))
+    _, narrow = _built(skewed, "narrow", least_loaded_groups(skewed.adapters, n - 1))
+    big = PrefillTwin(skewed, cap=1e9)
+    chosen = choose([("wide", wide), ("narrow", starving(narrow))], big, SearchOptions(), 0)
+    assert chosen is not None and chosen.name == "narrow" and big.runs == n - 1
+    only = PrefillTwin(skewed, cap=1e9)
+    assert choose([("wide", starving(wide))], only, SearchOptions(), 0) is None
+    assert only.runs == 0
