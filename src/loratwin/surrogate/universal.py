@@ -152,9 +152,10 @@ def _swap_cycle(x: np.ndarray, s: dict[str, np.ndarray]) -> np.ndarray:
     slot serves ``served / max_loras`` adapters in turn, each visit an adapter load plus
     its requests' decode steps (at least ``out`` one-request steps), so an adapter waits
     about this long for its next turn (0 without swaps). vLLM 0.8.5 V1 admits a waiting
-    request only while its adapter holds one of the ``max_loras`` slots of the batch
-    (``vllm/v1/core/sched/scheduler.py``); a queue still waiting at the end of the window is
-    what the papers' starvation rule counts."""
+    request only if its adapter is already among the running batch's adapters or the batch
+    holds fewer than ``max_loras`` of them (``vllm/v1/core/sched/scheduler.py``,
+    ``schedule``); a queue still waiting at the end of the window is what the papers'
+    starvation rule counts."""
     loras, served = x[:, _F["max_loras"]], x[:, _F["served_adapters"]]
     out = x[:, _F["mean_output_tokens"]]
     return np.where(loras < served, served / loras * (s["load"] + out * s["idle"]), 0.0)
