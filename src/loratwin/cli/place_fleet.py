@@ -78,17 +78,11 @@ def type_surrogates(profiles: dict[str, Profile], given: dict[str, str], surroga
 
     ``given`` are the ``--gpu-surrogate`` pairs (kept as given for types not in
     ``profiles``, so that :func:`type_predictors` reports them); ``surrogate`` applies to the
-    other types.
-
-    Raises
-    ------
-    ConfigError
-        ``--surrogate`` is a file (with several types it must name its type).
+    other types and has passed :func:`check_fleet_surrogate`.
     """
     from loratwin.cli.progress import lazy_progress
     from loratwin.surrogate.on_the_fly import AUTO, ON_THE_FLY, resolve_choice
 
-    check_fleet_surrogate(surrogate)
     out = dict(given)
     for t, prof in profiles.items():
         choice = given.get(t, surrogate)
