@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -105,3 +107,21 @@ def test_launch_of_missing_program(tmp_path) -> None:
     server = LaunchedServer(["/nonexistent/vllm", "serve"], tmp_path / "log", url="http://x:1")
     with pytest.raises(StartupError, match="cannot run"):
         server.start()
+
+
+def test_stop_interrupts_a_server_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A background job (``nohup loratwin ... &``) inherits SIGINT ignored; the server must
+    still get SIGINT's default action, so that ``stop`` ends it by SIGINT, not 60 s later by
+    SIGTERM."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "tests.live.fakevllm", "--port", str(port)]
+    server = LaunchedServer(argv, tmp_path / "server.log", url=f"http://127.0.0.1:{port}",
+                            startup_timeout_s=60, stop_timeout_s=60)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with server:
+            proc = server._proc
+            assert proc is not None
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert proc.returncode == -signal.SIGINT

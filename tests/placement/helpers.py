@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from loratwin.placement.problem import PlacementProblem
 from loratwin.placement.types import Placement
+from loratwin.twin.release import release_rules
 
 #: Algorithms that may split an adapter's traffic over GPUs.
 SPLITTING = ("loraserve", "dlora-proactive")
@@ -31,6 +32,9 @@ def check_valid(problem: PlacementProblem, placement: Placement, *, may_split: b
             served[a.id] += a.rate
             pieces[a.id] += 1
         assert g.max_lora_rank >= max(a.rank for a in g.adapters)
+        accepted = release_rules(problem.vllm_version or problem.profile.vllm_version
+                                 ).defaults.max_lora_ranks
+        assert g.max_lora_rank in accepted, f"--max-lora-rank {g.max_lora_rank}: vLLM refuses it"
         assert 1 <= g.max_loras <= problem.max_loras_limit(g.max_lora_rank)
         assert g.max_cpu_loras >= g.max_loras
         assert g.max_cpu_loras >= len(g.adapters)

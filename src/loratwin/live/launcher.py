@@ -59,6 +59,16 @@ class StartupFailure:
     kv_available_gib: float | None = None
 
 
+def _default_sigint() -> None:
+    """In the server's process, before exec: SIGINT back to its default action.
+
+    A job started in the background by a non-interactive shell (``nohup loratwin ... &``, CI
+    runners) inherits SIGINT ignored, and Python then leaves it ignored, so ``vllm serve``
+    would not shut down on :meth:`LaunchedServer.stop`'s SIGINT and would only die on the
+    SIGTERM 60 s later."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def startup_failure(log_text: str) -> StartupFailure | None:
     """The first known start-up failure in a server log, or ``None``."""
     for reason, pat in STARTUP_FAILURES:
@@ -234,7 +244,7 @@ class LaunchedServer:
             try:
                 self._proc = subprocess.Popen(
                     self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env, start_new_session=True,
+                    env=env, start_new_session=True, preexec_fn=_default_sigint,
                 )
             except OSError as exc:
                 raise StartupError(self.url, "exec", f"cannot run {self.argv[0]!r}: "

@@ -177,7 +177,7 @@ def backbone_capacity(problem: PlacementProblem, *, duration_s: float | None = N
     target = OVERLOAD * _ceiling_tok_s(problem)
     scale = target / (total_rate * (mean_in + mean_out))
     stream = [dataclasses.replace(a, rate=a.rate * scale) for a in stream]
-    gpu = GpuAssignment(tuple(stream), 1, 1, max(a.rank for a in stream))
+    gpu = GpuAssignment(tuple(stream), 1, 1, problem.slot_rank(max(a.rank for a in stream)))
     requests = generate_requests(stream, duration_s, ArrivalSpec(), gpu_lengths(problem, gpu),
                                  seed)
     server = problem.server(

@@ -25,10 +25,12 @@ from loratwin.placement.types import GpuAssignment, GpuPredictor, Predictions
 from loratwin.profile.model import Profile, max_loras_that_fit
 from loratwin.surrogate.features import FEATURES
 from loratwin.twin.config import ServerConfig
+from loratwin.twin.release import normalise_version, release_rules, slot_rank
 from loratwin.workload.types import Adapter
 
 #: Starvation rule of the papers: throughput below this fraction of the offered load.
 STARVATION_FRACTION = 0.9
+_I_MAX_RANK = FEATURES.index("max_rank")
 
 
 @dataclass
@@ -59,8 +61,11 @@ class PlacementProblem:
     arrival_cv: float = 1.0
     vllm_version: str | None = None
     _mem: dict[int, int] = field(default_factory=dict, repr=False)
+    _slots: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        version = normalise_version(self.vllm_version or self.profile.vllm_version)
+        self._slots = np.asarray(release_rules(version).defaults.max_lora_ranks, float)
         if not self.adapters:
             raise ConfigError("the workload has no adapters", field="adapters")
         ids = [a.id for a in self.adapters]
@@ -69,6 +74,10 @@ class PlacementProblem:
         for a in self.adapters:
             if not (a.rate >= 0 and math.isfinite(a.rate)):
                 raise ConfigError(f"adapter {a.id!r}: rate must be >= 0", field="rate")
+            try:
+                self.slot_rank(a.rank)
+            except ConfigError as exc:
+                raise ConfigError(f"adapter {a.id!r}: {exc.message}", field="rank") from None
             if self.max_loras_limit(a.rank) < 1:
                 raise ConfigError(
                     f"adapter {a.id!r}: rank {a.rank} does not fit on the GPU at all",
@@ -76,12 +85,26 @@ class PlacementProblem:
                 )
 
     # ------------------------------------------------------------------ memory
+    def slot_rank(self, rank: int) -> int:
+        """``--max-lora-rank`` of a server whose largest adapter rank is ``rank``: the
+        smallest value this problem's vLLM release accepts (:func:`loratwin.twin.release.
+        slot_rank`).
+
+        Raises
+        ------
+        ConfigError
+            ``rank`` above the largest the release accepts.
+        """
+        return slot_rank(rank, normalise_version(self.vllm_version or self.profile.vllm_version))
+
     def max_loras_limit(self, max_lora_rank: int) -> int:
-        """Most GPU slots a server with this slot rank can start with (KV model)."""
+        """Most GPU slots a server whose largest adapter rank is ``max_lora_rank`` can start
+        with (KV model at the slot rank vLLM allocates, :meth:`slot_rank`)."""
         if max_lora_rank not in self._mem:
-            gmu = self.server(max_lora_rank=max_lora_rank).gpu_memory_utilization
+            rank = self.slot_rank(max_lora_rank)
+            gmu = self.server(max_lora_rank=rank).gpu_memory_utilization
             self._mem[max_lora_rank] = max_loras_that_fit(
-                self.profile, max_lora_rank, max_num_seqs=self.max_num_seqs,
+                self.profile, rank, max_num_seqs=self.max_num_seqs,
                 gpu_memory_utilization=gmu,
             )
         return self._mem[max_lora_rank]
@@ -139,7 +162,7 @@ class PlacementProblem:
         result is the same): a local search scores one sender-side row per moved set and
         receiver, i.e. the same row several times.
         """
-        x = np.asarray(features, dtype=float)
+        x = self._at_slot_rank(np.asarray(features, dtype=float))
         if isinstance(self.predictor, PredictionMemo):
             return self.predictor.predict(x)  # it predicts each distinct row once
         if len(x) > 1:
@@ -148,6 +171,21 @@ class PlacementProblem:
             if 2 <= len(uniq) < len(x):
                 return self.predictor.predict(uniq).take(inv.reshape(-1))
         return self.predictor.predict(x)
+
+    def _at_slot_rank(self, x: np.ndarray) -> np.ndarray:
+        """Rows whose ``max_rank`` is the GPU's ``--max-lora-rank`` (:meth:`slot_rank`):
+        vLLM sizes every slot and LoRA kernel at that rank, and the surrogate learnt from
+        servers whose largest adapter rank was their ``max_lora_rank``."""
+        if len(x) == 0:
+            return x
+        col = x[:, _I_MAX_RANK]
+        idx = np.minimum(np.searchsorted(self._slots, col), len(self._slots) - 1)
+        slot = np.maximum(self._slots[idx], col)
+        if np.array_equal(slot, col):
+            return x
+        x = x.copy()
+        x[:, _I_MAX_RANK] = slot
+        return x
 
     def with_memo(self) -> PlacementProblem:
         """The same problem with its surrogate answers remembered (:mod:`.memo`): for the
@@ -194,7 +232,7 @@ class PlacementProblem:
         return GpuAssignment(
             adapters=tuple(adapters), max_loras=int(max_loras),
             max_cpu_loras=max(int(max_loras), len(adapters)),
-            max_lora_rank=max(a.rank for a in adapters),
+            max_lora_rank=self.slot_rank(max(a.rank for a in adapters)),
             max_num_seqs=self.max_num_seqs, predicted=predicted,
         )
 

@@ -188,7 +188,7 @@ class _Judge:
         if resize:
             rows = group_rows(self.problem, [c[0] for c in cands])
             ev = best_loras(self.problem, rows, safe=self.options.safe)
-            ranks = [max(a.rank for a in c[0]) for c in cands]
+            ranks = [self.problem.slot_rank(max(a.rank for a in c[0])) for c in cands]
             fits = [True] * len(cands)
         else:
             rows = _rows(self.problem, cands)

@@ -134,6 +134,10 @@ class ServerConfig(BaseModel):
             if (self.specialize_active_lora
                     and not rules.model_runner.specialize_active_lora_supported):
                 raise ValueError(f"specialize_active_lora: vLLM {self.vllm_version} has none")
+            if self.max_lora_rank not in rules.defaults.max_lora_ranks:
+                accepted = ", ".join(map(str, rules.defaults.max_lora_ranks))
+                raise ValueError(f"max_lora_rank: vLLM {self.vllm_version} accepts {accepted} "
+                                 f"(got {self.max_lora_rank})")
             chunking_optional = rules.scheduler.chunked_prefill_optional
             if self.enable_chunked_prefill is False and not chunking_optional:
                 raise ValueError(f"enable_chunked_prefill: vLLM {self.vllm_version} (V1) "

@@ -95,11 +95,15 @@ class EngineDefaults:
     max_num_seqs_capped_by_batched_tokens:
         A defaulted ``max_num_seqs`` is lowered to ``max_num_batched_tokens`` when that is
         smaller (otherwise vLLM refuses the pair).
+    max_lora_ranks:
+        The values ``--max-lora-rank`` accepts, ascending (``LoRAConfig``); vLLM refuses
+        any other at start-up.
     """
 
     gpu_memory_utilization: float
     batch_defaults: Callable[[float, str], tuple[int, int]]
     max_num_seqs_capped_by_batched_tokens: bool
+    max_lora_ranks: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -202,3 +206,28 @@ def release_rules(version: str | None) -> ReleaseRules:
     name = normalise_version(version)
     rules: ReleaseRules = import_module(f"loratwin.twin.{_PACKAGES[name]}").RULES
     return rules
+
+
+def slot_rank(rank: int, version: str | None = None) -> int:
+    """``--max-lora-rank`` a server of ``version`` needs for adapters of rank <= ``rank``.
+
+    The smallest value the release accepts (:attr:`EngineDefaults.max_lora_ranks`) that is
+    >= ``rank``: vLLM sizes every LoRA slot at ``max_lora_rank``, so the GPU memory and the
+    LoRA kernels of the server are those of this rank, not of the adapters' own ranks.
+
+    Raises
+    ------
+    ConfigError
+        Unknown release, a rank < 1, or a rank above the largest the release accepts (no
+        vLLM server of that release can serve the adapter).
+    """
+    ranks = release_rules(version).defaults.max_lora_ranks
+    if rank < 1:
+        raise ConfigError(f"LoRA rank must be >= 1 (got {rank})", field="rank")
+    for r in ranks:
+        if r >= rank:
+            return r
+    raise ConfigError(
+        f"LoRA rank {rank} is above the largest --max-lora-rank vLLM "
+        f"{normalise_version(version)} accepts ({ranks[-1]})", field="rank",
+    )

@@ -8,6 +8,8 @@
   2048 and 256 (the H100 64 GB of the bundled profiles). CPU servers: 2048 and 128 per worker.
 * A defaulted ``max_num_seqs`` is lowered to ``max_num_batched_tokens`` when that is smaller.
 * Asynchronous scheduling defaults to on (``VllmConfig.__post_init__``).
+* ``--max-lora-rank`` one of 1, 8, 16, 32, 64, 128, 256, 320, 512
+  (``vllm/config/lora.py`` ``MaxLoRARanks``).
 """
 
 from __future__ import annotations
@@ -28,4 +30,5 @@ RULES = EngineDefaults(
     gpu_memory_utilization=0.92,
     batch_defaults=batch_defaults,
     max_num_seqs_capped_by_batched_tokens=True,
+    max_lora_ranks=(1, 8, 16, 32, 64, 128, 256, 320, 512),
 )

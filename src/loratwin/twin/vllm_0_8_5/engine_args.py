@@ -8,6 +8,8 @@
   63.4 GiB). A given ``max_num_batched_tokens`` below the default ``max_num_seqs`` is refused
   (``SchedulerConfig._verify_args``).
 * V1 always runs chunked prefill; prefix caching defaults to on (see ``kv_cache_manager``).
+* ``--max-lora-rank`` one of 8, 16, 32, 64, 128, 256, 320, 512
+  (``vllm/config.py`` ``LoRAConfig.__post_init__``).
 """
 
 from __future__ import annotations
@@ -28,4 +30,5 @@ RULES = EngineDefaults(
     gpu_memory_utilization=0.9,
     batch_defaults=batch_defaults,
     max_num_seqs_capped_by_batched_tokens=False,
+    max_lora_ranks=(8, 16, 32, 64, 128, 256, 320, 512),
 )
