@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from loratwin.errors import ConfigError, DataError
+from loratwin.twin.release import release_rules
 
-#: Ranks vLLM 0.8.5 accepts for ``--max-lora-rank`` (``vllm/config.py``, ``LoRAConfig``).
-VLLM_MAX_LORA_RANKS: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 320, 512)
+#: Ranks vLLM 0.8.5 accepts for ``--max-lora-rank`` (``vllm/config.py``, ``LoRAConfig``;
+#: the twin's release rule, :attr:`loratwin.twin.release.EngineDefaults.max_lora_ranks`).
+VLLM_MAX_LORA_RANKS: tuple[int, ...] = release_rules("0.8.5").defaults.max_lora_ranks
 #: Port every server listens on (``vllm serve`` default).
 VLLM_PORT = 8000
 #: Default adapter location: KServe's ``pvc://<claim>/<path>`` form, one folder per adapter.

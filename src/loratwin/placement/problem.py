@@ -61,11 +61,12 @@ class PlacementProblem:
     arrival_cv: float = 1.0
     vllm_version: str | None = None
     _mem: dict[int, int] = field(default_factory=dict, repr=False)
+    _release: str = field(init=False, repr=False)
     _slots: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        version = normalise_version(self.vllm_version or self.profile.vllm_version)
-        self._slots = np.asarray(release_rules(version).defaults.max_lora_ranks, float)
+        self._release = normalise_version(self.vllm_version or self.profile.vllm_version)
+        self._slots = np.asarray(release_rules(self._release).defaults.max_lora_ranks, float)
         if not self.adapters:
             raise ConfigError("the workload has no adapters", field="adapters")
         ids = [a.id for a in self.adapters]
@@ -95,7 +96,7 @@ class PlacementProblem:
         ConfigError
             ``rank`` above the largest the release accepts.
         """
-        return slot_rank(rank, normalise_version(self.vllm_version or self.profile.vllm_version))
+        return slot_rank(rank, self._release)
 
     def max_loras_limit(self, max_lora_rank: int) -> int:
         """Most GPU slots a server whose largest adapter rank is ``max_lora_rank`` can start
