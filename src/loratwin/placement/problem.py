@@ -72,9 +72,13 @@ class PlacementProblem:
         ids = [a.id for a in self.adapters]
         if len(set(ids)) != len(ids):
             raise ConfigError("adapter ids must be unique", field="id")
+        checked: set[int] = set()  # ranks whose slot rank and memory limit were checked
         for a in self.adapters:
             if not (a.rate >= 0 and math.isfinite(a.rate)):
                 raise ConfigError(f"adapter {a.id!r}: rate must be >= 0", field="rate")
+            if a.rank in checked:
+                continue
+            checked.add(a.rank)
             try:
                 self.slot_rank(a.rank)
             except ConfigError as exc:
