@@ -40,7 +40,7 @@ class AnalyticPredictor:
         swaps = 1.0 + 0.25 * np.maximum(n - loras, 0.0) / n
         return self.c0 / (kernel * swaps)
 
-    def predict(self, features: np.ndarray) -> Predictions:
+    def predict(self, features: np.ndarray, fields: object = None) -> Predictions:
         self.calls += 1
         x = np.asarray(features, float)
         assert x.ndim == 2 and x.shape[1] == len(FEATURES)

@@ -228,7 +228,7 @@ class _ShortPromptArtifact(AnalyticPredictor):
     to starve at any rate (what a surrogate trained on a small design did outside its
     envelope)."""
 
-    def predict(self, features: np.ndarray) -> Predictions:
+    def predict(self, features: np.ndarray, fields: object = None) -> Predictions:
         pred = super().predict(features)
         x = np.asarray(features, float)
         alone = ((x[:, FEATURES.index("served_adapters")] == 1)

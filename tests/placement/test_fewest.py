@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from loratwin.placement import api
-from loratwin.placement.balance import LatencyTarget, balance, gpu_cost, lpt_owner, size_loras
+from loratwin.placement.balance import (
+    LatencyTarget,
+    balance,
+    evaluate_cost,
+    gpu_cost,
+    lpt_owner,
+    size_loras,
+)
 from loratwin.placement.exact import solve_exact
 from loratwin.placement.fewest import _Confirmer, place_fewest
 from loratwin.placement.items import Items
@@ -17,7 +24,7 @@ from loratwin.placement.lp_bound import lp_lower_bound
 from loratwin.placement.parallel import run_tasks
 from loratwin.placement.prefix_search import SearchOptions, place_loratwin
 from loratwin.placement.problem import PlacementProblem, group_rows
-from loratwin.placement.types import GpuAssignment
+from loratwin.placement.types import GpuAssignment, Predictions
 from loratwin.profile.model import Profile
 from loratwin.workload.types import Adapter
 
@@ -64,6 +71,66 @@ def test_balance_lowers_the_worst_gpu_and_never_raises_it(mixed: PlacementProble
     again = balance(mixed, items, lpt, 4, opts, tgt)
     sums, hist = items.gpu_sums(lpt, 4)
     assert again.worst <= size_loras(mixed, items, sums, hist, opts, tgt)[1].max() + 1e-12
+
+
+class _OnlyWhatIsAsked(AnalyticPredictor):
+    """The stand-in, with every field not asked for NaN: reading one is caught."""
+
+    def predict(self, features: np.ndarray, fields: object = None) -> Predictions:
+        full = super().predict(features)
+        if fields is None:
+            return full
+        keep = set(fields)  # type: ignore[call-overload]
+        return Predictions(**{
+            f.name: (getattr(full, f.name) if f.name in keep or f.name == "out_of_envelope"
+                     else np.full(len(features), np.nan))
+            for f in dataclasses.fields(full)})
+
+
+@pytest.mark.parametrize("opts", [SearchOptions(), SearchOptions(itl_slo_ms=21.0),
+                                  SearchOptions(p99_ttft_slo_ms=900.0)])
+def test_staged_cost_equals_the_cost_of_a_full_prediction(
+        mixed: PlacementProblem, opts: SearchOptions) -> None:
+    """evaluate_cost asks the surrogate for the safety fields, then the latency fields of
+    the safe rows and the throughput of the unsafe ones: same costs as gpu_cost, on rows
+    safe and unsafe, alone or in batches."""
+    strict = dataclasses.replace(mixed, predictor=_OnlyWhatIsAsked())
+    items = Items.build(mixed, mixed.adapters)
+    owner = np.random.default_rng(1).integers(0, 7, len(items))
+    owner[:30] = 0  # a hot GPU
+    sums, hist = items.gpu_sums(owner, 7)
+    rows = items.rows(sums, hist, np.array([4, 8, 16, 2, 32, 8, 1]))
+    tgt = LatencyTarget()
+    want = gpu_cost(mixed.evaluate(rows), rows, opts, tgt)
+    assert (want >= 1e6).any() and (want < 1e6).any()
+    for sub in (rows, rows[:1], rows[[0, 3]], rows[1:]):
+        cost, p = evaluate_cost(strict, sub, opts, tgt)
+        ref = gpu_cost(mixed.evaluate(sub), sub, opts, tgt)
+        np.testing.assert_array_equal(cost, ref)
+        np.testing.assert_array_equal(p, mixed.evaluate(sub).starvation_probability)
+    # the whole search on the strict predictor: the same placement and figures
+    a = place_fewest(mixed.with_memo(), opts)
+    b = place_fewest(strict.with_memo(), opts)
+    assert [(g.adapters, g.max_loras, g.predicted) for g in a.servers] == [
+        (g.adapters, g.max_loras, g.predicted) for g in b.servers]
+    assert a.tradeoff == b.tradeoff
+
+
+def test_stop_at_ends_the_search_once_the_worst_gpu_is_final(mixed: PlacementProblem) -> None:
+    """With an unreachable stop_at, balance stops when the worst GPU freezes: the same worst
+    cost as the full search, in fewer surrogate calls."""
+    items = Items.build(mixed, mixed.adapters)
+    opts, tgt = SearchOptions(), LatencyTarget(mean_ttft_ms=50.0, p99_ttft_ms=None)
+    start = lpt_owner(items, 6, by_rank=False)
+    assert start is not None
+    counted = AnalyticPredictor()
+    problem = dataclasses.replace(mixed, predictor=counted)
+    full = balance(problem, items, start, 6, opts, tgt)
+    calls_full = counted.calls
+    early = balance(problem, items, start, 6, opts, tgt, stop_at=0.5)
+    assert full.worst > 0.5
+    assert early.worst == full.worst
+    assert counted.calls - calls_full < calls_full
 
 
 def test_fewest_gpus_beats_filling_one_gpu_at_a_time(mixed: PlacementProblem) -> None:

@@ -92,7 +92,7 @@ def test_split_adapters_are_shown_with_their_share() -> None:
 class _FakeSurrogate:
     profile = "llama-3.1-8b-instruct"
 
-    def predict(self, x: np.ndarray):
+    def predict(self, x: np.ndarray, fields: object = None):
         inner = AnalyticPredictor().predict(x)
         return type("P", (), {**inner.__dict__, "starvation": inner.starvation_probability > .5})
 

@@ -77,7 +77,7 @@ def test_surrogate_sees_the_slot_rank(profile: Profile) -> None:
     seen: list[np.ndarray] = []
 
     class Recording(AnalyticPredictor):
-        def predict(self, features: np.ndarray) -> Predictions:
+        def predict(self, features: np.ndarray, fields: object = None) -> Predictions:
             seen.append(np.array(features))
             return super().predict(features)
 

@@ -91,3 +91,38 @@ def test_array_round_trip_and_validation() -> None:
         TreeEnsemble.from_arrays(ens.header(), {}, "t__")
     with pytest.raises(DataError, match="unknown feature"):
         compile_ensemble(ens, 2)
+
+
+def test_a_group_scores_its_members_exactly_as_each_alone() -> None:
+    """Shared threshold search (EnsembleGroup): bit-identical to every member on its own,
+    for bitmask and walk members, rows on thresholds, below and above all of them."""
+    from loratwin.surrogate.trees import compile_group
+
+    median = float(np.median(Y))
+    members = {
+        "rf": compile_ensemble(from_sklearn(
+            RandomForestRegressor(8, max_leaf_nodes=60, random_state=1).fit(X, Y)), 6),
+        "gb": compile_ensemble(from_sklearn(
+            GradientBoostingClassifier(n_estimators=30, max_depth=4, random_state=0)
+            .fit(X, median < Y)), 6),
+        "deep": compile_ensemble(from_sklearn(RandomForestRegressor(4, random_state=2)
+                                              .fit(X, Y)), 6),
+        "stump": compile_ensemble(from_sklearn(DecisionTreeRegressor(max_depth=1)
+                                               .fit(X[:, :1] * 0 + 1, Y)), 6),
+    }
+    assert members["deep"].method == "walk" and members["rf"].method == "bitmask"
+    group = compile_group(members)
+    on_thr = XT.copy()
+    ens = members["rf"].ensemble
+    split = np.flatnonzero(ens.feature >= 0)[:40]
+    on_thr[:40, :] = X[:40]
+    on_thr[np.arange(40), ens.feature[split]] = ens.threshold[split]  # exactly a threshold
+    extremes = np.vstack([XT.min(axis=0) - 5.0, XT.max(axis=0) * 10.0])
+    rows = np.vstack([on_thr, extremes])
+    got = group.predict(rows, list(members))
+    for name, c in members.items():
+        assert np.array_equal(got[name], c.predict(rows)), name
+    assert np.array_equal(group.predict(rows, ["gb"])["gb"], members["gb"].predict(rows))
+    assert group.predict(rows[:0], ["rf"])["rf"].shape == (0,)
+    with pytest.raises(ValueError):
+        group.predict(rows[:, :5], ["rf"])

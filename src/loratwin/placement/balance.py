@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -72,6 +72,10 @@ class LatencyTarget:
     mean_ttft_ms: float = 2000.0
     p99_ttft_ms: float | None = 10000.0
 
+    def fields(self) -> tuple[str, ...]:
+        """The :class:`Predictions` fields :meth:`ratio` reads."""
+        return ("mean_ttft_ms", *(("p99_ttft_ms",) if self.p99_ttft_ms is not None else ()))
+
     def ratio(self, pred: Predictions) -> np.ndarray:
         """(n,) predicted latency over the target (the p99 term where p99 is predicted)."""
         r = np.asarray(pred.mean_ttft_ms, float) / self.mean_ttft_ms
@@ -94,6 +98,31 @@ def gpu_cost(pred: Predictions, rows: np.ndarray, opts: SearchOptions,
     over = offered / np.maximum(np.asarray(pred.total_throughput_tok_s, float), 1.0)
     return np.where(opts.safe(pred), np.maximum(target.ratio(pred), 0.0),
                     UNSAFE * (1.0 + p + over))
+
+
+def evaluate_cost(problem: PlacementProblem, rows: np.ndarray, opts: SearchOptions,
+                  target: LatencyTarget) -> tuple[np.ndarray, np.ndarray]:
+    """(cost, p): :func:`gpu_cost` of the rows (n, len(FEATURES)) and their starvation
+    probability, with only the surrogate models the cost reads.
+
+    The safety fields first (starvation, SLOs), then the latency target's fields for the
+    safe rows and the throughput for the unsafe ones: the same costs as ``gpu_cost`` of a
+    full prediction (each row's answers do not depend on the batch, for batches of two rows
+    or more; a single row stays a batch of one).
+    """
+    first = problem.evaluate(rows, opts.safety_fields())
+    safe = opts.safe(first)
+    cols = {f.name: np.array(getattr(first, f.name)) for f in fields(Predictions)}
+    for sel, need in ((safe, target.fields()), (~safe, ("total_throughput_tok_s",))):
+        idx = np.flatnonzero(sel)
+        if len(idx) == 0:
+            continue
+        batch = idx if len(idx) > 1 or len(rows) == 1 else np.repeat(idx, 2)
+        got = problem.evaluate(rows[batch], need)
+        for name in need:
+            cols[name][idx] = np.asarray(getattr(got, name))[:len(idx)]
+    pred = Predictions(**cols)
+    return gpu_cost(pred, rows, opts, target), np.asarray(first.starvation_probability, float)
 
 
 @dataclass(frozen=True)
@@ -183,9 +212,7 @@ def size_loras(problem: PlacementProblem, items: Items, sums: np.ndarray, hist: 
     own = np.concatenate(owner)
     m = np.concatenate(cands)
     rows = items.rows(sums[own], hist[own], m)
-    pred = problem.evaluate(rows)
-    cost = gpu_cost(pred, rows, opts, target)
-    p = np.asarray(pred.starvation_probability, float)
+    cost, p = evaluate_cost(problem, rows, opts, target)
     order = np.lexsort((p, cost, own))
     first = order[np.concatenate([[0], np.flatnonzero(np.diff(own[order])) + 1])]
     return m[first], cost[first], p[first]
@@ -408,7 +435,10 @@ def balance(problem: PlacementProblem, items: Items, start: np.ndarray | Layout,
         Bound on the moves and freezes (default ``2 x gpus + 20``). The search also stops
         when the worst GPU is unsafe and no transfer helps it (the layout is infeasible).
     stop_at:
-        Stop as soon as the worst cost is at most this (e.g. 1.0: the latency target met).
+        Stop as soon as the worst cost is at most this (e.g. 1.0: the latency target met),
+        or as soon as the worst GPU is frozen above it: no move raises the largest cost and
+        a frozen worst GPU keeps its cost, so the largest cost is then final (the moves left
+        would only lower the other GPUs).
 
     Returns
     -------
@@ -457,7 +487,7 @@ def balance(problem: PlacementProblem, items: Items, start: np.ndarray | Layout,
                                  limits(items.max_rank(h_g))])
         l_w, l_g = np.maximum(l_w, 1), np.maximum(l_g, 1)
         rows = np.vstack([items.rows(s_w, h_w, l_w), items.rows(s_g, h_g, l_g)])
-        cst = gpu_cost(problem.evaluate(rows), rows, opts, target)
+        cst, _ = evaluate_cost(problem, rows, opts, target)
         new_max = np.where(ok, np.maximum(cst[:c], cst[c:]), np.inf)
         best = int(np.argmin(new_max))
         if not new_max[best] < cost[w] * (1.0 - 1e-4) - 1e-9:
@@ -465,6 +495,8 @@ def balance(problem: PlacementProblem, items: Items, start: np.ndarray | Layout,
             if cost[w] >= UNSAFE:
                 frozen[:] = True  # the worst GPU cannot be made safe: infeasible
                 break
+            if stop_at is not None and cost[w] > stop_at and cost[w] >= cost.max():
+                break  # the worst GPU is frozen: the worst cost is final, above stop_at
             continue
         g = int(mv.receiver[best])
         lo = mv.out_start[best]

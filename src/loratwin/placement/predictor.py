@@ -10,7 +10,7 @@ starvation probability, out-of-envelope flags).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +55,11 @@ class SurrogatePredictor:
         """Name of the profile the surrogate was trained for."""
         return self.surrogate.profile
 
-    def predict(self, features: np.ndarray) -> Predictions:
-        """Predictions for (n, 10) feature rows (columns of ``surrogate.features.FEATURES``)."""
-        p = self.surrogate.predict(features)
+    def predict(self, features: np.ndarray,
+                fields: Collection[str] | None = None) -> Predictions:
+        """Predictions for (n, 10) feature rows (columns of ``surrogate.features.FEATURES``);
+        only the models of ``fields`` are run (None: all; see :class:`GpuPredictor`)."""
+        p = self.surrogate.predict(features, fields)
         return Predictions(
             total_throughput_tok_s=np.asarray(p.total_throughput_tok_s, float),
             mean_itl_ms=np.asarray(p.mean_itl_ms, float),

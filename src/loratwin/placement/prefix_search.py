@@ -78,6 +78,12 @@ class SearchOptions:
     twin_margin: float = 0.01
     max_pieces: int = 64
 
+    def safety_fields(self) -> tuple[str, ...]:
+        """The :class:`Predictions` fields :meth:`safe` reads."""
+        slo = (("mean_itl_ms", self.itl_slo_ms), ("mean_ttft_ms", self.ttft_slo_ms),
+               ("p99_ttft_ms", self.p99_ttft_slo_ms))
+        return ("starvation_probability", *(f for f, v in slo if v is not None))
+
     def safe(self, pred: Predictions) -> np.ndarray:
         """(n,) bool: predicted starvation probability below ``p_max`` and the SLOs met."""
         ok = np.asarray(pred.starvation_probability) < self.p_max
@@ -104,14 +110,17 @@ def _size_gpu(
     """(k, max_loras, predictions, row) of the largest safe prefix of ``seq[:k_cap]``."""
     stats = PrefixStats(problem, seq[:k_cap])
 
-    def evaluate(ks: list[int]) -> tuple[dict[int, tuple[int, int]], Predictions]:
+    def evaluate(ks: list[int]) -> tuple[dict[int, tuple[int, int]], np.ndarray]:
+        """Per safe k its best (max_loras, row), and the rows scored (only the fields of
+        the choice are predicted)."""
         rows_k, rows_m = [], []
         for k in ks:
             for m in _lora_candidates(k, problem.max_loras_limit(stats.max_rank(k))):
                 rows_k.append(k)
                 rows_m.append(m)
         rk, rm = np.array(rows_k), np.array(rows_m)
-        pred = problem.evaluate(stats.rows(rk, rm))
+        rows = stats.rows(rk, rm)
+        pred = problem.evaluate(rows, {*opts.safety_fields(), "mean_itl_ms"})
         p = pred.starvation_probability
         ok = opts.safe(pred)
         best: dict[int, tuple[int, int]] = {}
@@ -120,25 +129,30 @@ def _size_gpu(
             k = int(rk[i])
             if k not in best or score[i] < score[best[k][1]]:
                 best[k] = (int(rm[i]), int(i))
-        return best, pred
+        return best, rows
+
+    def full(rows: np.ndarray, i: int) -> Predictions:
+        """Every field of row i, as it was predicted in its batch (a batch of one row sums
+        in another order than larger ones, so row i is sent twice unless it was alone)."""
+        return problem.evaluate(rows[[i]] if len(rows) == 1 else rows[[i, i]])
 
     ladder = sorted({1, k_cap, *np.unique(np.geomspace(1, k_cap, 40).astype(int)).tolist(),
                      *(g for g in PAPER_GRID if g <= k_cap)})
-    best, pred = evaluate(ladder)
+    best, rows = evaluate(ladder)
     if not best:
         # nothing is safe, not even one adapter: it gets a GPU of its own
-        _, pred1 = evaluate([1])
-        return 1, 1, pred1, 0
+        _, rows1 = evaluate([1])
+        return 1, 1, full(rows1, 0), 0
     k1 = max(best)
     above = [k for k in ladder if k > k1]
     if above:
         fine = list(range(k1 + 1, above[0]))
         if fine:
-            best2, pred2 = evaluate(fine)
+            best2, rows2 = evaluate(fine)
             if best2:
                 k2 = max(best2)
-                return k2, best2[k2][0], pred2, best2[k2][1]
-    return k1, best[k1][0], pred, best[k1][1]
+                return k2, best2[k2][0], full(rows2, best2[k2][1]), 0
+    return k1, best[k1][0], full(rows, best[k1][1]), 0
 
 
 def split_hot(problem: PlacementProblem, opts: SearchOptions

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,15 +153,20 @@ class PlacementProblem:
         if len(rows) == 0:
             return np.zeros(0)
         steps = len(HEADROOM_STEPS)
-        pred = self.evaluate(np.vstack([_scaled(r, HEADROOM_STEPS) for r in rows]))
+        pred = self.evaluate(np.vstack([_scaled(r, HEADROOM_STEPS) for r in rows]),
+                             STARVATION_FIELDS)
         ok = (pred.starvation_probability < p_starving).reshape(len(rows), steps)
         # index of the first starving factor (steps if none); 0 starving already -> 0
         first_bad = np.where(ok.all(axis=1), steps, np.argmin(ok, axis=1))
         last = HEADROOM_STEPS[np.maximum(first_bad - 1, 0)]
         return np.where(ok[:, 0], last - 1.0, 0.0)
 
-    def evaluate(self, features: np.ndarray) -> Predictions:
+    def evaluate(self, features: np.ndarray,
+                 fields: Collection[str] | None = None) -> Predictions:
         """Surrogate predictions for a (n, len(FEATURES)) feature matrix.
+
+        ``fields``: the :class:`Predictions` fields the caller reads (None: all); the
+        surrogate runs only their models, the other fields may be NaN.
 
         Repeated rows are predicted once (the surrogate answers each row on its own, so the
         result is the same): a local search scores one sender-side row per moved set and
@@ -169,13 +174,13 @@ class PlacementProblem:
         """
         x = self._at_slot_rank(np.asarray(features, dtype=float))
         if isinstance(self.predictor, PredictionMemo):
-            return self.predictor.predict(x)  # it predicts each distinct row once
+            return self.predictor.predict(x, fields)  # each distinct row once
         if len(x) > 1:
             uniq, inv = np.unique(x, axis=0, return_inverse=True)
             # two rows at least: a batch of one is summed in another order (ulp changes)
             if 2 <= len(uniq) < len(x):
-                return self.predictor.predict(uniq).take(inv.reshape(-1))
-        return self.predictor.predict(x)
+                return self.predictor.predict(uniq, fields).take(inv.reshape(-1))
+        return self.predictor.predict(x, fields)
 
     def _at_slot_rank(self, x: np.ndarray) -> np.ndarray:
         """Rows whose ``max_rank`` is the GPU's ``--max-lora-rank`` (:meth:`slot_rank`):
@@ -243,6 +248,8 @@ class PlacementProblem:
 
 
 HEADROOM_STEPS = np.round(np.arange(1.0, 4.0001, 0.05), 2)
+#: The fields of a starvation check (:meth:`PlacementProblem.evaluate`).
+STARVATION_FIELDS: tuple[str, ...] = ("starvation_probability",)
 
 
 def _scaled(row: np.ndarray, factors: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ twin runs the target profile itself), as ``place --gpu-types`` does.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from loratwin.placement.types import GpuPredictor, Predictions
@@ -54,13 +56,15 @@ class CapacityTransferPredictor:
                 x[:, _I["mean_output_tokens"]])
         return self.target_capacity(*cols) / self.reference_capacity(*cols)
 
-    def predict(self, features: np.ndarray) -> Predictions:
-        """Predictions for (n, 10) feature rows on the target profile."""
+    def predict(self, features: np.ndarray,
+                fields: Collection[str] | None = None) -> Predictions:
+        """Predictions for (n, 10) feature rows on the target profile (``fields`` as in
+        :class:`GpuPredictor`)."""
         x = np.array(features, float)
         c = self.ratio(x)
         x[:, _I["sum_rate_req_s"]] /= c
         x[:, _I["std_rate_req_s"]] /= c
-        p = self.reference.predict(x)
+        p = self.reference.predict(x, fields)
         return Predictions(
             total_throughput_tok_s=np.asarray(p.total_throughput_tok_s) * c,
             mean_itl_ms=np.asarray(p.mean_itl_ms) / c,

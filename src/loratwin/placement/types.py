@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ class Predictions:
 
     Units: tok/s for throughput, ms for latencies (``p99_ttft_ms``: the 99th percentile of
     TTFT, NaN when the surrogate has no model for it); ``starvation_probability`` in [0, 1].
+    Fields not asked for (``GpuPredictor.predict(..., fields)``) may be NaN.
     """
 
     total_throughput_tok_s: np.ndarray
@@ -44,8 +46,14 @@ class Predictions:
 class GpuPredictor(Protocol):
     """What placement needs from a surrogate: batch predictions on feature rows."""
 
-    def predict(self, features: np.ndarray) -> Predictions:
-        """features: (n, len(FEATURES)) in the order of ``surrogate.features.FEATURES``."""
+    def predict(self, features: np.ndarray,
+                fields: Collection[str] | None = None) -> Predictions:
+        """features: (n, len(FEATURES)) in the order of ``surrogate.features.FEATURES``.
+
+        ``fields``: the :class:`Predictions` fields the caller reads (None: all). A predictor
+        may compute only those (the others NaN) or all of them; a row's answer in a field
+        must not depend on the fields asked for.
+        """
         ...
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -55,7 +55,13 @@ from loratwin.surrogate.capacity import CapacityTable
 from loratwin.surrogate.derived import MODEL_INPUTS, augment, augment_row
 from loratwin.surrogate.features import FEATURES, feature_frame, gpu_features
 from loratwin.surrogate.targets import CLASS_TARGET, REGRESSION_TARGETS, REQUIRED_TARGETS
-from loratwin.surrogate.trees import CompiledEnsemble, TreeEnsemble, compile_ensemble
+from loratwin.surrogate.trees import (
+    CompiledEnsemble,
+    EnsembleGroup,
+    TreeEnsemble,
+    compile_ensemble,
+    compile_group,
+)
 from loratwin.workload.types import Adapter
 
 FORMAT = "loratwin-surrogate"
@@ -174,6 +180,23 @@ PREDICTION_FIELDS: tuple[str, ...] = (
 )
 
 
+def wanted_fields(fields: Collection[str] | None) -> frozenset[str]:
+    """The fields of a ``predict(..., fields)`` call (all for None).
+
+    Raises
+    ------
+    DataError
+        An unknown field.
+    """
+    if fields is None:
+        return frozenset(PREDICTION_FIELDS)
+    wanted = frozenset(fields)
+    unknown = sorted(wanted - set(PREDICTION_FIELDS))
+    if unknown:
+        raise DataError(f"unknown prediction field(s): {', '.join(unknown)}")
+    return wanted
+
+
 @dataclass(frozen=True, slots=True)
 class PointPrediction:
     """Prediction for one configuration (units as in :class:`Predictions`)."""
@@ -244,6 +267,7 @@ class Surrogate:
     _env_lo: tuple[float, ...] = field(repr=False, default=())
     _env_hi: tuple[float, ...] = field(repr=False, default=())
     _blend: tuple[float, float, float] | None = field(repr=False, default=None)
+    _group: EnsembleGroup | None = field(repr=False, default=None)
 
     # -------------------------------------------------------------- construction and files
 
@@ -272,12 +296,13 @@ class Surrogate:
         if list(meta.get("model_inputs", ())) != list(MODEL_INPUTS):
             raise DataError("surrogate file: its derived inputs differ from this loratwin's "
                             "(retrain it)")
+        built = {k: TargetModel.build(k, e, tr) for k, (e, tr) in models.items()}
         return Surrogate(
-            meta=meta,
-            models={k: TargetModel.build(k, e, tr) for k, (e, tr) in models.items()},
+            meta=meta, models=built,
             explain={k: TargetModel.build(k, e, tr) for k, (e, tr) in explain.items()},
             envelope_min=lo, envelope_max=hi, capacity=capacity,
             _env_lo=tuple(lo.tolist()), _env_hi=tuple(hi.tolist()), _blend=blend,
+            _group=compile_group({k: m.compiled for k, m in built.items()}),
         )
 
     def save(self, path: Path) -> None:
@@ -355,7 +380,8 @@ class Surrogate:
         bad = (x < self.envelope_min) | (x > self.envelope_max)
         return [[FEATURES[j] for j in np.flatnonzero(r)] for r in bad]
 
-    def predict(self, features: np.ndarray) -> Predictions:
+    def predict(self, features: np.ndarray,
+                fields: Collection[str] | None = None) -> Predictions:
         """Predict a batch in one call.
 
         Parameters
@@ -363,6 +389,11 @@ class Surrogate:
         features:
             (n, 10) array, columns in :data:`~loratwin.surrogate.features.FEATURES` order
             (req/s, ranks, counts, tokens, CV).
+        fields:
+            The :data:`PREDICTION_FIELDS` the caller reads (None: all). Only the models
+            they need are run (``starvation`` and ``starvation_probability`` share the
+            starvation models); the others are NaN (``starvation``: False). A row's
+            answers do not depend on the other fields asked for.
 
         Returns
         -------
@@ -372,23 +403,30 @@ class Surrogate:
         Raises
         ------
         DataError
-            Not an (n, 10) array of finite numbers.
+            Not an (n, 10) array of finite numbers, or an unknown field.
         """
         x = _check_matrix(features)
+        wanted = wanted_fields(fields)
         xa = augment(x, self.capacity)
-        out: dict[str, np.ndarray] = {}
-        for t in REGRESSION_TARGETS:
-            m = self.models.get(t)
-            out[t] = (inverse_transform(m.transform, m.compiled.predict(xa), x) if m
-                      else np.full(len(x), np.nan))
-        cm = self.models[CLASS_TARGET]
-        p = cm.compiled.predict(xa)
-        if self._blend:
-            f = self.models[SERVED_FRACTION].compiled.predict(xa)
-            p = blend_probability(p, f, *self._blend)
-            starved = p >= 0.5
-        else:
-            starved = np.asarray(_starved(cm.ensemble.kind, p), bool)
+        starvation = bool(wanted & {"starvation", "starvation_probability"})
+        names = [t for t in REGRESSION_TARGETS if t in wanted and t in self.models]
+        if starvation:
+            names.append(CLASS_TARGET)
+            if self._blend:
+                names.append(SERVED_FRACTION)
+        got = (self._group.predict(xa, names) if self._group is not None
+               else {t: self.models[t].compiled.predict(xa) for t in names})
+        out = {t: (inverse_transform(self.models[t].transform, got[t], x) if t in got
+                   else np.full(len(x), np.nan)) for t in REGRESSION_TARGETS}
+        p, starved = np.full(len(x), np.nan), np.zeros(len(x), bool)
+        if starvation:
+            p = got[CLASS_TARGET]
+            if self._blend:
+                p = blend_probability(p, got[SERVED_FRACTION], *self._blend)
+                starved = p >= 0.5
+            else:
+                starved = np.asarray(_starved(self.models[CLASS_TARGET].ensemble.kind, p),
+                                     bool)
         return Predictions(
             **out, starvation=starved, starvation_probability=p,
             out_of_envelope=self.out_of_envelope(x),

@@ -18,6 +18,10 @@ scikit-learn's ``predict`` / ``predict_proba`` / ``decision_function``:
   ``searchsorted`` per feature, one table lookup per (feature, tree), the AND of those and
   a lowest-set-bit: no per-level loop. Bigger trees fall back to a
   level-synchronous walk of all trees at once (leaves loop on themselves).
+- **groups** (:class:`EnsembleGroup`): the targets of one surrogate share their inputs, so
+  the threshold search, a third of the bitmask evaluator's time, is done once per feature
+  in the union of the members' thresholds (each member's rank then by table lookup), for
+  all rows of a call at once; any subset of members can be scored.
 - **single rows** (plain Python, since numpy's per-call overhead of ~1 us per call exceeds
   the work of one row): the trees are turned into one Python function, one nested
   conditional expression per tree (``t += (a if x3 <= 0.5 else b)``), compiled once when the
@@ -332,55 +336,70 @@ class CompiledEnsemble:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Model output for a batch: (n,) values, or probabilities of class 1."""
-        raw = self.raw(x)
+        return self.linked(self.raw(x))
+
+    def _raw_block(self, x: np.ndarray) -> np.ndarray:
+        x32 = x.astype(np.float32).astype(np.float64)
+        if self.method == "walk":
+            return self._walk_block(x32)
+        pos = [np.searchsorted(thr, x32[:, f], side="left")
+               for f, thr in zip(self.split_features, self.thresholds, strict=True)]
+        return self._bitmask_block(pos, len(x))
+
+    def _bitmask_block(self, pos: list[np.ndarray], n: int) -> np.ndarray:
+        """Raw output of n rows given, per split feature, the number of its thresholds
+        below each row's value (``pos[k]``: (n,) ints for ``split_features[k]``)."""
+        w = self.width
+        n_trees = self.ensemble.n_trees
+        mask = np.empty((n, n_trees), w.dtype)
+        tmp = np.empty((n, n_trees), w.dtype)
+        for k, (b, tab) in enumerate(zip(pos, self.masks, strict=True)):
+            # the method form: numpy's function wrapper costs ~1 us a call, many calls a row
+            if k == 0:
+                tab.take(b, 0, mask, "clip")
+            else:
+                tab.take(b, 0, tmp, "clip")
+                np.bitwise_and(mask, tmp, out=mask)
+        if not pos:
+            mask.fill(w.ones)
+        # slot of the lowest set bit (the leaf table is stored by slot)
+        if w.debruijn:
+            np.bitwise_and(mask, ~mask + w.dtype(1), out=mask)
+            mask *= w.dtype(w.debruijn)
+            mask >>= w.dtype(w.bits - w.bits.bit_length() + 1)
+            idx = mask.T.astype(np.intp)
+        else:
+            idx = _LOWEST_BIT_16[mask.T]
+        idx += self.tree_base[:, None]
+        return self._combine(idx, self.leaf_values, n)
+
+    def _walk_block(self, x32: np.ndarray) -> np.ndarray:
+        n = len(x32)
+        node = np.broadcast_to(self.roots[:, None], (self.ensemble.n_trees, n)).copy()
+        cols = np.arange(n)[None, :]
+        for _ in range(self.depth):
+            right = x32[cols, self.walk_feature[node]] > self.walk_threshold[node]
+            node = self.walk_children[2 * node + right]
+        return self._combine(node, self.walk_value, n)
+
+    def _combine(self, idx: np.ndarray, table: np.ndarray, n: int) -> np.ndarray:
+        """Sum (boosting) or mean (forest) of the leaf values ``table[idx]``, idx (trees, n)."""
+        ens = self.ensemble
+        # rows: [init,] tree 0, tree 1, ...; a sum over axis 0 adds them in this order
+        first = 1 if ens.kind == "sum" else 0
+        vals = np.empty((ens.n_trees + first, n))
+        if first:
+            vals[0] = ens.init
+        table.take(idx, None, vals[first:], "clip")
+        total = vals.sum(axis=0)
+        return total if ens.kind == "sum" else total / ens.n_trees
+
+    def linked(self, raw: np.ndarray) -> np.ndarray:
+        """The model's output from :meth:`raw`: ``expit`` for boosting classifiers."""
         ens = self.ensemble
         if ens.link == "logistic" and ens.kind == "sum":
             return expit(raw)
         return raw
-
-    def _raw_block(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        ens = self.ensemble
-        x32 = x.astype(np.float32).astype(np.float64)
-        n_trees = ens.n_trees
-        if self.method == "bitmask":
-            w = self.width
-            mask = np.full((n, n_trees), w.ones, w.dtype)
-            tmp = np.empty((n, n_trees), w.dtype)
-            for k, (f, thr, tab) in enumerate(
-                    zip(self.split_features, self.thresholds, self.masks, strict=True)):
-                b = np.searchsorted(thr, x32[:, f], side="left")
-                if k == 0:
-                    np.take(tab, b, axis=0, out=mask, mode="clip")
-                else:
-                    np.take(tab, b, axis=0, out=tmp, mode="clip")
-                    np.bitwise_and(mask, tmp, out=mask)
-            # slot of the lowest set bit (the leaf table is stored by slot)
-            if w.debruijn:
-                np.bitwise_and(mask, ~mask + w.dtype(1), out=mask)
-                mask *= w.dtype(w.debruijn)
-                mask >>= w.dtype(w.bits - w.bits.bit_length() + 1)
-                idx = mask.T.astype(np.intp)
-            else:
-                idx = _LOWEST_BIT_16[mask.T]
-            idx += self.tree_base[:, None]
-            table = self.leaf_values
-        else:
-            node = np.broadcast_to(self.roots[:, None], (n_trees, n)).copy()
-            cols = np.arange(n)[None, :]
-            for _ in range(self.depth):
-                right = x32[cols, self.walk_feature[node]] > self.walk_threshold[node]
-                node = self.walk_children[2 * node + right]
-            idx = node
-            table = self.walk_value
-        # rows: [init,] tree 0, tree 1, ...; a sum over axis 0 adds them in this order
-        first = 1 if ens.kind == "sum" else 0
-        vals = np.empty((n_trees + first, n))
-        if first:
-            vals[0] = ens.init
-        np.take(table, idx, out=vals[first:], mode="clip")
-        total = vals.sum(axis=0)
-        return total if ens.kind == "sum" else total / n_trees
 
     def raw_row(self, x: list[float] | tuple[float, ...]) -> float:
         """Combined tree output of one row (plain Python), before the link."""
@@ -527,3 +546,89 @@ def _row_function(ens: TreeEnsemble, n_features: int) -> Callable[[array], float
     exec(compile("\n".join(lines), "<loratwin tree ensemble>", "exec"), namespace)
     return namespace["f"]
 
+
+
+@dataclass(frozen=True)
+class EnsembleGroup:
+    """Ensembles over the same inputs scored together (the targets of one surrogate).
+
+    The bitmask evaluator's first step, the rank of each row's value among a feature's
+    thresholds (one binary search per row and feature), costs about as much as the rest.
+    The group searches once per feature in the sorted union of all members' thresholds;
+    each member's rank is read off a table: a row with value v has ``b_u`` union
+    thresholds below it, the largest of them ``u[b_u - 1]``, so its rank among a
+    member's thresholds ``t`` (a subset of ``u``) is the number of ``t <= u[b_u - 1]``
+    (0 for ``b_u = 0``): exactly the rank the member computes on its own, so the answers
+    are bit-identical to :meth:`CompiledEnsemble.predict`.
+
+    Build with :func:`compile_group`; score with :meth:`predict`.
+    """
+
+    members: dict[str, CompiledEnsemble]
+    features: tuple[int, ...]  # features some bitmask member splits on
+    thresholds: tuple[np.ndarray, ...]  # per feature: sorted union of the thresholds
+    slots: dict[str, tuple[int, ...]]  # per bitmask member: index in ``features`` per split
+    rank_maps: dict[str, tuple[np.ndarray, ...]]  # per member and split: union rank -> own
+
+    def predict(self, x: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Outputs of the members ``names`` (as :meth:`CompiledEnsemble.predict`) for x
+        (n, n_features): a dict of (n,) arrays.
+
+        Raises
+        ------
+        ValueError
+            x is not (n, n_features).
+        KeyError
+            An unknown member.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        members = [self.members[k] for k in names]
+        n_features = members[0].n_features if members else 0
+        if members and (x.ndim != 2 or x.shape[1] != n_features):
+            raise ValueError(f"expected an (n, {n_features}) array, got {x.shape}")
+        raw = {k: np.empty(len(x)) for k in names}
+        needed = sorted({j for k in names for j in self.slots.get(k, ())})
+        x32 = x.astype(np.float32).astype(np.float64)
+        # one search per feature for all rows, then each member's ranks by table lookup
+        upos = {j: np.searchsorted(self.thresholds[j], x32[:, self.features[j]], side="left")
+                for j in needed}
+        for k, c in zip(names, members, strict=True):
+            if c.method == "walk":
+                for s in range(0, len(x), _BLOCK):
+                    raw[k][s:s + _BLOCK] = c._walk_block(x32[s:s + _BLOCK])
+                continue
+            pos = [m.take(upos[j]) for m, j in zip(self.rank_maps[k], self.slots[k],
+                                                   strict=True)]
+            for s in range(0, len(x), _BLOCK):
+                raw[k][s:s + _BLOCK] = c._bitmask_block([b[s:s + _BLOCK] for b in pos],
+                                                        min(_BLOCK, len(x) - s))
+        return {k: c.linked(raw[k]) for k, c in zip(names, members, strict=True)}
+
+
+def compile_group(members: dict[str, CompiledEnsemble]) -> EnsembleGroup:
+    """The :class:`EnsembleGroup` of compiled ensembles over the same inputs.
+
+    Raises
+    ------
+    ValueError
+        Members with different numbers of inputs.
+    """
+    if len({c.n_features for c in members.values()}) > 1:
+        raise ValueError("the ensembles of a group must have the same inputs")
+    bitmask = {k: c for k, c in members.items() if c.method == "bitmask"}
+    features = sorted({f for c in bitmask.values() for f in c.split_features})
+    union = [np.unique(np.concatenate([t for c in bitmask.values()
+                                       for f2, t in zip(c.split_features, c.thresholds,
+                                                        strict=True) if f2 == f]))
+             for f in features]
+    where = {f: j for j, f in enumerate(features)}
+    slots: dict[str, tuple[int, ...]] = {}
+    rank_maps: dict[str, tuple[np.ndarray, ...]] = {}
+    for k, c in bitmask.items():
+        slots[k] = tuple(where[f] for f in c.split_features)
+        rank_maps[k] = tuple(
+            np.concatenate([[0], np.searchsorted(t, union[where[f]], side="right")]
+                           ).astype(np.intp)
+            for f, t in zip(c.split_features, c.thresholds, strict=True))
+    return EnsembleGroup(members=dict(members), features=tuple(features),
+                         thresholds=tuple(union), slots=slots, rank_maps=rank_maps)

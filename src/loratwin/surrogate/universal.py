@@ -50,6 +50,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,10 +62,23 @@ import pandas as pd
 from loratwin.errors import DataError
 from loratwin.profile.model import Profile
 from loratwin.surrogate.features import FEATURES, feature_frame
-from loratwin.surrogate.model import Predictions, Surrogate, blend_probability, bundled_surrogates
+from loratwin.surrogate.model import (
+    PREDICTION_FIELDS,
+    Predictions,
+    Surrogate,
+    blend_probability,
+    bundled_surrogates,
+    wanted_fields,
+)
 from loratwin.surrogate.scales import ProfileScales
 from loratwin.surrogate.targets import CLASS_TARGET, REGRESSION_TARGETS
-from loratwin.surrogate.trees import CompiledEnsemble, TreeEnsemble, compile_ensemble
+from loratwin.surrogate.trees import (
+    CompiledEnsemble,
+    EnsembleGroup,
+    TreeEnsemble,
+    compile_ensemble,
+    compile_group,
+)
 
 FORMAT = "loratwin-universal-surrogate"
 FORMAT_VERSION = 2  # 2: the swap-cycle and operating-point inputs
@@ -234,6 +248,7 @@ class UniversalSurrogate:
     envelope_min: np.ndarray
     envelope_max: np.ndarray
     compiled: dict[str, CompiledEnsemble] = field(repr=False, default_factory=dict)
+    group: EnsembleGroup | None = field(repr=False, default=None)
 
     @staticmethod
     def from_parts(meta: dict[str, Any], models: dict[str, TreeEnsemble]) -> UniversalSurrogate:
@@ -257,7 +272,7 @@ class UniversalSurrogate:
         if "blend" in meta and SERVED_FRACTION not in models:
             raise DataError(f"universal surrogate: blend without a {SERVED_FRACTION} model")
         compiled = {k: compile_ensemble(e, len(UNIVERSAL_INPUTS)) for k, e in models.items()}
-        return UniversalSurrogate(meta, dict(models), lo, hi, compiled)
+        return UniversalSurrogate(meta, dict(models), lo, hi, compiled, compile_group(compiled))
 
     @property
     def window_s(self) -> float:
@@ -303,22 +318,33 @@ class UniversalSurrogate:
             raise DataError(f"surrogate file not found: {p}")
         return _read(p.read_bytes(), str(p))
 
-    def predict_raw(self, x: np.ndarray, scales: ProfileScales) -> dict[str, np.ndarray]:
+    def predict_raw(self, x: np.ndarray, scales: ProfileScales,
+                    fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
         """Per target (n,) predictions in their units, plus ``starvation_probability`` and
-        ``out_of_envelope``, for feature rows x (n, 10) of the profile with ``scales``."""
+        ``out_of_envelope``, for feature rows x (n, 10) of the profile with ``scales``.
+
+        ``fields``: the targets (and ``starvation_probability``) the caller reads (None: all);
+        the others are NaN. A row's answers do not depend on the fields asked for.
+        """
+        wanted = set(PREDICTION_FIELDS if fields is None else fields)
         s = profile_scales_at(x, scales)
         u = universal_inputs(x, s, self.window_s)
-        out: dict[str, np.ndarray] = {}
-        for t in REGRESSION_TARGETS:
-            c = self.compiled.get(t)
-            out[t] = (inverse_target(t, c.predict(u), x, s) if c is not None
-                      else np.full(len(x), np.nan))
-        p = self.compiled[CLASS_TARGET].predict(u)
+        starvation = bool(wanted & {"starvation", "starvation_probability"})
         blend = self.meta.get("blend")
-        if blend:
-            f = self.compiled[SERVED_FRACTION].predict(u)
-            p = blend_probability(p, f, float(blend["weight"]), float(blend["scale"]),
-                                  float(blend["threshold"]))
+        names = [t for t in REGRESSION_TARGETS if t in wanted and t in self.compiled]
+        if starvation:
+            names += [CLASS_TARGET, *([SERVED_FRACTION] if blend else [])]
+        got = (self.group.predict(u, names) if self.group is not None
+               else {t: self.compiled[t].predict(u) for t in names})
+        out: dict[str, np.ndarray] = {
+            t: (inverse_target(t, got[t], x, s) if t in got else np.full(len(x), np.nan))
+            for t in REGRESSION_TARGETS}
+        p = np.full(len(x), np.nan)
+        if starvation:
+            p = got[CLASS_TARGET]
+            if blend:
+                p = blend_probability(p, got[SERVED_FRACTION], float(blend["weight"]),
+                                      float(blend["scale"]), float(blend["threshold"]))
         out["starvation_probability"] = np.asarray(p, float)
         out["out_of_envelope"] = ((u < self.envelope_min) | (u > self.envelope_max)).any(axis=1)
         return out
@@ -366,8 +392,10 @@ class BoundSurrogate:
         """Whether the universal surrogate has a model for ``target``."""
         return target in self.universal.models
 
-    def predict(self, features: np.ndarray) -> Predictions:
-        """Predictions for (n, 10) feature rows (units as :class:`Predictions`).
+    def predict(self, features: np.ndarray,
+                fields: Collection[str] | None = None) -> Predictions:
+        """Predictions for (n, 10) feature rows (units as :class:`Predictions`); ``fields``
+        as in :meth:`Surrogate.predict <loratwin.surrogate.model.Surrogate.predict>`.
 
         Raises
         ------
@@ -384,7 +412,7 @@ class BoundSurrogate:
             raise DataError("features must be finite numbers")
         if (x[:, _F["max_loras"]] < 1).any() or (x[:, _F["served_adapters"]] < 1).any():
             raise DataError("served_adapters and max_loras must be >= 1")
-        r = self.universal.predict_raw(x, self.scales)
+        r = self.universal.predict_raw(x, self.scales, wanted_fields(fields))
         p = r["starvation_probability"]
         return Predictions(**{t: r[t] for t in REGRESSION_TARGETS}, starvation=p >= 0.5,
                            starvation_probability=p, out_of_envelope=r["out_of_envelope"])
