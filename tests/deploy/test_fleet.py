@@ -29,7 +29,7 @@ PLAN: dict[str, Any] = {
 def test_fleet_flags_shares_and_uris() -> None:
     fleet = fleet_from_plan(PLAN, FleetOptions(adapter_uri_template="hf://org/{adapter_id}-r{rank}"))
     s0, s1 = fleet.servers
-    assert [vllm_rank(r) for r in (1, 8, 9, 24, 64, 300, 1000)] == [8, 8, 16, 32, 64, 320, 1000]
+    assert [vllm_rank(r) for r in (1, 8, 9, 24, 64, 300)] == [8, 8, 16, 32, 64, 320]
     assert s0.flags() == ["--enable-lora", "--max-loras", "2", "--max-cpu-loras", "2",
                           "--max-lora-rank", "32", "--max-num-seqs", "256",
                           "--max-num-batched-tokens", "2048", "--gpu-memory-utilization",
@@ -88,3 +88,32 @@ def test_format_names() -> None:
     assert format_name("router.json") == "router" and format_name("K8S") == "kubernetes"
     with pytest.raises(ConfigError, match="unknown format"):
         format_name("helm")
+
+
+def test_max_lora_rank_follows_the_plans_vllm_release() -> None:
+    """0.32 accepts rank 1 (0.8.5 does not); a rank no release accepts, or an unknown
+    release, is a one-line DataError naming the server or field."""
+    assert vllm_rank(1, "0.32") == 1 and vllm_rank(1, "0.8.5") == 8
+    assert vllm_rank(200, "0.6.3") == 256
+    with pytest.raises(DataError, match=r"vLLM 0\.6\.3 accepts \(256\)"):
+        vllm_rank(300, "0.6.3")
+    with pytest.raises(DataError, match="above the largest"):
+        vllm_rank(1000)
+    plan = copy.deepcopy(PLAN)
+    plan["servers"][1]["ranks"] = [1]
+    plan["servers"][1]["max_lora_rank"] = 1
+    plan["profile"]["vllm_version"] = "0.32.0"
+    fleet = fleet_from_plan(plan)
+    assert fleet.vllm_version == "0.32"
+    s1 = fleet.servers[1]
+    assert s1.flags()[s1.flags().index("--max-lora-rank") + 1] == "1"
+    plan["profile"]["vllm_version"] = "0.8.5"
+    s1 = fleet_from_plan(plan).servers[1]
+    assert s1.flags()[s1.flags().index("--max-lora-rank") + 1] == "8"
+    plan["servers"][1]["ranks"] = [600]
+    plan["servers"][1]["max_lora_rank"] = 600
+    with pytest.raises(DataError, match=r"servers\[1\]: LoRA rank 600 is above"):
+        fleet_from_plan(plan)
+    plan["profile"]["vllm_version"] = "0.1"
+    with pytest.raises(DataError, match=r"profile\.vllm_version: unknown vLLM version"):
+        fleet_from_plan(plan)

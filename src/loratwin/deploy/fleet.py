@@ -6,9 +6,9 @@ KServe objects, the LiteLLM config, the router table and the ``vllm serve`` scri
 the same adapters and flags.
 
 Flags of each server (vLLM 0.8.5 ``vllm/engine/arg_utils.py``): ``--enable-lora``,
-``--max-loras``, ``--max-cpu-loras``, ``--max-lora-rank`` (rounded up to a rank vLLM accepts,
-:data:`VLLM_MAX_LORA_RANKS`), ``--max-num-seqs``, ``--max-num-batched-tokens`` (the plan's
-value, else the token budget the twin assumed, ``max(2048, max_num_seqs)``),
+``--max-loras``, ``--max-cpu-loras``, ``--max-lora-rank`` (rounded up to a rank the plan's
+vLLM release accepts, :func:`vllm_rank`), ``--max-num-seqs``, ``--max-num-batched-tokens``
+(the plan's value, else the token budget the twin assumed, ``max(2048, max_num_seqs)``),
 ``--gpu-memory-utilization`` when the plan sets it, and ``--lora-modules name=path``.
 """
 
@@ -21,11 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loratwin.errors import ConfigError, DataError
-from loratwin.twin.release import release_rules
+from loratwin.twin.release import DEFAULT_VERSION, normalise_version, slot_rank
 
-#: Ranks vLLM 0.8.5 accepts for ``--max-lora-rank`` (``vllm/config.py``, ``LoRAConfig``;
-#: the twin's release rule, :attr:`loratwin.twin.release.EngineDefaults.max_lora_ranks`).
-VLLM_MAX_LORA_RANKS: tuple[int, ...] = release_rules("0.8.5").defaults.max_lora_ranks
 #: Port every server listens on (``vllm serve`` default).
 VLLM_PORT = 8000
 #: Default adapter location: KServe's ``pvc://<claim>/<path>`` form, one folder per adapter.
@@ -35,10 +32,20 @@ DEFAULT_API_BASE_TEMPLATE = "http://{server}:8000/v1"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def vllm_rank(rank: int) -> int:
-    """Smallest ``--max-lora-rank`` vLLM accepts that holds ``rank`` (``rank`` itself above
-    the largest accepted one)."""
-    return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), rank)
+def vllm_rank(rank: int, vllm_version: str | None = None) -> int:
+    """Smallest ``--max-lora-rank`` vLLM ``vllm_version`` (default: the twin's default
+    release) accepts that holds ``rank``: the release rule of
+    :func:`loratwin.twin.release.slot_rank` (``vllm/config.py`` ``LoRAConfig`` of that release).
+
+    Raises
+    ------
+    DataError
+        Unknown release, or a rank above the largest the release accepts.
+    """
+    try:
+        return slot_rank(rank, vllm_version)
+    except ConfigError as exc:
+        raise DataError(exc.message) from None
 
 
 def twin_token_budget(max_num_seqs: int) -> int:
@@ -122,6 +129,9 @@ class Fleet:
         One per GPU, in plan order.
     prefix:
         Name prefix of every object (``<prefix>-gpu-00``, ...).
+    vllm_version:
+        The vLLM release the plan is for (``profile.vllm_version`` of the plan, else the
+        twin's default), whose rule rounds ``--max-lora-rank``.
     """
 
     hf_model: str
@@ -130,6 +140,7 @@ class Fleet:
     algorithm: str
     servers: tuple[ServerSpec, ...]
     prefix: str
+    vllm_version: str = DEFAULT_VERSION
 
     def replicas(self) -> dict[str, list[tuple[ServerSpec, AdapterSlot]]]:
         """adapter id -> the (server, slot) pairs serving it, in server order."""
@@ -201,7 +212,7 @@ def _list(server: Mapping[str, Any], key: str, n: int | None, where: str) -> lis
     return v
 
 
-def _server(doc_server: Any, k: int, opts: FleetOptions) -> ServerSpec:
+def _server(doc_server: Any, k: int, opts: FleetOptions, vllm_version: str) -> ServerSpec:
     where = f"servers[{k}]"
     if not isinstance(doc_server, Mapping):
         raise DataError(f"{where}: must be a mapping")
@@ -239,6 +250,10 @@ def _server(doc_server: Any, k: int, opts: FleetOptions) -> ServerSpec:
                         "vLLM refuses to start")
     if max(r for r in ranks) > planned_rank:
         raise DataError(f"{where}: an adapter's rank exceeds max_lora_rank {planned_rank}")
+    try:
+        accepted = vllm_rank(planned_rank, vllm_version)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
     budget = _num(doc_server, "max_num_batched_tokens", where, optional=True)
     util = _num(doc_server, "gpu_memory_utilization", where, integer=False, optional=True)
     if util is not None and util > 1:
@@ -246,7 +261,7 @@ def _server(doc_server: Any, k: int, opts: FleetOptions) -> ServerSpec:
     name = f"{opts.prefix}-gpu-{k:02d}"
     return ServerSpec(
         index=k, name=name, adapters=tuple(slots), max_loras=max_loras,
-        max_cpu_loras=max_cpu_loras, max_lora_rank=vllm_rank(planned_rank),
+        max_cpu_loras=max_cpu_loras, max_lora_rank=accepted,
         planned_max_lora_rank=planned_rank, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=budget or twin_token_budget(max_num_seqs),
         gpu_memory_utilization=None if util is None else float(util),
@@ -278,10 +293,16 @@ def fleet_from_plan(doc: Mapping[str, Any], options: FleetOptions | None = None)
     hf_model = opts.hf_model or prof.get("hf_model_name")
     if not isinstance(hf_model, str) or not hf_model:
         raise DataError("the plan names no base model (profile.hf_model_name)")
-    specs = tuple(_server(s, k, opts) for k, s in enumerate(servers))
+    version = prof.get("vllm_version") or DEFAULT_VERSION
+    try:
+        version = normalise_version(str(version))
+    except ConfigError as exc:
+        raise DataError(f"profile.vllm_version: {exc.message}") from None
+    specs = tuple(_server(s, k, opts, version) for k, s in enumerate(servers))
     return Fleet(hf_model=hf_model, profile=str(prof.get("name", "")),
                  profile_kind=str(prof.get("profile_kind", "")),
-                 algorithm=str(doc.get("algorithm", "")), servers=specs, prefix=opts.prefix)
+                 algorithm=str(doc.get("algorithm", "")), servers=specs, prefix=opts.prefix,
+                 vllm_version=version)
 
 
 def local_modules(server: ServerSpec, lora_dir: str) -> list[str]:
