@@ -90,7 +90,8 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         p = place(problem, "loratwin", jobs=args.jobs)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        runs = "; ".join(x for x in p.notes if x.startswith(("twin confirmations", "portfolio")))
+        runs = "; ".join(x for x in p.notes
+                         if x.startswith(("twin confirmations", "portfolio", "fewer GPUs")))
         flag = " ok" if wall <= CONFIRM_TARGET_S else " MISSED"
         print(f"{n:>9} {'loratwin+twin':<16} {p.gpus:>5} {wall:>8.3f} {cpu:>7.2f} "
               f"{CONFIRM_TARGET_S:>9.1f} {load:>5.1f}{flag} "

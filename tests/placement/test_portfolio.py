@@ -22,6 +22,7 @@ from loratwin.placement.portfolio import (
     TwinJudge,
     candidates,
     choose,
+    fewer_gpus,
     improve,
     repair,
     retarget,
@@ -295,3 +296,42 @@ def test_fewer_gpus_go_to_the_twin_whatever_the_surrogates_starvation_figure(
     only = PrefillTwin(skewed, cap=1e9)
     assert choose([("wide", starving(wide))], only, SearchOptions(), 0) is None
     assert only.runs == 0
+
+
+def test_fewer_gpus_takes_a_spread_on_one_gpu_fewer_that_the_twin_passes(
+        skewed: PlacementProblem) -> None:
+    """The default ``place`` with twin runs: the spreads on N - 1 GPUs (and nothing on N)
+    go to the twin; one that passes replaces ``ours`` (no repair: the chosen spread as it
+    is built), else ``ours`` is kept with a note; its trade-off is re-stated."""
+    opts, tgt = SearchOptions(), LatencyTarget()
+    strong = dataclasses.replace(skewed, predictor=AnalyticPredictor(c0=32000.0))
+    ours = api.place(skewed, "loratwin", confirm_borderline=False)
+    pool = candidates(strong, ours, fewer_only=True)
+    assert pool and all(len(s) < ours.gpus for _, s in pool)
+    judge = PrefillTwin(strong, cap=41000.0)
+    out = fewer_gpus(strong, ours, judge, opts, tgt, 0)
+    assert out.gpus == ours.gpus - 1
+    check_valid(strong, out, may_split=True)
+    chosen = choose(pool, PrefillTwin(strong, cap=41000.0), opts, 0, top=ours.gpus)
+    assert chosen is not None and out.servers == chosen.servers
+    assert any(n.startswith(f"fewer GPUs: {chosen.name} passes the twin") for n in out.notes)
+    assert out.tradeoff is not None and out.tradeoff.gpus == out.gpus
+    # N - 1 spreads go to the twin whatever their predicted starvation (top = N)
+    assert judge.runs >= ours.gpus - 1
+    kept = fewer_gpus(skewed, ours, PrefillTwin(skewed), opts, tgt, 0)
+    assert kept.servers == ours.servers
+    assert any(n.startswith("fewer GPUs: the twin passed no placement") for n in kept.notes)
+
+
+def test_place_with_twin_runs_checks_one_gpu_fewer_by_default(
+        skewed: PlacementProblem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``place(..., confirm_borderline=True)`` without ``twin_search`` runs fewer_gpus (not
+    the whole portfolio); with ``twin_search`` it runs improve."""
+    called: list[str] = []
+    monkeypatch.setattr(api, "fewer_gpus", lambda *a: called.append("fewer") or a[1])
+    monkeypatch.setattr(api, "improve", lambda *a: called.append("improve") or a[1])
+    monkeypatch.setattr(api, "twin_confirm", lambda *a, **k: (lambda gpus: [True] * len(gpus)))
+    api.place(skewed, "loratwin")
+    api.place(skewed, "loratwin", twin_search=True)
+    api.place(skewed, "loratwin", confirm_borderline=False)
+    assert called == ["fewer", "improve"]

@@ -141,7 +141,8 @@ def place_cmd(
         "default: the profile's)"),
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
-                                 help="Let loratwin check borderline GPUs in the twin"),
+                                 help="Let loratwin check borderline GPUs, and the "
+                                 "placements on one GPU fewer, in the twin"),
     twin_search: bool = typer.Option(
         False, "--twin-search/--no-twin-search",
         help="loratwin: let the twin choose among its placement and balanced spreads on one "
@@ -368,7 +369,8 @@ def compare_cmd(
         "default: the profile's)"),
     arrival_cv: float = typer.Option(1.0, help="Burstiness of arrivals (1 = Poisson)"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
-                                 help="Let loratwin check borderline GPUs in the twin"),
+                                 help="Let loratwin check borderline GPUs, and the "
+                                 "placements on one GPU fewer, in the twin"),
     twin_search: bool = typer.Option(
         False, "--twin-search/--no-twin-search",
         help="loratwin: let the twin choose among its placement and balanced spreads on one "

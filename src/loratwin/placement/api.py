@@ -6,10 +6,10 @@ latency, confirms borderline GPUs in the twin and never returns more GPUs than
 ``paper-greedy``: when the papers' greedy placement needs fewer
 GPUs, its adapter sets are re-sized with our ``max_loras`` search and, if every GPU is then
 safe (surrogate, and twin for the borderline ones), that placement is returned instead.
-With ``twin_search`` (and twin confirmations on), the twin then makes the final choice
-among that placement and balanced spreads on one GPU fewer and as many, and repairs the
-worst GPU
-(:mod:`.portfolio`).
+With twin confirmations on, the twin then checks the balanced spreads on one GPU fewer
+(:func:`~loratwin.placement.portfolio.fewer_gpus`); with ``twin_search`` it makes the final
+choice among that placement and the spreads on one GPU fewer and as many, and repairs the
+worst GPU (:mod:`.portfolio`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from loratwin.placement.baselines import resize_loras
 from loratwin.placement.fewest import ConfirmMany, Objective, place_fewest
 from loratwin.placement.paper_greedy import place_paper_greedy
 from loratwin.placement.parallel import run_tasks
-from loratwin.placement.portfolio import TwinJudge, improve
+from loratwin.placement.portfolio import TwinJudge, fewer_gpus, improve
 from loratwin.placement.prefix_search import SearchOptions
 from loratwin.placement.problem import STARVATION_FRACTION, PlacementProblem
 from loratwin.placement.types import GpuAssignment, Placement
@@ -117,7 +117,8 @@ def place(
         ``loratwin``'s latency target and objective (see :mod:`.fewest`).
     confirm_borderline:
         Let ``loratwin`` check borderline GPUs in the twin (``confirm_duration_s`` windows),
-        on ``jobs`` local processes or the Ray cluster at ``ray_address``.
+        on ``jobs`` local processes or the Ray cluster at ``ray_address``, and check in the
+        twin the portfolio's placements on one GPU fewer (:func:`.portfolio.fewer_gpus`).
     twin_search:
         With ``confirm_borderline``, let the twin choose ``loratwin``'s final placement
         among its own and balanced spreads on one GPU fewer and as many, then repair the
@@ -140,11 +141,11 @@ def place(
                    if confirm_borderline else None)
         judge = (TwinJudge(problem, confirm_duration_s, seed, jobs=jobs,
                            ray_address=ray_address)
-                 if confirm_borderline and twin_search else None)
+                 if confirm_borderline else None)
         # one memo of surrogate answers for all of ours' searches (the twin runs get the
         # plain problem: workers need no memo)
         result = _place_ours(problem.with_memo(), opts, target or LatencyTarget(), objective,
-                             confirm, confirm_chunk(jobs, ray_address), judge)
+                             confirm, confirm_chunk(jobs, ray_address), judge, twin_search)
     elif algorithm in _BASELINES:
         module, func = _BASELINES[algorithm].split(":")
         result = getattr(import_module(module), func)(problem, seed=seed)
@@ -161,14 +162,16 @@ def place(
 
 def _place_ours(problem: PlacementProblem, options: SearchOptions, target: LatencyTarget,
                 objective: Objective, confirm: ConfirmMany | None, chunk: int = 0,
-                judge: TwinJudge | None = None) -> Placement:
+                judge: TwinJudge | None = None, twin_search: bool = False) -> Placement:
     """``loratwin``: :func:`place_fewest`, the papers' greedy sets where they need fewer
-    GPUs, then (with twin runs allowed) the twin-judged portfolio and repair of
-    :mod:`.portfolio`."""
+    GPUs, then (with twin runs allowed) the twin's check of the portfolio's placements on
+    fewer GPUs (:func:`~.portfolio.fewer_gpus`) or, with ``twin_search``, the whole
+    twin-judged portfolio and repair of :mod:`.portfolio`."""
     t0 = time.perf_counter()
     result = _fewest_or_greedy(problem, options, target, objective, confirm, chunk)
     if judge is not None:
-        result = improve(problem, result, judge, options, target, chunk)
+        step = improve if twin_search else fewer_gpus
+        result = step(problem, result, judge, options, target, chunk)
     return dataclasses.replace(result, placement_s=time.perf_counter() - t0)
 
 

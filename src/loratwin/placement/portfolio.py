@@ -156,17 +156,18 @@ def _built(problem: PlacementProblem, name: str, groups: Sequence[Sequence[Adapt
     return name, finish(problem, name, groups, ev, 0.0).servers
 
 
-def candidates(problem: PlacementProblem, ours: Placement
+def candidates(problem: PlacementProblem, ours: Placement, *, fewer_only: bool = False
                ) -> list[tuple[str, tuple[GpuAssignment, ...]]]:
     """The portfolio: ``ours`` first, then rate-LPT and dLoRA-style spreads on N - 1 and N
     GPUs (N = ``ours.gpus``), each as its baseline builds it, and the papers' greedy
     placement as it builds it when that uses fewer than N GPUs (``ours`` tried its adapter
-    sets re-sized with our tighter rule; the twin now judges them as they are)."""
-    out = [("loratwin", ours.servers)]
+    sets re-sized with our tighter rule; the twin now judges them as they are). With
+    ``fewer_only``, only the candidates on fewer than N GPUs."""
+    out = [] if fewer_only else [("loratwin", ours.servers)]
     greedy = place_paper_greedy(problem)
     if greedy.gpus < ours.gpus:
         out.append(("paper-greedy", greedy.servers))
-    for m in (ours.gpus - 1, ours.gpus):
+    for m in (ours.gpus - 1,) if fewer_only else (ours.gpus - 1, ours.gpus):
         if m < 1 or m > len(problem.adapters):
             continue
         out.append(_built(problem, f"least-loaded spread on {m}",
@@ -214,12 +215,14 @@ class Judged:
 
 
 def choose(pool: Sequence[tuple[str, tuple[GpuAssignment, ...]]],
-           judge: TwinJudge, options: SearchOptions, chunk: int) -> Judged | None:
+           judge: TwinJudge, options: SearchOptions, chunk: int,
+           top: int | None = None) -> Judged | None:
     """The candidate with the fewest GPUs that the twin passes, then the lowest worst-GPU
     twin mean TTFT, then the earliest in ``pool``; None if the twin passes none.
 
-    Candidates on as many GPUs as the largest in the pool (``ours``) are simulated only if
-    the surrogate predicts no GPU to starve; those on fewer GPUs go to the twin whatever the
+    Candidates on ``top`` GPUs (default: as many as the largest in the pool, ``ours``) are
+    simulated only if the surrogate predicts no GPU to starve; those on fewer GPUs go to the
+    twin whatever the
     surrogate's starvation figure (a GPU saved is worth its runs: the papers' greedy GPUs of
     ``placement_eval.py``'s ``trace-81632-32-x16``, 3 of 10 predicted to starve, all pass
     the twin), the hard SLOs still asked of both.
@@ -228,11 +231,11 @@ def choose(pool: Sequence[tuple[str, tuple[GpuAssignment, ...]]],
     GPU whose twin mean TTFT reaches the best worst TTFT so far (it cannot win; ties go to
     the earlier one), so the choice is the one of simulating every GPU, in fewer runs."""
     counts = sorted({len(s) for _, s in pool})
+    top = counts[-1] if top is None and counts else top
     for m in counts:
         best: Judged | None = None
         for name, servers in pool:
-            if len(servers) != m or not _surrogate_ok(servers, options,
-                                                      starvation=m == counts[-1]):
+            if len(servers) != m or not _surrogate_ok(servers, options, starvation=m == top):
                 continue
             v = judge.verdicts(servers, chunk, math.inf if best is None else best.worst)
             if v is not None:
@@ -371,6 +374,37 @@ def improve(problem: PlacementProblem, ours: Placement, judge: TwinJudge,
             f"{fixed.worst / 1e3:.1f} s; {judge.runs} twin run(s) of {judge.duration_s:g} s")
     return dataclasses.replace(ours, servers=fixed.servers, notes=(*ours.notes, note),
                                tradeoff=retarget(ours.tradeoff, fixed.servers, target))
+
+
+def fewer_gpus(problem: PlacementProblem, ours: Placement, judge: TwinJudge,
+               options: SearchOptions, target: LatencyTarget, chunk: int) -> Placement:
+    """``ours``, or the portfolio's choice among its candidates on fewer GPUs when the twin
+    passes one: what ``place`` does with twin confirmations and without ``twin_search``.
+
+    The surrogate's margin (``p_max``) can cost a GPU that a plain spread does without: on
+    1,000 adapters of the Azure conversation trace (x10, ranks {8, 16, 32}) ``loratwin``'s
+    surrogate search kept 7 GPUs while ``least-loaded`` and ``dlora-proactive`` served the
+    load on 6 with no GPU starving in the twin. So the spreads on N - 1 GPUs and the papers'
+    greedy placement when it needs fewer (:func:`candidates` with ``fewer_only``) are judged
+    as :func:`choose` judges them, every GPU simulated as ``--verify`` simulates it, riskiest
+    first, a candidate dropped at its first failing GPU: at most about 2 x (N - 1) runs,
+    usually far fewer when none passes. No repair (``twin_search`` adds the candidates on N
+    GPUs and the repair). The latency trade-off is re-stated for the GPUs returned.
+    """
+    pool = candidates(problem, ours, fewer_only=True)
+    if not pool:
+        return ours
+    chosen = choose(pool, judge, options, chunk, top=ours.gpus)
+    runs = f"{judge.runs} twin run(s) of {judge.duration_s:g} s"
+    if chosen is None:
+        return dataclasses.replace(ours, notes=(
+            *ours.notes, f"fewer GPUs: the twin passed no placement on fewer than {ours.gpus} "
+            f"GPU(s) ({runs})"))
+    note = (f"fewer GPUs: {chosen.name} passes the twin on {len(chosen.servers)} GPU(s) "
+            f"(worst GPU mean TTFT {chosen.worst / 1e3:.1f} s; {runs}); --twin-search also "
+            "repairs its latency")
+    return dataclasses.replace(ours, servers=chosen.servers, notes=(*ours.notes, note),
+                               tradeoff=retarget(ours.tradeoff, chosen.servers, target))
 
 
 def retarget(tradeoff: SloTradeoff | None, servers: Sequence[GpuAssignment],
