@@ -30,6 +30,8 @@ Run::
     python benchmarks/placement_eval.py --only trace-816-32-x4,zipf-100 --jobs 2
     python benchmarks/placement_eval.py --surrogate dev.npz --cache /tmp/eval.jsonl
     python benchmarks/placement_eval.py --only trace-816-2000-x8 --rerun loratwin  # after a change
+    # loratwin as the default `place` (no --twin-search), the others from a copy of a cache:
+    python benchmarks/placement_eval.py --cache copy.jsonl --rerun loratwin --default-place
 """
 
 from __future__ import annotations
@@ -102,10 +104,12 @@ def problem_of(setup: Setup, trace, model: str, pred):
     return make_problem(adapters_of(setup, trace, profile), profile, predictor=pred)
 
 
-def placed(problem, algorithm: str, jobs: int):
-    """(placement, CPU s of this process: twin runs in workers excluded)."""
+def placed(problem, algorithm: str, jobs: int, twin_search: bool = True):
+    """(placement, CPU s of this process: twin runs in workers excluded); ``loratwin`` with
+    the twin-judged portfolio (``--twin-search``) unless ``twin_search`` is False (then as
+    the default ``loratwin place``: confirmations and the one-GPU-fewer check)."""
     c0 = time.process_time()
-    p = place(problem, algorithm, jobs=jobs, twin_search=True)
+    p = place(problem, algorithm, jobs=jobs, twin_search=twin_search)
     return p, time.process_time() - c0
 
 
@@ -119,11 +123,12 @@ def verified_row(problem, p, cpu: float, duration: float, jobs: int) -> dict:
     return row
 
 
-def run_setup(setup: Setup, trace, model: str, pred, duration: float, jobs: int) -> dict:
+def run_setup(setup: Setup, trace, model: str, pred, duration: float, jobs: int,
+              twin_search: bool = True) -> dict:
     problem = problem_of(setup, trace, model, pred)
     lb = lower_bound(problem)
     lp = lp_lower_bound(problem)
-    placements = [placed(problem, a, jobs) for a in ALGORITHMS]
+    placements = [placed(problem, a, jobs, twin_search) for a in ALGORITHMS]
     opt = None
     if len(problem.adapters) <= MAX_ADAPTERS:
         opt = solve_exact(problem, [p for p, _ in placements], lower=lb.gpus)
@@ -231,7 +236,11 @@ def main() -> None:
     ap.add_argument("--rerun", default=None,
                     help="comma list of algorithms placed and verified again in the cached "
                          "setups chosen (e.g. loratwin after a change; the others kept)")
+    ap.add_argument("--default-place", action="store_true",
+                    help="place loratwin as the default `loratwin place` does (no "
+                         "--twin-search); use a cache of its own")
     args = ap.parse_args()
+    search = not args.default_place
 
     all_setups = setups()
     if args.list:
@@ -256,7 +265,7 @@ def main() -> None:
             problem = problem_of(s, trace, args.model, pred)
             rows = {x["algorithm"]: x for x in done[s.name]["results"]}
             for a in args.rerun.split(","):
-                p, cpu = placed(problem, a, args.jobs)
+                p, cpu = placed(problem, a, args.jobs, search)
                 rows[a] = verified_row(problem, p, cpu, args.duration, args.jobs)
             done[s.name]["results"] = [rows[a] for a in ALGORITHMS if a in rows]
             args.cache.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
@@ -266,7 +275,7 @@ def main() -> None:
         if s.name in done:
             continue
         t0 = time.perf_counter()
-        rec = run_setup(s, trace, args.model, pred, args.duration, args.jobs)
+        rec = run_setup(s, trace, args.model, pred, args.duration, args.jobs, search)
         rec["surrogate"] = args.surrogate or f"bundled {args.model}"
         done[s.name] = rec
         with args.cache.open("a") as fh:
