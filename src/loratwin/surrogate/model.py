@@ -197,6 +197,17 @@ def wanted_fields(fields: Collection[str] | None) -> frozenset[str]:
     return wanted
 
 
+def models_for(wanted: frozenset[str], available: Collection[str], blend: bool) -> list[str]:
+    """The ensembles a prediction of the ``wanted`` fields runs: the regression targets
+    among them that the surrogate has (``available``), then, for ``starvation`` or
+    ``starvation_probability``, the starvation classifier and (``blend``) the
+    served-fraction model of the blended probability."""
+    names = [t for t in REGRESSION_TARGETS if t in wanted and t in available]
+    if wanted & {"starvation", "starvation_probability"}:
+        names += [CLASS_TARGET, *([SERVED_FRACTION] if blend else [])]
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class PointPrediction:
     """Prediction for one configuration (units as in :class:`Predictions`)."""
@@ -264,10 +275,10 @@ class Surrogate:
     envelope_min: np.ndarray
     envelope_max: np.ndarray
     capacity: CapacityTable
+    _group: EnsembleGroup = field(repr=False)
     _env_lo: tuple[float, ...] = field(repr=False, default=())
     _env_hi: tuple[float, ...] = field(repr=False, default=())
     _blend: tuple[float, float, float] | None = field(repr=False, default=None)
-    _group: EnsembleGroup | None = field(repr=False, default=None)
 
     # -------------------------------------------------------------- construction and files
 
@@ -408,18 +419,11 @@ class Surrogate:
         x = _check_matrix(features)
         wanted = wanted_fields(fields)
         xa = augment(x, self.capacity)
-        starvation = bool(wanted & {"starvation", "starvation_probability"})
-        names = [t for t in REGRESSION_TARGETS if t in wanted and t in self.models]
-        if starvation:
-            names.append(CLASS_TARGET)
-            if self._blend:
-                names.append(SERVED_FRACTION)
-        got = (self._group.predict(xa, names) if self._group is not None
-               else {t: self.models[t].compiled.predict(xa) for t in names})
+        got = self._group.predict(xa, models_for(wanted, self.models, bool(self._blend)))
         out = {t: (inverse_transform(self.models[t].transform, got[t], x) if t in got
                    else np.full(len(x), np.nan)) for t in REGRESSION_TARGETS}
         p, starved = np.full(len(x), np.nan), np.zeros(len(x), bool)
-        if starvation:
+        if CLASS_TARGET in got:
             p = got[CLASS_TARGET]
             if self._blend:
                 p = blend_probability(p, got[SERVED_FRACTION], *self._blend)

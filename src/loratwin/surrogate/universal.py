@@ -63,11 +63,11 @@ from loratwin.errors import DataError
 from loratwin.profile.model import Profile
 from loratwin.surrogate.features import FEATURES, feature_frame
 from loratwin.surrogate.model import (
-    PREDICTION_FIELDS,
     Predictions,
     Surrogate,
     blend_probability,
     bundled_surrogates,
+    models_for,
     wanted_fields,
 )
 from loratwin.surrogate.scales import ProfileScales
@@ -247,8 +247,8 @@ class UniversalSurrogate:
     models: dict[str, TreeEnsemble]
     envelope_min: np.ndarray
     envelope_max: np.ndarray
-    compiled: dict[str, CompiledEnsemble] = field(repr=False, default_factory=dict)
-    group: EnsembleGroup | None = field(repr=False, default=None)
+    compiled: dict[str, CompiledEnsemble] = field(repr=False)
+    group: EnsembleGroup = field(repr=False)
 
     @staticmethod
     def from_parts(meta: dict[str, Any], models: dict[str, TreeEnsemble]) -> UniversalSurrogate:
@@ -326,21 +326,16 @@ class UniversalSurrogate:
         ``fields``: the targets (and ``starvation_probability``) the caller reads (None: all);
         the others are NaN. A row's answers do not depend on the fields asked for.
         """
-        wanted = set(PREDICTION_FIELDS if fields is None else fields)
         s = profile_scales_at(x, scales)
         u = universal_inputs(x, s, self.window_s)
-        starvation = bool(wanted & {"starvation", "starvation_probability"})
         blend = self.meta.get("blend")
-        names = [t for t in REGRESSION_TARGETS if t in wanted and t in self.compiled]
-        if starvation:
-            names += [CLASS_TARGET, *([SERVED_FRACTION] if blend else [])]
-        got = (self.group.predict(u, names) if self.group is not None
-               else {t: self.compiled[t].predict(u) for t in names})
+        got = self.group.predict(u, models_for(wanted_fields(fields), self.compiled,
+                                                bool(blend)))
         out: dict[str, np.ndarray] = {
             t: (inverse_target(t, got[t], x, s) if t in got else np.full(len(x), np.nan))
             for t in REGRESSION_TARGETS}
         p = np.full(len(x), np.nan)
-        if starvation:
+        if CLASS_TARGET in got:
             p = got[CLASS_TARGET]
             if blend:
                 p = blend_probability(p, got[SERVED_FRACTION], float(blend["weight"]),
@@ -412,7 +407,7 @@ class BoundSurrogate:
             raise DataError("features must be finite numbers")
         if (x[:, _F["max_loras"]] < 1).any() or (x[:, _F["served_adapters"]] < 1).any():
             raise DataError("served_adapters and max_loras must be >= 1")
-        r = self.universal.predict_raw(x, self.scales, wanted_fields(fields))
+        r = self.universal.predict_raw(x, self.scales, fields)
         p = r["starvation_probability"]
         return Predictions(**{t: r[t] for t in REGRESSION_TARGETS}, starvation=p >= 0.5,
                            starvation_probability=p, out_of_envelope=r["out_of_envelope"])
