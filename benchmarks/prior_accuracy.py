@@ -20,6 +20,7 @@ Prints every acceptance figure of the prior, each from the same code the CLI run
 Usage::
 
     python benchmarks/prior_accuracy.py [--data ../shared/data] [--only loo,real,bca]
+        [--bca-models opt-1.3b,opt-2.7b,llama-2-7b,llama-2-13b] [--hbm-gb-s 1638]
                                         [--jobs 2] [--json prior_accuracy.json]
 """
 
@@ -138,13 +139,13 @@ def _grid_steps(grid: list[int], a: float | None, b: float | None) -> int | None
     return abs(ia - ib)
 
 
-def run_bca(data: Path, work: Path) -> dict:
+def run_bca(data: Path, work: Path, models: tuple[str, ...] = BCA_MODELS) -> dict:
     calib = calibrate(default_calibration_profiles())
     res: dict = {}
     for fixed in (False, True):
         measured = pd.read_csv(data / "bca" / ("batch_sweep_fixed_length.csv" if fixed
                                                else "batch_sweep_sharegpt.csv"))
-        for model in BCA_MODELS:
+        for model in models:
             prof = build_prior(load_model_spec(model), load_gpu(GPU), calib)
             path = work / f"{model}-prior.json"
             save_profile(prof, path)
@@ -159,6 +160,11 @@ def run_bca(data: Path, work: Path) -> dict:
                 "throughput_smape_pct": smape(both.total_token_throughput_tok_s_twin,
                                               both.total_token_throughput_tok_s),
                 "itl_smape_pct": smape(both.mean_itl_ms_twin, both.mean_itl_ms),
+                # one running sequence: the fixed step cost and the weight read alone
+                "itl_ms_at_max_num_seqs_1": {
+                    "measured": float(both.mean_itl_ms[both.max_num_seqs == 1].mean()),
+                    "twin": float(both.mean_itl_ms_twin[both.max_num_seqs == 1].mean()),
+                },
                 "seconds": time.perf_counter() - t0,
             }
             grid = sorted(int(b) for b in meas.max_num_seqs.unique())
@@ -184,7 +190,17 @@ def main() -> None:
     ap.add_argument("--only", default="loo,real,bca", help="comma-separated parts")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the real-run replays")
     ap.add_argument("--json", default=None, help="write the figures as JSON")
+    ap.add_argument("--bca-models", default=",".join(BCA_MODELS),
+                    help="comma-separated models of the bca part (llama-2-13b also has sweeps)")
+    ap.add_argument("--hbm-gb-s", type=float, default=None,
+                    help="what-if HBM bandwidth of the H100 64 GB, GB/s (default: the table's)")
     args = ap.parse_args()
+    if args.hbm_gb_s is not None:
+        global load_gpu
+        import v0_host_fit
+
+        v0_host_fit.set_hbm(args.hbm_gb_s)
+        load_gpu = v0_host_fit.load_gpu
     data = _data_dir(args.data)
     parts = set(args.only.split(","))
     figures: dict = {}
@@ -200,7 +216,7 @@ def main() -> None:
             print(json.dumps(figures["real_runs_llama_prior_calibrated_on_qwen"], indent=1,
                              default=str), flush=True)
         if "bca" in parts:
-            figures["bca_sweeps"] = run_bca(data, work)
+            figures["bca_sweeps"] = run_bca(data, work, tuple(args.bca_models.split(",")))
             print(json.dumps(figures["bca_sweeps"], indent=1, default=str), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, default=str) + "\n")

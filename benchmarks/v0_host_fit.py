@@ -11,6 +11,7 @@ model's SMAPE at that pair: the other models are held out (leave-one-model-out).
 Usage::
 
     python benchmarks/v0_host_fit.py [--data ../shared/data] [--json v0_host_fit.json]
+        [--step-ms -0.5,0,0.5] [--per-seq-us 40,45,50] [--hbm-gb-s 1638]
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
+import loratwin.calibrate.prior_fit as prior_fit
 import loratwin.twin.vllm_0_6_3 as v0
 from loratwin.calibrate.prior import build_prior, calibrate, default_calibration_profiles
 from loratwin.calibrate.prior_check import bca_twin_sweep, smape
-from loratwin.calibrate.prior_gpu import load_gpu
+from loratwin.calibrate.prior_gpu import GpuSpec, load_gpu
 from loratwin.calibrate.prior_model import load_model_spec
 from loratwin.profile.store import save_profile
 
@@ -42,6 +44,21 @@ def set_host(step_s: float, per_seq_s: float) -> None:
     runner = dataclasses.replace(v0.RULES.model_runner, host_step_s=step_s,
                                  host_per_seq_s=per_seq_s)
     v0.RULES = dataclasses.replace(v0.RULES, model_runner=runner)
+
+
+def set_hbm(gb_s: float) -> None:
+    """Give the H100 64 GB ``gb_s`` GB/s of HBM bandwidth in this process (a what-if of the
+    GPU table's inferred figure): the calibration fit and the priors both see it."""
+    def patched(gpu: GpuSpec) -> GpuSpec:
+        if gpu.name != "h100-64gb":
+            return gpu
+        return gpu.model_copy(update={"hbm_bandwidth_gb_s": gb_s})
+
+    of_profile = prior_fit.gpu_of_profile
+    prior_fit.gpu_of_profile = lambda text: patched(of_profile(text))
+    global load_gpu
+    load_one = load_gpu
+    load_gpu = lambda name: patched(load_one(name))  # noqa: E731
 
 
 def sweep_smape(path: Path, measured: pd.DataFrame, model: str, work: Path) -> float:
@@ -67,11 +84,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data", help="measurement folder")
     ap.add_argument("--json", default=None, help="write the grid and the result as JSON")
+    ap.add_argument("--step-ms", default=",".join(map(str, STEP_MS)),
+                    help="comma-separated per-step host costs of the grid, ms")
+    ap.add_argument("--per-seq-us", default=",".join(map(str, PER_SEQ_US)),
+                    help="comma-separated per-sequence host costs of the grid, us")
+    ap.add_argument("--hbm-gb-s", type=float, default=None,
+                    help="what-if HBM bandwidth of the H100 64 GB, GB/s (default: the table's)")
     args = ap.parse_args()
+    step_ms = [float(x) for x in args.step_ms.split(",")]
+    per_seq_us = [float(x) for x in args.per_seq_us.split(",")]
     sweep_csv = Path(args.data) / "bca" / "batch_sweep_sharegpt.csv"
     if not sweep_csv.is_file():
         sys.exit(f"error: {sweep_csv} not found (pass --data ../shared/data)")
     measured = pd.read_csv(sweep_csv)
+    if args.hbm_gb_s is not None:
+        set_hbm(args.hbm_gb_s)
     calib = calibrate(default_calibration_profiles())
     original = v0.RULES
     grid: dict[str, dict[str, float]] = {m: {} for m in MODELS}
@@ -82,7 +109,7 @@ def main() -> None:
             paths[m] = work / f"{m}.json"
             save_profile(build_prior(load_model_spec(m), load_gpu("h100-64gb"), calib), paths[m])
         try:
-            for s_ms, q_us in itertools.product(STEP_MS, PER_SEQ_US):
+            for s_ms, q_us in itertools.product(step_ms, per_seq_us):
                 set_host(s_ms * 1e-3, q_us * 1e-6)
                 for m in MODELS:
                     grid[m][f"{s_ms},{q_us}"] = sweep_smape(paths[m], measured, m, work)
