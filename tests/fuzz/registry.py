@@ -469,6 +469,14 @@ _HF_CONFIG = MappingSpec(
 )
 _PRIOR_BASE = ("profile", "prior", "--hf-config", "config.json", "--gpu", "h200", "-o",
                "p.json")
+_ADAPTER_CONFIG = MappingSpec(
+    base={"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]},
+    bad_values={"peft_type": ("PREFIX_TUNING", "IA3"),
+                "target_modules": ([], 5, None, ["lm_head"], ["embed_tokens"], ["nope"], [1],
+                                   "(", "^nothing$", "q_proj"),
+                "layers_to_transform": (-1, 2, 99, "x", [1.5], [], True)},
+    unknown_key_bad=False,
+)
 
 
 @command("profile prior")
@@ -480,9 +488,14 @@ def _profile_prior() -> st.SearchStrategy[Case]:
         bad_flag({"--gpu": ("h300", "", "H100"), "--tp": ("0", "-1", "3", "x", "1.5"),
                   "--dtype": ("int8", "fp8", ""),
                   "--calibrate-on": ("no-such-model", "missing.json", ","),
-                  "--generation-config": ("missing.json",)}).map(
+                  "--generation-config": ("missing.json",),
+                  "--target-modules": ("lm_head", "", ",", "nope", "q_proj,embed_tokens"),
+                  "--adapter-config": ("missing.json",)}).map(
             lambda aw: Case("profile prior", (*_PRIOR_BASE, *aw[0]), cfg, ("p.json",),
                             why=aw[1])),
+        bad_mapping(_ADAPTER_CONFIG, "json").map(
+            _file_case("profile prior", (*_PRIOR_BASE, "--adapter-config", "adapter_config.json"),
+                       "adapter_config.json", cfg, ("p.json",))),
         bad_output("-o", "p.json").map(
             _output_case("profile prior", _PRIOR_BASE[:-2], cfg)),
         st.sampled_from((

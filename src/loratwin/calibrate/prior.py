@@ -36,6 +36,7 @@ from loratwin.calibrate.prior_loads import LoadConstants, build_load_model, fit_
 from loratwin.calibrate.prior_memory import MemoryConstants, build_kv_model, weights_bytes
 from loratwin.calibrate.prior_model import ModelSpec, Shard
 from loratwin.calibrate.prior_roofline import Efficiency, step_coefficients
+from loratwin.calibrate.prior_targets import AdapterTargets, all_linear
 from loratwin.errors import ConfigError
 from loratwin.profile.model import GIB, Architecture, Profile
 from loratwin.profile.store import bundled_profiles, load_profile
@@ -123,6 +124,7 @@ def build_prior(
     tp: int = 1,
     vllm_version: str | None = None,
     name: str | None = None,
+    targets: AdapterTargets | None = None,
 ) -> Profile:
     """The estimated profile of ``spec`` on ``tp`` GPUs ``gpu`` (one GPU's view).
 
@@ -139,6 +141,9 @@ def build_prior(
         step and memory constants are theirs in any case).
     name:
         Profile name; default :func:`prior_name`.
+    targets:
+        The modules the user's adapters adapt (:mod:`.prior_targets`), which set the adapter
+        load times; default every linear layer.
 
     Raises
     ------
@@ -166,6 +171,7 @@ def build_prior(
             "sampling_penalties": str(spec.sampling_penalties).lower(),
             "calibrated_on": ", ".join(calibration.calibrated_on),
             "lora_supported_by_vllm": str(spec.lora_supported).lower(),
+            "adapter_targets": (targets or all_linear(spec)).label(spec),
         },
         "prior_efficiency": dict(eff.model_dump()),
         "prior_memory": dict(calibration.memory.model_dump()),
@@ -181,7 +187,7 @@ def build_prior(
         max_model_len=max_model_len,
         arch=arch,
         step=step_coefficients(shard, gpu, eff),
-        loads=build_load_model(shard, gpu, calibration.loads),
+        loads=build_load_model(shard, gpu, calibration.loads, targets),
         kv=build_kv_model(shard, gpu, calibration.memory, max_model_len=max_model_len),
         frontend_latency_s=eff.frontend_latency_s,
         sharegpt_mean_input_tokens=calibration.sharegpt_mean_input_tokens,

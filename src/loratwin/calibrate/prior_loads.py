@@ -15,8 +15,8 @@ vLLM 0.8.5 loads an adapter in two stages (``vllm/lora/worker_manager.py``,
   into a slot of larger rank (``max_lora_rank`` > rank) writes a non-contiguous slice, which
   PyTorch stages through a contiguous GPU temporary and a second kernel::
 
-      cpu_ms = op_ms x (2 x slices + 2 x adapted slices) x layers [+ 6 embedding fills]
-               + strided_ms x adapted slices x layers  [rank < max_lora_rank]
+      cpu_ms = op_ms x (2 x slices x layers + 2 x adapted slices) [+ 6 embedding fills]
+               + strided_ms x adapted slices  [rank < max_lora_rank]
 
 * **disk -> CPU** (``_load_adapter`` -> ``LoRAModel.from_local_checkpoint``, on a CPU-cache
   miss): every tensor of the safetensors file is read, cast (``.to(dtype)``), transposed,
@@ -25,10 +25,12 @@ vLLM 0.8.5 loads an adapter in two stages (``vllm/lora/worker_manager.py``,
       disk_ms = tensor_ms x tensors + adapter bytes / storage bandwidth
 
 ``op_ms``, ``strided_ms``, ``tensor_ms`` and the storage bandwidth are host and software
-constants fitted on the calibration profiles' measured loads (``adapter_loading.csv``). The
+constants fitted on the calibration profiles' measured loads (``adapter_loading.csv``), whose
 adapters are assumed to adapt every linear layer (``q/k/v/o/gate/up/down_proj``, or OPT's
-``fc1``/``fc2``) in the model dtype: the measured data does not say which modules its dummy
-adapters adapt (``docs/prior.md`` discusses what the measurements imply).
+``out_proj``/``fc1``/``fc2``) in the model dtype: the measured data does not say which modules
+its dummy adapters adapt (``docs/prior.md`` discusses what the measurements imply). The
+user's adapters are counted by their own targets (:class:`~.prior_targets.AdapterTargets`,
+``profile prior --target-modules`` / ``--adapter-config``; default every linear layer).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loratwin.calibrate.prior_gpu import GpuSpec
 from loratwin.calibrate.prior_memory import TABLE_RANKS
 from loratwin.calibrate.prior_model import Shard
+from loratwin.calibrate.prior_targets import AdapterTargets, all_linear, module_dims
 from loratwin.profile.model import LoadModel, LoadPoint
 
 #: ``fill_`` kernels of ``reset_lora`` of one embedding wrapper (A, B, extra embeddings).
@@ -68,50 +71,54 @@ def slices_per_layer(shard: Shard) -> int:
     return QKV_SLICES + O_SLICES + (2 if shard.spec.gated else 1) + DOWN_SLICES
 
 
-def adapter_bytes(shard: Shard, rank: int) -> int:
-    """Bytes of one adapter of ``rank`` on one GPU (A and B of every linear layer)."""
-    s = shard.spec
-    h, q, kv, i = s.hidden_size, shard.q_size, shard.kv_size, shard.intermediate
-    mlp = 3 if s.gated else 2
-    per_layer = rank * (3 * h + q + 2 * kv)  # q, k, v: A (r x H) each; B (q + 2 kv) x r
-    per_layer += rank * (q + h)  # o
-    per_layer += rank * ((mlp - 1) * (h + i) + (i + h))  # gate/up (or fc1) and down (fc2)
-    return per_layer * s.num_layers * s.dtype_bytes
+def _pairs(shard: Shard, targets: AdapterTargets | None) -> tuple[tuple[int, str], ...]:
+    return (targets or all_linear(shard.spec)).pairs
 
 
-def adapter_tensors(shard: Shard) -> int:
+def adapter_bytes(shard: Shard, rank: int, targets: AdapterTargets | None = None) -> int:
+    """Bytes of one adapter of ``rank`` on one GPU: A (rank x input) and B (output x rank) of
+    every adapted module (``targets``; default every linear layer)."""
+    elements = sum(sum(module_dims(shard, m)) for _, m in _pairs(shard, targets))
+    return rank * elements * shard.spec.dtype_bytes
+
+
+def adapter_tensors(shard: Shard, targets: AdapterTargets | None = None) -> int:
     """Tensors of the adapter file: A and B of every adapted slice of every layer."""
-    return 2 * slices_per_layer(shard) * shard.spec.num_layers
+    return 2 * len(_pairs(shard, targets))
 
 
-def activation_ops(shard: Shard) -> int:
-    """CUDA operations ``activate_adapter`` enqueues (fills of every slot slice, copies)."""
-    s = slices_per_layer(shard)
-    ops = (2 * s + 2 * s) * shard.spec.num_layers
-    return ops + (2 * EMBEDDING_WRAPPER_FILLS if shard.spec.lora_embeddings else 0)
+def activation_ops(shard: Shard, targets: AdapterTargets | None = None) -> int:
+    """CUDA operations ``activate_adapter`` enqueues: a ``fill_`` of A and of B of every
+    slice of every wrapped module (adapted or not), a copy of A and of B of every adapted
+    slice, and the embedding wrappers' fills."""
+    fills = 2 * slices_per_layer(shard) * shard.spec.num_layers
+    copies = 2 * len(_pairs(shard, targets))
+    return fills + copies + (2 * EMBEDDING_WRAPPER_FILLS if shard.spec.lora_embeddings else 0)
 
 
-def strided_copies(shard: Shard, max_lora_rank: int, rank: int) -> int:
+def strided_copies(shard: Shard, max_lora_rank: int, rank: int,
+                   targets: AdapterTargets | None = None) -> int:
     """B copies into a non-contiguous slot slice (adapter rank below the slot rank)."""
-    return slices_per_layer(shard) * shard.spec.num_layers if rank < max_lora_rank else 0
+    return len(_pairs(shard, targets)) if rank < max_lora_rank else 0
 
 
 def cpu_load_ms(shard: Shard, gpu: GpuSpec, c: LoadConstants, max_lora_rank: int,
-                rank: int) -> float:
+                rank: int, targets: AdapterTargets | None = None) -> float:
     """CPU -> GPU activation of one adapter, ms (host enqueue time; module docstring).
 
     ``gpu`` is unused: the copies are asynchronous, so neither PCIe nor HBM bandwidth sets
     the time the host spends.
     """
     del gpu
-    return c.op_ms * activation_ops(shard) + c.strided_ms * strided_copies(
-        shard, max_lora_rank, rank)
+    return c.op_ms * activation_ops(shard, targets) + c.strided_ms * strided_copies(
+        shard, max_lora_rank, rank, targets)
 
 
-def disk_load_ms(shard: Shard, c: LoadConstants, rank: int) -> float:
+def disk_load_ms(shard: Shard, c: LoadConstants, rank: int,
+                 targets: AdapterTargets | None = None) -> float:
     """Disk -> CPU load of one adapter, ms."""
-    return c.tensor_ms * adapter_tensors(shard) + 1e3 * adapter_bytes(shard, rank) \
-        / c.storage_bytes_s
+    return c.tensor_ms * adapter_tensors(shard, targets) + 1e3 * adapter_bytes(
+        shard, rank, targets) / c.storage_bytes_s
 
 
 def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -152,11 +159,14 @@ def fit_load_constants(measured: list[tuple[Shard, GpuSpec, LoadModel]]
                     "storage_gb_s": consts.storage_bytes_s / 1e9}
 
 
-def build_load_model(shard: Shard, gpu: GpuSpec, c: LoadConstants) -> LoadModel:
-    """Load times at every (slot rank, adapter rank <= slot rank) of ``TABLE_RANKS``."""
+def build_load_model(shard: Shard, gpu: GpuSpec, c: LoadConstants,
+                     targets: AdapterTargets | None = None) -> LoadModel:
+    """Load times at every (slot rank, adapter rank <= slot rank) of ``TABLE_RANKS`` of
+    adapters of ``targets`` (default: every linear layer)."""
     pts = tuple(
         LoadPoint(max_lora_rank=m, adapter_rank=r,
-                  cpu_ms=cpu_load_ms(shard, gpu, c, m, r), disk_ms=disk_load_ms(shard, c, r))
+                  cpu_ms=cpu_load_ms(shard, gpu, c, m, r, targets),
+                  disk_ms=disk_load_ms(shard, c, r, targets))
         for m in TABLE_RANKS for r in TABLE_RANKS if r <= m
     )
     x = np.array([[1.0, p.max_lora_rank, p.adapter_rank] for p in pts])

@@ -11,6 +11,8 @@ from loratwin.twin.cost import StepCost
 
 #: Decode batches whose estimated step time the summary shows.
 SUMMARY_BATCHES = (1, 64, 256)
+#: Adapter rank (and slot rank) whose estimated load times the summary shows.
+LOAD_SUMMARY_RANK = 16
 
 
 def decode_step_ms(profile: Profile, batch: int, context: int = 512) -> float:
@@ -53,10 +55,16 @@ def prior_summary_table(profile: Profile) -> Table:
                   f"{eff.get('weights', 0):.3f} / {eff.get('kv', 0):.3f}")
     table.add_row("tensor-core efficiency (linear / attention)",
                   f"{eff.get('flops', 0):.3f} / {eff.get('attention', 0):.4f}")
+    if "adapter_targets" in rep:
+        table.add_row("adapter targets (load times)", str(rep["adapter_targets"]))
+    for p in profile.loads.points:
+        if p.max_lora_rank == p.adapter_rank == LOAD_SUMMARY_RANK:
+            table.add_row(f"adapter load, rank {p.adapter_rank} (CPU->GPU / disk->CPU)",
+                          f"{p.cpu_ms:.2f} / {p.disk_ms:.1f} ms")
     table.add_row("calibrated on", str(rep.get("calibrated_on", "")))
     table.add_row("total GPU memory", f"{profile.gpu_total_memory_gib:.2f} GiB "
                   f"({profile.gpu_total_memory_gib * GIB / 1e9:.1f} GB)")
     return table
 
 
-__all__ = ["SUMMARY_BATCHES", "decode_step_ms", "prior_summary_table"]
+__all__ = ["LOAD_SUMMARY_RANK", "SUMMARY_BATCHES", "decode_step_ms", "prior_summary_table"]

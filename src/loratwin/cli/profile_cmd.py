@@ -12,6 +12,8 @@ from loratwin.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from loratwin.calibrate.collect import CollectOptions
+    from loratwin.calibrate.prior_model import ModelSpec
+    from loratwin.calibrate.prior_targets import AdapterTargets
 
 profile_app = command_group("Fit and inspect performance profiles.")
 app.add_typer(profile_app, name="profile")
@@ -189,6 +191,24 @@ def _grid(text: str, flag: str, lo: float, hi: float | None) -> list[float]:
     return values
 
 
+def _adapter_targets(spec: ModelSpec, target_modules: str | None,
+                     adapter_config: Path | None) -> AdapterTargets | None:
+    """The adapters' targets from ``--target-modules`` or ``--adapter-config`` (not both)."""
+    from loratwin.calibrate.prior_targets import ALL_LINEAR, read_adapter_config, resolve_targets
+
+    if target_modules is not None and adapter_config is not None:
+        raise ConfigError("give --target-modules or --adapter-config, not both",
+                          field="--target-modules")
+    if adapter_config is not None:
+        return read_adapter_config(adapter_config, spec)
+    if target_modules is None:
+        return None
+    names = [t.strip() for t in target_modules.split(",") if t.strip()]
+    if not names:
+        raise ConfigError("no module named", field="--target-modules")
+    return resolve_targets(spec, ALL_LINEAR if names == [ALL_LINEAR] else names)
+
+
 @profile_app.command("prior")
 def prior_cmd(
     hf_config: str = typer.Option(..., "--hf-config", help="config.json of the model, or a "
@@ -208,13 +228,22 @@ def prior_cmd(
     generation_config: Path | None = typer.Option(
         None, help="The model's generation_config.json: its repetition/frequency/presence "
         "penalties cost every step (default: the bundled copy, none for a user's config)"),
+    target_modules: str | None = typer.Option(
+        None, help="Modules your adapters adapt, comma-separated as PEFT's target_modules "
+        "(e.g. q_proj,v_proj; or all-linear); they set the adapter load times "
+        "(default: every linear layer)"),
+    adapter_config: Path | None = typer.Option(
+        None, help="A PEFT adapter_config.json of your adapters: its target_modules (names "
+        "or a regular expression) and layers_to_transform set the adapter load times"),
 ) -> None:
     """Estimate a profile for a model and GPU nobody measured (a physics prior).
 
     Step costs are a roofline of each step (weights and KV bytes read, FLOPs, LoRA kernel
     shapes) with efficiency factors fitted here on the --calibrate-on profiles and shared by
     all models; KV capacity and start-up failures come from vLLM's memory arithmetic; load
-    times from adapter bytes and PCIe bandwidth. Everything made from it says "estimated".
+    times from the operations vLLM enqueues per adapted module and the adapter file's tensors
+    and bytes (--target-modules or --adapter-config: the modules your adapters adapt).
+    Everything made from it says "estimated".
     Leave-one-model-out in one command::
 
         loratwin profile prior --hf-config qwen2.5-7b --gpu h100-64gb \\
@@ -232,6 +261,7 @@ def prior_cmd(
     spec = load_model_spec(hf_config, dtype=dtype, generation_config=generation_config)
     gpu_spec = load_gpu(gpu)
     Shard.of(spec, tp)  # reject a tp that does not split the model before the fit
+    targets = _adapter_targets(spec, target_modules, adapter_config)
     names = [n.strip() for item in (calibrate_on or []) for n in item.split(",") if n.strip()]
     if calibrate_on and not names:
         raise ConfigError("no profile named", field="--calibrate-on")
@@ -239,7 +269,8 @@ def prior_cmd(
     with console.status("fitting the efficiency factors on "
                         + ", ".join(p.name for p in profiles)):
         calib = calibrate(profiles)
-    prof = build_prior(spec, gpu_spec, calib, tp=tp, vllm_version=vllm_version, name=name)
+    prof = build_prior(spec, gpu_spec, calib, tp=tp, vllm_version=vllm_version, name=name,
+                       targets=targets)
     with atomic_output(out) as tmp:
         save_profile(prof, tmp)
     console.print(prior_summary_table(prof))
