@@ -48,6 +48,32 @@ def read_yaml_mapping(path: Path, what: str = "config") -> dict[str, Any]:
     return data
 
 
+def read_json_object(path: Path, what: str = "JSON", field: str | None = None
+                     ) -> dict[str, Any]:
+    """Read a JSON file whose top level is an object.
+
+    Raises
+    ------
+    DataError
+        Missing file, not UTF-8, invalid JSON, or a top level that is not an object; the
+        message names the file (and ``field``, the flag that gave it, when known).
+    """
+    import json
+
+    if not path.is_file():
+        raise DataError(f"{what} file not found: {path}", field=field)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file", field=field) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON ({exc.msg}, line {exc.lineno})",
+                        field=field) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a JSON object", field=field)
+    return data
+
+
 def _non_finite(data: Any, loc: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """The location of the first NaN or infinity in a nested mapping/list, if any."""
     if isinstance(data, float) and not math.isfinite(data):

@@ -124,12 +124,14 @@ def test_adapter_config_json(tmp_path: Path) -> None:
         ({"target_modules": []}, "string or a list"),
         ({"target_modules": [1]}, "string or a list"),
         ({"target_modules": ["q_proj"], "layers_to_transform": "x"}, "integer or a list"),
-        ([1, 2], "no JSON object"),
+        ([1, 2], "not a JSON object"),
     ]:
         with pytest.raises(DataError, match=message):
             read_adapter_config(_write(tmp_path, bad), LLAMA)
+    with pytest.raises(DataError, match="adapter config file not found"):
+        read_adapter_config(tmp_path / "missing.json", LLAMA)
     (tmp_path / "broken.json").write_text('{"target_modules": [')
-    with pytest.raises(DataError, match="not a JSON file"):
+    with pytest.raises(DataError, match="invalid JSON"):
         read_adapter_config(tmp_path / "broken.json", LLAMA)
 
 

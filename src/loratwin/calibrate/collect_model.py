@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loratwin.calibrate.collect_plan import ServerSpec
+from loratwin.configfile import read_json_object
 from loratwin.errors import ConfigError, DataError
 from loratwin.live.launcher import flag_value, set_flags
 
@@ -23,18 +24,6 @@ _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4
 #: LoRA flags the campaign sets on every server it starts.
 LORA_FLAGS = ("--enable-lora", "--max-loras", "--max-cpu-loras", "--max-lora-rank",
               "--lora-modules")
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: invalid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
 
 
 def model_shapes(config_json: Path) -> tuple[dict[str, int], int]:
@@ -45,7 +34,7 @@ def model_shapes(config_json: Path) -> tuple[dict[str, int], int]:
     DataError
         Missing file, invalid JSON or a missing size key.
     """
-    cfg = _read_json(config_json)
+    cfg = read_json_object(config_json, "config")
     cfg = cfg.get("text_config", cfg)
     try:
         hidden = int(cfg["hidden_size"])
@@ -73,7 +62,7 @@ def adapter_rank(path: Path) -> int:
     DataError
         No readable ``adapter_config.json`` with an integer ``r``.
     """
-    cfg = _read_json(Path(path) / "adapter_config.json")
+    cfg = read_json_object(Path(path) / "adapter_config.json", "adapter config")
     try:
         return int(cfg["r"])
     except (KeyError, TypeError, ValueError):

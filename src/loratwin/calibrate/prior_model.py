@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from loratwin.configfile import read_json_object
 from loratwin.errors import ConfigError, DataError
 
 _MODELS = ("data", "models")
@@ -259,15 +260,6 @@ def _read_json(text: str, where: str) -> dict[str, Any]:
     return cfg
 
 
-def _read_file_json(path: Path, field: str) -> dict[str, Any]:
-    """A user's JSON file as an object (:func:`_read_json`); not UTF-8 is a DataError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file", field=field) from None
-    return _read_json(text, str(path))
-
-
 def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None,
                     generation_config: str | Path | None = None) -> ModelSpec:
     """A bundled model by name or Hugging Face id, or a user's ``config.json`` path.
@@ -287,13 +279,13 @@ def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None,
         gpath = Path(generation_config)
         if not gpath.is_file():
             raise DataError(f"file not found: {gpath}", field="--generation-config")
-        gen = _read_file_json(gpath, "--generation-config")
+        gen = read_json_object(gpath, "generation config", field="--generation-config")
     text = str(name_or_path)
     path = Path(text)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise DataError(f"config file not found: {path}", field="--hf-config")
-        cfg = _read_file_json(path, "--hf-config")
+        cfg = read_json_object(path, "config", field="--hf-config")
         stem = cfg.get("_loratwin", {}).get("name") or path.parent.name or path.stem
         name = stem if path.name == "config.json" else path.stem
         return model_spec_from_config(cfg, str(name), dtype=dtype, where=str(path),

@@ -17,13 +17,13 @@ the listed decoder layers only.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from loratwin.calibrate.prior_model import ModelSpec, Shard
+from loratwin.configfile import read_json_object
 from loratwin.errors import ConfigError, DataError
 
 #: The decoder layer's linear modules as Hugging Face names them, with their module path
@@ -169,18 +169,12 @@ def read_adapter_config(path: Path, spec: ModelSpec) -> AdapterTargets:
     Raises
     ------
     DataError
-        The file is missing, not JSON, not a LoRA config, or has no ``target_modules``.
+        The file is missing or not a JSON object (:func:`~loratwin.configfile.read_json_object`),
+        not a LoRA config, or has no ``target_modules``.
     ConfigError
         As :func:`resolve_targets`.
     """
-    try:
-        cfg = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a JSON file ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise DataError(f"{path}: not a PEFT adapter_config.json (no JSON object)")
+    cfg = read_json_object(Path(path), "adapter config", field="--adapter-config")
     peft_type = cfg.get("peft_type")
     if peft_type is not None and str(peft_type).upper() != "LORA":
         raise DataError(f"{path}: peft_type {peft_type!r} is not LORA")
