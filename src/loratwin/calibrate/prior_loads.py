@@ -41,13 +41,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from loratwin.calibrate.prior_gpu import GpuSpec
 from loratwin.calibrate.prior_memory import TABLE_RANKS
 from loratwin.calibrate.prior_model import Shard
-from loratwin.calibrate.prior_targets import AdapterTargets, all_linear, module_dims
+from loratwin.calibrate.prior_targets import (
+    AdapterTargets,
+    all_linear,
+    layer_modules,
+    module_dims,
+)
 from loratwin.profile.model import LoadModel, LoadPoint
 
 #: ``fill_`` kernels of ``reset_lora`` of one embedding wrapper (A, B, extra embeddings).
 EMBEDDING_WRAPPER_FILLS = 3
-#: Slices of one transformer layer, in vLLM's packed LoRA layers.
-QKV_SLICES, O_SLICES, DOWN_SLICES = 3, 1, 1
 
 
 class LoadConstants(BaseModel):
@@ -67,8 +70,9 @@ class LoadConstants(BaseModel):
 
 
 def slices_per_layer(shard: Shard) -> int:
-    """Weight slices of the LoRA layers of one transformer layer (qkv, o, gate/up or fc1, down)."""
-    return QKV_SLICES + O_SLICES + (2 if shard.spec.gated else 1) + DOWN_SLICES
+    """Weight slices of the LoRA layers of one transformer layer: one per linear module
+    (qkv_proj packs 3, gate_up_proj 2; o, down or OPT's out_proj, fc1, fc2 one each)."""
+    return len(layer_modules(shard.spec))
 
 
 def _pairs(shard: Shard, targets: AdapterTargets | None) -> tuple[tuple[int, str], ...]:

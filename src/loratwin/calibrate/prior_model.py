@@ -276,15 +276,11 @@ def load_model_spec(name_or_path: str | Path, *, dtype: str | None = None,
     """
     gen = None
     if generation_config is not None:
-        gpath = Path(generation_config)
-        if not gpath.is_file():
-            raise DataError(f"file not found: {gpath}", field="--generation-config")
-        gen = read_json_object(gpath, "generation config", field="--generation-config")
+        gen = read_json_object(Path(generation_config), "generation config",
+                               field="--generation-config")
     text = str(name_or_path)
     path = Path(text)
     if path.suffix == ".json" or path.exists():
-        if not path.is_file():
-            raise DataError(f"config file not found: {path}", field="--hf-config")
         cfg = read_json_object(path, "config", field="--hf-config")
         stem = cfg.get("_loratwin", {}).get("name") or path.parent.name or path.stem
         name = stem if path.name == "config.json" else path.stem
